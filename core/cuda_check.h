@@ -1,0 +1,30 @@
+// Check macros for CUDA, cuBLAS, cuDNN and NCCL: the failing statement, file:line and the
+// library's own text. Only included from .cu files and CUDA-enabled sources.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "core/error.h"
+
+#define DN_CUDA_CHECK(stmt)                                                                  \
+  do {                                                                                       \
+    cudaError_t dn_err_ = (stmt);                                                            \
+    if (dn_err_ != cudaSuccess)                                                              \
+      ::dropnet::internal_error(__FILE__, __LINE__,                                          \
+                                std::string(#stmt " failed: ") + cudaGetErrorString(dn_err_)); \
+  } while (0)
+
+// After a kernel launch: catches bad launch configurations immediately.
+#define DN_CUDA_LAUNCH_CHECK() DN_CUDA_CHECK(cudaGetLastError())
+
+namespace dropnet {
+// Grid size for a 1-D element-wise launch, capped (kernels use grid-stride loops).
+inline unsigned grid_for(long long n, int block = 256) {
+  long long g = (n + block - 1) / block;
+  if (g < 1) g = 1;
+  if (g > 65535LL * 8) g = 65535LL * 8;
+  return static_cast<unsigned>(g);
+}
+}  // namespace dropnet

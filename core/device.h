@@ -1,0 +1,47 @@
+// Devices and raw memory. CUDA memory goes through a caching allocator (device_cuda.cu); in a
+// build without CUDA every CUDA entry point throws an error that says so.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+struct CUstream_st;
+
+namespace dropnet {
+
+using Stream = CUstream_st*;  // cudaStream_t without including the CUDA headers
+
+enum class DeviceType { CPU, CUDA };
+
+struct Device {
+  DeviceType type = DeviceType::CPU;
+  int index = 0;
+  static Device cpu() { return {}; }
+  static Device cuda(int i = 0) { return {DeviceType::CUDA, i}; }
+  bool is_cuda() const { return type == DeviceType::CUDA; }
+  bool is_cpu() const { return type == DeviceType::CPU; }
+  bool operator==(const Device& o) const { return type == o.type && (is_cpu() || index == o.index); }
+  std::string str() const;
+};
+
+// Parses "cpu", "cuda", "cuda:1", "auto" (CUDA when a GPU is present). Throws Input errors.
+Device parse_device(const std::string& s);
+
+bool cuda_compiled();
+int cuda_device_count();  // 0 when not compiled or no driver/GPU
+void cuda_set_device(int index);
+
+void* device_alloc(Device d, size_t bytes);
+void device_free(Device d, void* p, size_t bytes);
+void device_zero(Device d, void* p, size_t bytes);
+void device_fill(Device d, float* p, size_t n, float value);
+// Copies between any two devices (host<->device, device<->device).
+void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
+void device_synchronize(Device d);
+// The compute stream of the current CUDA device (all kernels of a net run on it).
+Stream cuda_stream();
+// Bytes held by the CUDA caching allocator (in use, cached).
+size_t cuda_bytes_in_use();
+size_t cuda_bytes_cached();
+
+}  // namespace dropnet

@@ -1,0 +1,39 @@
+// Typed errors and always-on checks. Every check throws dropnet::Error; the CLIs catch it at
+// the top and exit with code 2 for bad input (ErrorKind::Input) and 1 for internal failures.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace dropnet {
+
+enum class ErrorKind { Input, Internal };
+
+class Error : public std::runtime_error {
+ public:
+  Error(ErrorKind kind, const std::string& what) : std::runtime_error(what), kind_(kind) {}
+  ErrorKind kind() const { return kind_; }
+
+ private:
+  ErrorKind kind_;
+};
+
+// Bad user input: a config, a data file, a snapshot. Message names what and where.
+template <typename... Args>
+[[noreturn]] void input_error(fmt::format_string<Args...> f, Args&&... args) {
+  throw Error(ErrorKind::Input, fmt::format(f, std::forward<Args>(args)...));
+}
+
+[[noreturn]] void internal_error(const char* file, int line, const std::string& msg);
+
+}  // namespace dropnet
+
+// Internal invariant; always on (no debug-only checks).
+#define DN_CHECK(cond, ...)                                                              \
+  do {                                                                                   \
+    if (!(cond))                                                                         \
+      ::dropnet::internal_error(__FILE__, __LINE__,                                      \
+                                std::string("check failed: " #cond " ") + fmt::format(__VA_ARGS__)); \
+  } while (0)

@@ -1,0 +1,92 @@
+// Strict YAML access: every key read is marked; finish() rejects the rest. Every error names the
+// file:line:column and the key path (e.g. "lenet.yaml:23:7: layers[3] (conv2).kernel: ...").
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace dropnet {
+
+// Defaults filled in while reading a config, listed once in the run summary.
+struct DefaultsLog {
+  std::vector<std::string> entries;  // "layers.conv1.stride = 1"
+  std::set<std::string> seen;
+  void add(const std::string& path, const std::string& value);
+};
+
+class ConfigNode {
+ public:
+  ConfigNode() = default;
+  ConfigNode(YAML::Node node, std::string path, std::shared_ptr<const std::string> file,
+             std::shared_ptr<DefaultsLog> defaults = nullptr);
+
+  bool valid() const { return node_.IsDefined() && !node_.IsNull(); }
+  bool has(const std::string& key) const;
+  const std::string& path() const { return path_; }
+  const std::string& file() const { return *file_; }
+  YAML::Node raw() const { return node_; }
+
+  int64_t get_int(const std::string& key);
+  int64_t get_int(const std::string& key, int64_t def);
+  double get_float(const std::string& key);
+  double get_float(const std::string& key, double def);
+  std::string get_string(const std::string& key);
+  std::string get_string(const std::string& key, const std::string& def);
+  bool get_bool(const std::string& key, bool def);
+  // One of `choices`; the error lists them.
+  std::string get_choice(const std::string& key, const std::vector<std::string>& choices,
+                         const std::string& def);
+  // A scalar or a list of scalars.
+  std::vector<std::string> get_string_list(const std::string& key);
+  std::vector<int64_t> get_int_list(const std::string& key, const std::vector<int64_t>& def);
+  std::vector<double> get_float_list(const std::string& key, const std::vector<double>& def);
+
+  ConfigNode child(const std::string& key);            // required map
+  ConfigNode optional_child(const std::string& key);   // invalid() when absent
+  std::vector<ConfigNode> children(const std::string& key);  // required sequence of maps
+
+  // Rejects keys never read, listing the known ones.
+  void finish() const;
+  // "file:line:col: path.key" for messages.
+  std::string where(const std::string& key = "") const;
+  [[noreturn]] void fail(const std::string& key, const std::string& msg) const;
+
+  // A positive/non-negative/range check with a message that names the key.
+  int64_t get_positive_int(const std::string& key);
+  int64_t get_positive_int(const std::string& key, int64_t def);
+
+ private:
+  YAML::Node value_node(const std::string& key) const;
+  YAML::Node required(const std::string& key);
+  void mark(const std::string& key);
+  void note_default(const std::string& key, const std::string& value);
+  std::string key_path(const std::string& key) const;
+
+  YAML::Node node_;
+  std::string path_;
+  std::shared_ptr<const std::string> file_ = std::make_shared<const std::string>("<config>");
+  std::shared_ptr<DefaultsLog> defaults_;
+  std::shared_ptr<std::set<std::string>> used_ = std::make_shared<std::set<std::string>>();
+};
+
+// Loads a YAML file (or text), expands `repeat:` blocks in `layers`, applies `a.b.c=value`
+// overrides (a layer is addressed by its name: layers.conv1.kernel=3). Parse errors carry
+// file:line. The returned node keeps the marks for error messages.
+struct LoadedConfig {
+  YAML::Node root;
+  std::shared_ptr<const std::string> file;
+  std::shared_ptr<DefaultsLog> defaults = std::make_shared<DefaultsLog>();
+  ConfigNode node() const { return ConfigNode(root, "", file, defaults); }
+};
+LoadedConfig load_config_file(const std::string& path, const std::vector<std::string>& overrides = {});
+LoadedConfig load_config_text(const std::string& text, const std::string& name = "<string>",
+                              const std::vector<std::string>& overrides = {});
+// Emits the resolved config (after repeat expansion and overrides) as YAML text.
+std::string dump_config(const LoadedConfig& cfg);
+
+}  // namespace dropnet

@@ -1,0 +1,117 @@
+// The layer interface. A layer parses its YAML keys in its constructor (strictly), computes top
+// shapes in reshape() (the one place derived sizes and buffers change), and runs forward and
+// backward on the net's device. Learnable parameters are declared as ParamSpecs; the Net places
+// them in one flat arena (value and grad) and hands back views in params().
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "layers/config.h"
+
+namespace dropnet {
+
+enum class Phase { Train, Test };
+const char* phase_name(Phase p);
+
+// What a forward/backward call needs to know about the run.
+struct RunContext {
+  Phase phase = Phase::Train;
+  int64_t iter = 0;   // solver iteration (DropIn schedules, RNG counters)
+  uint64_t seed = 0;  // run seed (RNG key)
+};
+
+struct FillerSpec {
+  std::string type = "constant";  // constant | uniform | gaussian | xavier | msra
+  float value = 0.f;              // constant
+  float min = 0.f, max = 1.f;     // uniform
+  float mean = 0.f, std = 1.f;    // gaussian
+};
+FillerSpec parse_filler(ConfigNode node);  // node invalid -> constant 0 (Caffe's default)
+
+struct ParamSpec {
+  std::string name;  // "weight", "bias"
+  Shape shape;
+  FillerSpec filler;
+  int64_t fan_in = 1;  // for xavier / msra
+  float lr_mult = 1.f;
+  float decay_mult = 1.f;
+};
+
+// Per-bottom instructions for backward: whether a gradient is wanted, and whether to
+// overwrite (beta = 0) or accumulate into (beta = 1) the bottom's grad.
+struct BottomGrad {
+  bool needed = true;
+  float beta = 0.f;
+};
+
+struct LayerInfo {
+  std::string name;
+  std::string type;
+  std::vector<std::string> bottoms;
+  std::vector<std::string> tops;
+  Device device;
+  std::string engine = "native";  // native | cublas | cudnn
+  uint32_t rng_stream = 0;        // hash of the name: the layer's RNG stream id
+};
+
+class Layer {
+ public:
+  explicit Layer(LayerInfo info) : info_(std::move(info)) {}
+  virtual ~Layer() = default;
+  Layer(const Layer&) = delete;
+  Layer& operator=(const Layer&) = delete;
+
+  const LayerInfo& info() const { return info_; }
+  const std::string& name() const { return info_.name; }
+  const std::string& type() const { return info_.type; }
+  Device device() const { return info_.device; }
+
+  // Arity: the Net checks these before reshape. -1 = any.
+  virtual int num_bottoms() const = 0;
+  virtual int num_tops() const = 0;
+
+  // Computes top shapes from bottom shapes; allocates internal buffers; on the first call may
+  // fill param_specs_. Throws input errors naming the layer on a shape mismatch.
+  virtual std::vector<Shape> reshape(const std::vector<Shape>& bottoms) = 0;
+  virtual void forward(const std::vector<Blob*>& bottom, const std::vector<Blob*>& top,
+                       const RunContext& ctx) = 0;
+  // Param grads are always accumulated (the solver clears them).
+  virtual void backward(const std::vector<Blob*>& top, const std::vector<Blob*>& bottom,
+                        const std::vector<BottomGrad>& bottom_grad, const RunContext& ctx) = 0;
+  // Whether a bottom's gradient can be computed at all (labels cannot).
+  virtual bool can_backprop_to(int bottom_index) const { return true; }
+  // Loss layers: weight of top 0 in the objective (0 = not a loss).
+  virtual float loss_weight() const { return 0.f; }
+  // Forward FLOPs for one pass over the current shapes (summary tool).
+  virtual double forward_flops() const { return 0.0; }
+  // Layer-specific scalars logged into the metrics (DropIn's p, ...).
+  virtual std::vector<std::pair<std::string, double>> metrics(const RunContext& ctx) const { return {}; }
+
+  const std::vector<ParamSpec>& param_specs() const { return param_specs_; }
+  std::vector<Blob>& params() { return params_; }
+  const std::vector<Blob>& params() const { return params_; }
+
+ protected:
+  // Derived layers call this from reshape() once they know their parameter shapes.
+  void declare_params(std::vector<ParamSpec> specs);
+  // Validates that `specs` match already-declared params on a later reshape.
+  bool params_declared() const { return !param_specs_.empty(); }
+
+  LayerInfo info_;
+  std::vector<ParamSpec> param_specs_;
+  std::vector<Blob> params_;  // set by the Net: views into the parameter arena
+  // lr_mult / decay_mult read from YAML (per param, in order); empty = defaults.
+  std::vector<double> lr_mult_cfg_, decay_mult_cfg_;
+  friend class Net;
+  friend struct LayerFactoryAccess;
+};
+
+// Reads the keys common to all layers' params (lr_mult, decay_mult lists) for layers with
+// parameters. Call from the constructor.
+void read_param_mults(ConfigNode& cfg, std::vector<double>* lr_mult, std::vector<double>* decay_mult);
+
+}  // namespace dropnet

@@ -1,0 +1,52 @@
+#include "tests/testing/harness.h"
+
+#include <cmath>
+
+#include "core/rng.h"
+
+namespace dropnet::testing {
+
+::testing::AssertionResult all_close(const std::vector<float>& ref, const std::vector<float>& got,
+                                     float atol, float rtol) {
+  if (ref.size() != got.size())
+    return ::testing::AssertionFailure() << "size " << got.size() << " != reference size " << ref.size();
+  size_t worst = 0, bad = 0;
+  double worst_excess = -1.0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    double diff = std::fabs(static_cast<double>(ref[i]) - got[i]);
+    double tol = atol + rtol * std::fabs(static_cast<double>(ref[i]));
+    double excess = std::isnan(diff) ? 1e30 : diff - tol;
+    if (excess > 0) ++bad;
+    if (excess > worst_excess) {
+      worst_excess = excess;
+      worst = i;
+    }
+  }
+  if (bad == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << bad << " of " << ref.size() << " elements out of tolerance (atol "
+                                       << atol << ", rtol " << rtol << "); worst at [" << worst
+                                       << "]: ref " << ref[worst] << " got " << got[worst];
+}
+
+::testing::AssertionResult all_close(const Tensor& ref, const Tensor& got, float atol, float rtol) {
+  if (ref.shape() != got.shape())
+    return ::testing::AssertionFailure() << "shape " << got.shape().str() << " != " << ref.shape().str();
+  return all_close(ref.to_host(), got.to_host(), atol, rtol);
+}
+
+std::vector<float> random_vector(int64_t n, uint64_t seed, float lo, float hi) {
+  HostRng rng(seed, 7);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = rng.uniform(lo, hi);
+  return v;
+}
+
+Tensor random_tensor(const Shape& s, uint64_t seed, float lo, float hi, Device d) {
+  Tensor t(s, d);
+  t.from_host(random_vector(s.count(), seed, lo, hi));
+  return t;
+}
+
+bool cuda_present() { return cuda_device_count() > 0; }
+
+}  // namespace dropnet::testing

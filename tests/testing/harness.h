@@ -1,0 +1,33 @@
+// The one test harness: tolerance comparisons that print the worst element, random tensors,
+// CUDA presence (tests labelled `cuda` skip without a device) and finite-difference gradient
+// checks of layers.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace dropnet::testing {
+
+// |a - b| <= atol + rtol * |ref| for every element; the failure message names the worst one.
+::testing::AssertionResult all_close(const std::vector<float>& ref, const std::vector<float>& got,
+                                     float atol, float rtol);
+::testing::AssertionResult all_close(const Tensor& ref, const Tensor& got, float atol, float rtol);
+
+std::vector<float> random_vector(int64_t n, uint64_t seed, float lo = -1.f, float hi = 1.f);
+Tensor random_tensor(const Shape& s, uint64_t seed, float lo = -1.f, float hi = 1.f,
+                     Device d = Device::cpu());
+
+bool cuda_present();
+
+}  // namespace dropnet::testing
+
+// First statement of every `cuda`-labelled test.
+#define DN_REQUIRE_CUDA()                                             \
+  do {                                                                \
+    if (!::dropnet::testing::cuda_present()) GTEST_SKIP() << "no CUDA device present"; \
+  } while (0)
