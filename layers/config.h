@@ -5,6 +5,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -19,11 +20,15 @@ struct DefaultsLog {
   void add(const std::string& path, const std::string& value);
 };
 
+// Source positions of layers expanded from `repeat:` blocks (yaml-cpp loses marks on copies):
+// "layers[i]" -> the template's mark.
+using MarkTable = std::map<std::string, YAML::Mark>;
+
 class ConfigNode {
  public:
   ConfigNode() = default;
   ConfigNode(YAML::Node node, std::string path, std::shared_ptr<const std::string> file,
-             std::shared_ptr<DefaultsLog> defaults = nullptr);
+             std::shared_ptr<DefaultsLog> defaults = nullptr, std::shared_ptr<const MarkTable> marks = nullptr);
 
   bool valid() const { return node_.IsDefined() && !node_.IsNull(); }
   bool has(const std::string& key) const;
@@ -71,6 +76,7 @@ class ConfigNode {
   std::string path_;
   std::shared_ptr<const std::string> file_ = std::make_shared<const std::string>("<config>");
   std::shared_ptr<DefaultsLog> defaults_;
+  std::shared_ptr<const MarkTable> marks_;
   std::shared_ptr<std::set<std::string>> used_ = std::make_shared<std::set<std::string>>();
 };
 
@@ -81,7 +87,8 @@ struct LoadedConfig {
   YAML::Node root;
   std::shared_ptr<const std::string> file;
   std::shared_ptr<DefaultsLog> defaults = std::make_shared<DefaultsLog>();
-  ConfigNode node() const { return ConfigNode(root, "", file, defaults); }
+  std::shared_ptr<MarkTable> marks = std::make_shared<MarkTable>();
+  ConfigNode node() const { return ConfigNode(root, "", file, defaults, marks); }
 };
 LoadedConfig load_config_file(const std::string& path, const std::vector<std::string>& overrides = {});
 LoadedConfig load_config_text(const std::string& text, const std::string& name = "<string>",

@@ -20,8 +20,9 @@ const char* phase_name(Phase p);
 // What a forward/backward call needs to know about the run.
 struct RunContext {
   Phase phase = Phase::Train;
-  int64_t iter = 0;   // solver iteration (DropIn schedules, RNG counters)
-  uint64_t seed = 0;  // run seed (RNG key)
+  int64_t iter = 0;      // solver iteration (DropIn schedules)
+  uint64_t seed = 0;     // run seed (RNG key)
+  uint32_t rng_step = 0;  // RNG counter for masks: distinct per forward pass (iter * iter_size + k)
 };
 
 struct FillerSpec {

@@ -1,5 +1,6 @@
 #include "tools/cli_common.h"
 
+#include <omp.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -16,6 +17,9 @@ int run_main(const char* tool, const std::function<int()>& body) {
   } catch (const Error& e) {
     std::fprintf(stderr, "%s: error: %s\n", tool, e.what());
     return e.kind() == ErrorKind::Input ? 2 : 1;
+  } catch (const YAML::Exception& e) {
+    std::fprintf(stderr, "%s: error: config: %s\n", tool, e.what());
+    return 2;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "%s: error: out of memory\n", tool);
     return 1;
@@ -26,9 +30,94 @@ int run_main(const char* tool, const std::function<int()>& body) {
 }
 
 void init_logging(int rank) {
-  auto logger = spdlog::stderr_color_mt("dropnet");
-  logger->set_pattern(rank == 0 ? "%H:%M:%S.%e %^%L%$ %v" : "%H:%M:%S.%e %^%L%$ [rank " + std::to_string(rank) + "] %v");
+  auto logger = spdlog::get("dropnet");
+  if (!logger) logger = spdlog::stderr_color_mt("dropnet");
+  logger->set_pattern(rank == 0 ? "%H:%M:%S.%e %^%L%$ %v"
+                                : "%H:%M:%S.%e %^%L%$ [rank " + std::to_string(rank) + "] %v");
   spdlog::set_default_logger(logger);
+}
+
+RunSettings read_run_settings(const LoadedConfig& cfg) {
+  ConfigNode root = cfg.node();
+  RunSettings s;
+  s.name = root.get_string("name", "net");
+  int64_t seed = root.get_int("seed", 1);
+  if (seed < 0) root.fail("seed", "must be >= 0");
+  s.seed = static_cast<uint64_t>(seed);
+  s.device = root.get_string("device", "auto");
+  s.engine = root.get_choice("engine", {"native", "cublas", "cudnn"}, "native");
+  root.optional_child("vars");  // consumed by the loader
+  ConfigNode data = root.optional_child("data");
+  if (data.valid()) {
+    data.optional_child("train");
+    data.optional_child("test");
+    data.finish();
+  }
+  root.child("solver");
+  root.children("layers");
+  root.finish();
+  return s;
+}
+
+Args::Args(int argc, char** argv) : args_(argv + 1, argv + argc), used_(args_.size(), false) {}
+
+std::string Args::take(const std::string& name, const std::string& def) {
+  const std::string flag = "--" + name;
+  for (size_t i = 0; i < args_.size(); ++i) {
+    if (used_[i]) continue;
+    if (args_[i] == flag) {
+      if (i + 1 >= args_.size()) input_error("option {} needs a value", flag);
+      used_[i] = used_[i + 1] = true;
+      return args_[i + 1];
+    }
+    if (args_[i].rfind(flag + "=", 0) == 0) {
+      used_[i] = true;
+      return args_[i].substr(flag.size() + 1);
+    }
+  }
+  return def;
+}
+
+int64_t Args::take_int(const std::string& name, int64_t def) {
+  std::string v = take(name, "");
+  if (v.empty()) return def;
+  try {
+    size_t pos = 0;
+    long long x = std::stoll(v, &pos);
+    if (pos != v.size()) throw std::invalid_argument(v);
+    return x;
+  } catch (...) {
+    input_error("option --{}: expected an integer, got '{}'", name, v);
+  }
+}
+
+bool Args::take_flag(const std::string& name) {
+  const std::string flag = "--" + name;
+  for (size_t i = 0; i < args_.size(); ++i)
+    if (!used_[i] && args_[i] == flag) {
+      used_[i] = true;
+      return true;
+    }
+  return false;
+}
+
+std::vector<std::string> Args::positional(const char* usage) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < args_.size(); ++i) {
+    if (used_[i]) continue;
+    if (args_[i] == "-h" || args_[i] == "--help") {
+      std::printf("%s\n", usage);
+      std::exit(0);
+    }
+    if (args_[i].rfind("--", 0) == 0) input_error("unknown option '{}'\n{}", args_[i], usage);
+    out.push_back(args_[i]);
+  }
+  return out;
+}
+
+void set_threads(int64_t threads) {
+  if (threads < 0 || threads > 1024) input_error("--threads must be between 1 and 1024, got {}", threads);
+  if (threads > 0) omp_set_num_threads(static_cast<int>(threads));
 }
 
 }  // namespace dropnet::cli

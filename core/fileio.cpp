@@ -1,0 +1,142 @@
+#include "core/fileio.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include "core/error.h"
+
+namespace dropnet {
+
+namespace fs = std::filesystem;
+
+uint32_t crc32_bytes(const void* data, size_t n, uint32_t crc) {
+  const auto* p = static_cast<const Bytef*>(data);
+  uLong c = crc;
+  while (n > 0) {
+    const uInt chunk = static_cast<uInt>(std::min<size_t>(n, std::numeric_limits<uInt>::max() / 2));
+    c = ::crc32(c, p, chunk);
+    p += chunk;
+    n -= chunk;
+  }
+  return static_cast<uint32_t>(c);
+}
+
+std::string crc32_hex(uint32_t crc) { return fmt::format("{:08x}", crc); }
+
+std::string read_file(const std::string& path, const std::string& what) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) input_error("{} '{}' is a directory", what, path);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) input_error("cannot open {} '{}': {}", what, path, std::strerror(errno));
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) input_error("error reading {} '{}'", what, path);
+  return bytes;
+}
+
+namespace {
+
+std::string parent_dir(const std::string& path) {
+  fs::path p = fs::path(path).parent_path();
+  return p.empty() ? std::string(".") : p.string();
+}
+
+[[noreturn]] void io_fail(const std::string& action, const std::string& path, int err) {
+  input_error("cannot {} '{}': {}", action, path, std::strerror(err));
+}
+
+}  // namespace
+
+void sync_directory(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) io_fail("open directory", dir, errno);
+  if (::fsync(fd) != 0 && errno != EINVAL) {
+    int err = errno;
+    ::close(fd);
+    io_fail("fsync directory", dir, err);
+  }
+  ::close(fd);
+}
+
+void write_file_atomic(const std::string& path, std::string_view bytes) {
+  static std::atomic<uint64_t> counter{0};
+  const std::string dir = parent_dir(path);
+  const std::string name = fs::path(path).filename().string();
+  if (name.empty()) input_error("cannot write '{}': not a file name", path);
+  // pid first so remove_stale_temp_files can tell whose file it is.
+  const std::string tmp = (fs::path(dir) / fmt::format("{}{}-{}-{}", kTempFilePrefix, ::getpid(),
+                                                       counter.fetch_add(1), name)).string();
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) io_fail("create", tmp, errno);
+  auto fail = [&](const std::string& action, int err) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    io_fail(action, tmp, err);
+  };
+  const char* p = bytes.data();
+  size_t left = bytes.size();
+  while (left > 0) {
+    ssize_t w = ::write(fd, p, std::min<size_t>(left, size_t{1} << 30));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      fail("write", errno);
+    }
+    p += w;
+    left -= static_cast<size_t>(w);
+  }
+  if (::fsync(fd) != 0) fail("fsync", errno);
+  if (::close(fd) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    io_fail("close", tmp, err);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    input_error("cannot rename '{}' to '{}': {}", tmp, path, std::strerror(err));
+  }
+  sync_directory(dir);
+}
+
+bool is_temp_file_name(std::string_view file_name) {
+  return file_name.substr(0, kTempFilePrefix.size()) == kTempFilePrefix;
+}
+
+int remove_stale_temp_files(const std::string& dir) {
+  int removed = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!is_temp_file_name(name)) continue;
+    // .tmp-<pid>-<counter>-<name>
+    const std::string rest = name.substr(kTempFilePrefix.size());
+    const size_t dash = rest.find('-');
+    if (dash == 0 || dash == std::string::npos) continue;
+    long pid = 0;
+    bool digits = true;
+    for (size_t i = 0; i < dash; ++i) {
+      if (rest[i] < '0' || rest[i] > '9' || pid > (1L << 40)) {
+        digits = false;
+        break;
+      }
+      pid = pid * 10 + (rest[i] - '0');
+    }
+    if (!digits || pid <= 0) continue;
+    if (pid == static_cast<long>(::getpid())) continue;  // a write of ours (another thread)
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
+    if (::unlink(e.path().c_str()) == 0) ++removed;
+  }
+  return removed;
+}
+
+}  // namespace dropnet

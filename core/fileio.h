@@ -1,0 +1,38 @@
+// Durable file output and checksums. write_file_atomic puts the bytes into a temporary file in
+// the target's directory (named `.tmp-<pid>-<name>`, never mistaken for a real file), fsyncs it,
+// renames it over the target and fsyncs the directory, so a crash leaves either the old file or
+// the new one, never a torn one.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace dropnet {
+
+// zlib's CRC-32 (the one of gzip/PNG); chain by passing the previous value as `crc`.
+uint32_t crc32_bytes(const void* data, size_t n, uint32_t crc = 0);
+inline uint32_t crc32_bytes(std::string_view s, uint32_t crc = 0) { return crc32_bytes(s.data(), s.size(), crc); }
+// "0x1234abcd"-free form: 8 lower-case hex digits.
+std::string crc32_hex(uint32_t crc);
+
+// Reads a whole file; a missing/unreadable file is an input error naming it and `what`
+// ("snapshot", "weights file", ...).
+std::string read_file(const std::string& path, const std::string& what = "file");
+
+// Atomically replaces `path` with `bytes` (see above). Errors (directory missing, disk full,
+// permissions) are input errors naming the path and the system's reason; the temporary file is
+// removed on failure.
+void write_file_atomic(const std::string& path, std::string_view bytes);
+// fsync on a directory, making a rename or unlink inside it durable.
+void sync_directory(const std::string& dir);
+
+// Temporary files written by write_file_atomic start with this prefix.
+inline constexpr std::string_view kTempFilePrefix = ".tmp-";
+bool is_temp_file_name(std::string_view file_name);
+// Removes temporary files in `dir` left behind by processes that no longer exist (killed in the
+// middle of a write). Returns how many were removed. Never touches a live process's file.
+int remove_stale_temp_files(const std::string& dir);
+
+}  // namespace dropnet

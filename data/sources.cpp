@@ -1,0 +1,188 @@
+#include "data/sources.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <functional>
+
+#include "core/error.h"
+#include "core/npy.h"
+#include "data/cifar.h"
+#include "data/file_io.h"
+#include "data/idx.h"
+#include "data/image_list.h"
+#include "data/packed.h"
+#include "data/prefetch.h"
+#include "data/sampler.h"
+#include "data/synthetic.h"
+#include "layers/layer.h"
+
+namespace dropnet {
+
+namespace fs = std::filesystem;
+using namespace dropnet::data;
+
+namespace {
+
+int int_in(ConfigNode& cfg, const std::string& key, int64_t def, int64_t lo, int64_t hi) {
+  int64_t v = cfg.get_int(key, def);
+  if (v < lo || v > hi) cfg.fail(key, fmt::format("must be in [{}, {}], got {}", lo, hi, v));
+  return static_cast<int>(v);
+}
+
+// Reads a mean image file (.npy, float32, (C, H, W) or (1, C, H, W)) into the transform.
+void load_mean_file(ConfigNode& cfg, const std::string& path, TransformSpec* t) {
+  Tensor a = read_npy(path);
+  std::vector<int64_t> s = a.shape().dims();
+  if (s.size() == 4 && s[0] == 1) s.erase(s.begin());
+  if (s.size() == 2) s.insert(s.begin(), 1);
+  if (s.size() != 3 || s[0] <= 0 || s[1] <= 0 || s[2] <= 0)
+    cfg.fail("mean_file", fmt::format("'{}' must hold a (C, H, W) float32 array, got shape {}", path,
+                                      a.shape().str()));
+  t->mean_c = static_cast<int>(s[0]);
+  t->mean_h = static_cast<int>(s[1]);
+  t->mean_w = static_cast<int>(s[2]);
+  t->mean_image = a.to_host();
+}
+
+std::string join_dir(const std::string& dir, const std::string& name) {
+  return fs::path(name).is_absolute() ? name : (fs::path(dir) / name).string();
+}
+
+}  // namespace
+
+std::unique_ptr<BatchSource> make_batch_source(SourceRequest& req) {
+  ConfigNode& cfg = req.section;
+  if (!cfg.valid()) cfg.fail("", "missing data section");
+  const bool train = req.phase == Phase::Train;
+  const std::string kind = cfg.get_choice("source", {"mnist", "cifar10", "image_list", "packed", "synthetic"}, "");
+
+  SamplerOptions so;
+  so.batch_size = cfg.get_positive_int("batch_size");
+  so.shuffle = cfg.get_bool("shuffle", false);
+  so.seed = req.seed;
+  so.rank = req.rank;
+  so.world = req.world;
+  so.limit = cfg.get_int("limit", 0);
+  if (so.limit < 0) cfg.fail("limit", fmt::format("must be >= 0 (0 = all samples), got {}", so.limit));
+  const int prefetch = int_in(cfg, "prefetch", 2, 0, 64);
+
+  TransformSpec t;
+  t.train = train;
+  t.scale = static_cast<float>(cfg.get_float("scale", 1.0));
+  for (double m : cfg.get_float_list("mean", {})) t.mean_values.push_back(static_cast<float>(m));
+  t.crop = int_in(cfg, "crop", 0, 0, 1 << 16);
+  t.pad = int_in(cfg, "pad", 0, 0, 1 << 16);
+  if (t.pad > 0 && t.crop == 0) cfg.fail("pad", "pad needs crop (the padded image is cropped back)");
+  t.mirror = cfg.get_bool("mirror", false);
+  const std::string mean_file = cfg.get_string("mean_file", "none");
+  if (mean_file != "none" && !t.mean_values.empty())
+    cfg.fail("mean_file", "give either mean (values) or mean_file (an image), not both");
+  if (mean_file == "auto" && kind != "cifar10")
+    cfg.fail("mean_file", "'auto' (computed from the training files) is only available for source: cifar10");
+
+  // Every key is read (and checked) before any file is touched, so a misspelt key is reported
+  // as such rather than as the missing file it causes; `load` runs after finish().
+  std::function<std::shared_ptr<const Dataset>()> load;
+  std::string what;
+  if (kind == "mnist") {
+    std::string images = cfg.get_string("images"), labels = cfg.get_string("labels");
+    int nc = int_in(cfg, "num_classes", 10, 1, 256);
+    load = [=] { return load_mnist(images, labels, nc); };
+    what = images;
+  } else if (kind == "cifar10") {
+    std::string dir = cfg.get_string("dir");
+    std::vector<std::string> files = cfg.has("files") ? cfg.get_string_list("files") : cifar_default_files(train);
+    if (!cfg.has("files")) cfg.get_string("files", "default");  // marks the key, logs the default
+    int64_t per_file = cfg.get_int("records_per_file", 10000);
+    if (per_file < 0) cfg.fail("records_per_file", "must be >= 0 (0 = any whole number of records)");
+    std::vector<std::string> mean_from =
+        cfg.has("mean_from") ? cfg.get_string_list("mean_from") : cifar_default_files(true);
+    if (!cfg.has("mean_from")) cfg.get_string("mean_from", "default");
+    std::string cache_dir = cfg.get_string("cache_dir", "");
+    load = [=, &t] {
+      std::string d = cifar_resolve_dir(dir, files);
+      std::vector<std::string> paths;
+      for (const auto& f : files) paths.push_back(join_dir(d, f));
+      auto ds = load_cifar10(paths, per_file);
+      if (mean_file == "auto") {
+        std::vector<std::string> mpaths;
+        for (const auto& f : mean_from) mpaths.push_back(join_dir(d, f));
+        t.mean_image = cifar_mean_image(mpaths, per_file, d, cache_dir);
+        t.mean_c = 3;
+        t.mean_h = 32;
+        t.mean_w = 32;
+      }
+      return ds;
+    };
+    what = dir;
+  } else if (kind == "image_list") {
+    ImageListOptions o;
+    o.list = cfg.get_string("list", "");
+    o.root = cfg.get_string("root", "");
+    if (o.list.empty() && o.root.empty()) cfg.fail("", "image_list needs `list: FILE` or `root: DIR` (folder per class)");
+    o.channels = int_in(cfg, "channels", 3, 1, 3);
+    if (o.channels == 2) cfg.fail("channels", "must be 1 (gray) or 3 (color)");
+    o.bgr = cfg.get_choice("channel_order", {"bgr", "rgb"}, "bgr") == "bgr";
+    std::vector<int64_t> rs = cfg.get_int_list("resize", {});
+    if (rs.size() == 1) {
+      if (rs[0] <= 0 || rs[0] > 65536) cfg.fail("resize", "the shorter side must be in [1, 65536]");
+      o.resize_shorter = static_cast<int>(rs[0]);
+    } else if (rs.size() == 2) {
+      if (rs[0] <= 0 || rs[1] <= 0 || rs[0] > 65536 || rs[1] > 65536) cfg.fail("resize", "[H, W] must be in [1, 65536]");
+      o.resize_h = static_cast<int>(rs[0]);
+      o.resize_w = static_cast<int>(rs[1]);
+    } else if (!rs.empty()) {
+      cfg.fail("resize", "expected S (shorter side) or [H, W]");
+    }
+    o.max_pixels = cfg.get_int("max_pixels", o.max_pixels);
+    if (o.max_pixels <= 0) cfg.fail("max_pixels", "must be > 0");
+    o.skip_bad = cfg.get_bool("skip_bad", false);
+    o.num_classes = int_in(cfg, "num_classes", 0, 0, 1 << 24);
+    if (o.resize_shorter > 0 && t.crop == 0)
+      cfg.fail("resize", "resizing the shorter side gives images of different sizes: set crop too");
+    load = [o] { return std::make_shared<ImageListDataset>(o); };
+    what = o.list.empty() ? o.root : o.list;
+  } else if (kind == "packed") {
+    std::string path = cfg.get_string("path");
+    load = [path] { return std::make_shared<PackedDataset>(path); };
+    what = path;
+  } else {  // synthetic
+    std::vector<int64_t> shape = cfg.get_int_list("shape", {});
+    if (shape.size() == 2) shape.insert(shape.begin(), 1);
+    if (shape.size() != 3 || shape[0] <= 0 || shape[1] <= 0 || shape[2] <= 0 || shape[0] > 4 || shape[1] > 65536 ||
+        shape[2] > 65536)
+      cfg.fail("shape", "expected [C, H, W] (or [H, W]) with 1 <= C <= 4 and positive sizes");
+    int nc = int_in(cfg, "num_classes", 10, 1, 1 << 24);
+    int64_t n = cfg.get_positive_int("num_samples", 1024);
+    if (n * shape[0] * shape[1] * shape[2] > (int64_t{4} << 30))
+      cfg.fail("num_samples", "the synthetic set would exceed 4 GiB; use fewer samples");
+    const uint64_t seed = req.seed;
+    load = [=] {
+      return make_synthetic(static_cast<int>(shape[0]), static_cast<int>(shape[1]), static_cast<int>(shape[2]), nc, n,
+                            seed);
+    };
+    what = fmt::format("{} samples", n);
+  }
+  cfg.finish();
+  if (mean_file != "none" && mean_file != "auto") load_mean_file(cfg, mean_file, &t);
+  std::shared_ptr<const Dataset> ds = load();
+
+  std::unique_ptr<BatchSource> src;
+  try {
+    src = std::make_unique<IndexedSource>(ds, t, so);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::Input) cfg.fail("source", e.what());
+    throw;
+  }
+  if (req.rank == 0)
+    spdlog::info("{} ({}): {} {} - {} samples{}, sample {}, batch {}{}", cfg.path(), phase_name(req.phase), kind, what,
+                 static_cast<IndexedSource*>(src.get())->total_samples(),
+                 req.world > 1 ? fmt::format(" ({} per rank)", src->num_samples()) : std::string(),
+                 src->sample_shape().str(), so.batch_size, prefetch ? fmt::format(", prefetch {}", prefetch) : "");
+  if (prefetch > 0) src = std::make_unique<PrefetchSource>(std::move(src), prefetch);
+  return src;
+}
+
+}  // namespace dropnet

@@ -1,0 +1,44 @@
+// 2-D convolution (cross-correlation, Caffe semantics): weights (out_c, c / group, kh, kw).
+// Native path = im2col over a chunk of images + SGEMM; the CPU path caches the column buffer
+// between forward and backward when the whole batch fits in one chunk.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+#include "kernels/conv_math.h"
+
+namespace dropnet {
+
+// Scratch owned by one conv layer (column buffer, GEMM output staging).
+struct ConvScratch {
+  Tensor col;      // (c * kh * kw, chunk * out_h * out_w)
+  Tensor ytmp;     // (out_c, chunk * out_h * out_w)
+  bool col_valid = false;  // col holds im2col of the last forward's single chunk
+  int64_t chunk = 0;       // images per chunk
+};
+
+// Images per chunk so the column buffer stays under `max_floats`.
+int64_t conv_chunk_images(const ConvParams& p, int64_t max_floats);
+
+void im2col_cpu(const ConvParams& p, const float* x, int64_t images, float* col);
+// dx = beta * dx + col2im(col) for `images` images.
+void col2im_cpu(const ConvParams& p, const float* col, int64_t images, float beta, float* dx);
+
+void conv_forward_cpu(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
+                      ConvScratch& s);
+// dw, db accumulate (db may be null); dx = beta * dx + dL/dx (dx may be null).
+void conv_backward_cpu(const ConvParams& p, const float* x, const float* w, const float* dy, float* dw, float* db,
+                       float beta, float* dx, ConvScratch& s);
+
+#if DROPNET_HAVE_CUDA
+void im2col_cuda(const ConvParams& p, const float* x, int64_t images, float* col, Stream stream);
+void col2im_cuda(const ConvParams& p, const float* col, int64_t images, float beta, float* dx, Stream stream);
+// Native CUDA convolution: im2col + the hand-written SGEMM (use_cublas = false) or cuBLAS.
+void conv_forward_cuda(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
+                       ConvScratch& s, bool use_cublas, Stream stream);
+void conv_backward_cuda(const ConvParams& p, const float* x, const float* w, const float* dy, float* dw, float* db,
+                        float beta, float* dx, ConvScratch& s, bool use_cublas, Stream stream);
+#endif
+
+}  // namespace dropnet

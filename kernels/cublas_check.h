@@ -1,0 +1,18 @@
+// DN_CUBLAS_CHECK: a failing cuBLAS call reports the statement, file:line and cuBLAS's own
+// status text. Only for .cu files and CUDA-enabled sources.
+#pragma once
+
+#include <cublas_v2.h>
+
+#include <string>
+
+#include "core/error.h"
+
+#define DN_CUBLAS_CHECK(stmt)                                                                \
+  do {                                                                                       \
+    cublasStatus_t dn_status_ = (stmt);                                                      \
+    if (dn_status_ != CUBLAS_STATUS_SUCCESS)                                                 \
+      ::dropnet::internal_error(__FILE__, __LINE__,                                          \
+                                std::string(#stmt " failed: ") +                             \
+                                    cublasGetStatusString(dn_status_));                      \
+  } while (0)

@@ -1,0 +1,51 @@
+// Dropout on the CPU: OpenMP loops over dropout_math.h, drawing the uniforms 64 at a time
+// (philox_uniform_group, the same values as philox_uniform per element).
+#include "core/error.h"
+#include "kernels/dropout.h"
+#include "kernels/dropout_math.h"
+
+namespace dropnet {
+
+void dropout_check_params(const DropoutParams& p) {
+  DN_CHECK(p.count >= 0, "dropout: negative count {}", p.count);
+  DN_CHECK(p.ratio >= 0.f && p.ratio < 1.f, "dropout: ratio = {} is outside [0, 1)", p.ratio);
+}
+
+namespace {
+
+// f(i, keep) for every element.
+template <class F>
+void for_each_mask(const DropoutParams& p, F f) {
+  const DropoutParams pp = p;
+  const int64_t groups = (pp.count + kPhiloxGroup - 1) / kPhiloxGroup;
+#pragma omp parallel for schedule(static)
+  for (int64_t g = 0; g < groups; ++g) {
+    float u[kPhiloxGroup];
+    philox_uniform_group(pp.seed, pp.stream, pp.step, static_cast<uint64_t>(g), u);
+    const int64_t i0 = g * kPhiloxGroup;
+    const int64_t len = pp.count - i0 < kPhiloxGroup ? pp.count - i0 : kPhiloxGroup;
+    for (int64_t j = 0; j < len; ++j) f(i0 + j, dropout_keep_u(u[j], pp.ratio));
+  }
+}
+
+}  // namespace
+
+void dropout_forward_cpu(const DropoutParams& p, const float* x, float* y) {
+  dropout_check_params(p);
+  if (p.count == 0) return;
+  DN_CHECK(x && y, "dropout_forward_cpu: null pointer");
+  const float scale = dropout_scale(p);
+  for_each_mask(p, [=](int64_t i, bool keep) { y[i] = dropout_apply(keep, scale, x[i]); });
+}
+
+void dropout_backward_cpu(const DropoutParams& p, const float* dy, float beta, float* dx) {
+  dropout_check_params(p);
+  if (p.count == 0) return;
+  DN_CHECK(dy && dx, "dropout_backward_cpu: null pointer");
+  const float scale = dropout_scale(p);
+  for_each_mask(p, [=](int64_t i, bool keep) {
+    dropout_store_grad(dx, i, beta, dropout_apply(keep, scale, dy[i]));
+  });
+}
+
+}  // namespace dropnet

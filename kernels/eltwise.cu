@@ -1,0 +1,73 @@
+#include "core/cuda_check.h"
+#include "kernels/eltwise.h"
+#include "kernels/eltwise_math.h"
+
+namespace dropnet {
+
+namespace {
+
+__global__ void relu_fwd_kernel(int64_t n, float slope, const float* __restrict__ x, float* __restrict__ y) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = relu_fwd(x[i], slope);
+}
+
+__global__ void relu_bwd_kernel(int64_t n, float slope, const float* __restrict__ x, const float* __restrict__ dy,
+                                float beta, float* dx) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    float g = relu_bwd(x[i], dy[i], slope);
+    dx[i] = beta == 0.f ? g : beta * dx[i] + g;
+  }
+}
+
+__global__ void bias_fwd_kernel(int64_t total, int64_t channels, int64_t inner, const float* __restrict__ bias,
+                                float* y) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] += bias[(i / inner) % channels];
+}
+
+// One block per channel: reduce over (outer, inner) in a fixed order (deterministic).
+__global__ void bias_bwd_kernel(int64_t outer, int64_t channels, int64_t inner, const float* __restrict__ dy,
+                                float* dbias) {
+  const int64_t c = blockIdx.x;
+  float s = 0.f;
+  for (int64_t k = threadIdx.x; k < outer * inner; k += blockDim.x) {
+    int64_t o = k / inner, i = k % inner;
+    s += dy[(o * channels + c) * inner + i];
+  }
+  __shared__ float red[256];
+  red[threadIdx.x] = s;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+    if (threadIdx.x < w) red[threadIdx.x] += red[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) dbias[c] += red[0];
+}
+
+}  // namespace
+
+void relu_forward_cuda(int64_t n, float slope, const float* x, float* y, Stream stream) {
+  relu_fwd_kernel<<<grid_for(n), 256, 0, stream>>>(n, slope, x, y);
+  DN_CUDA_LAUNCH_CHECK();
+}
+
+void relu_backward_cuda(int64_t n, float slope, const float* x, const float* dy, float beta, float* dx,
+                        Stream stream) {
+  relu_bwd_kernel<<<grid_for(n), 256, 0, stream>>>(n, slope, x, dy, beta, dx);
+  DN_CUDA_LAUNCH_CHECK();
+}
+
+void bias_forward_cuda(int64_t outer, int64_t channels, int64_t inner, const float* bias, float* y, Stream stream) {
+  int64_t total = outer * channels * inner;
+  bias_fwd_kernel<<<grid_for(total), 256, 0, stream>>>(total, channels, inner, bias, y);
+  DN_CUDA_LAUNCH_CHECK();
+}
+
+void bias_backward_cuda(int64_t outer, int64_t channels, int64_t inner, const float* dy, float* dbias,
+                        Stream stream) {
+  if (channels == 0) return;
+  bias_bwd_kernel<<<static_cast<unsigned>(channels), 256, 0, stream>>>(outer, channels, inner, dy, dbias);
+  DN_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace dropnet

@@ -1,0 +1,26 @@
+// Softmax with cross-entropy loss (Caffe's SoftmaxWithLoss, normalization VALID) and top-k
+// accuracy. `loss` and `accuracy` point to one float on the kernel's device.
+#pragma once
+
+#include "core/device.h"
+#include "kernels/softmax_loss_math.h"
+
+namespace dropnet {
+
+// Label values must be integers in [0, classes) (or the ignore label): checked, error names the value.
+void softmax_loss_forward_cpu(const SoftmaxParams& p, const float* x, const float* labels, float* prob, float* loss);
+void softmax_loss_backward_cpu(const SoftmaxParams& p, const float* prob, const float* labels, float loss_weight,
+                               float beta, float* dx);
+void accuracy_forward_cpu(const SoftmaxParams& p, int top_k, const float* x, const float* labels, float* accuracy);
+
+#if DROPNET_HAVE_CUDA
+// `scratch` holds outer*inner floats (per-position losses / hits), reduced deterministically.
+void softmax_loss_forward_cuda(const SoftmaxParams& p, const float* x, const float* labels, float* prob,
+                               float* scratch, float* loss, Stream stream);
+void softmax_loss_backward_cuda(const SoftmaxParams& p, const float* prob, const float* labels, float loss_weight,
+                                float beta, float* scratch, float* dx, Stream stream);
+void accuracy_forward_cuda(const SoftmaxParams& p, int top_k, const float* x, const float* labels, float* scratch,
+                           float* accuracy, Stream stream);
+#endif
+
+}  // namespace dropnet

@@ -1,0 +1,520 @@
+#include "layers/config.h"
+
+#include <fmt/format.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace dropnet {
+
+void DefaultsLog::add(const std::string& path, const std::string& value) {
+  if (seen.insert(path).second) entries.push_back(path + " = " + value);
+}
+
+ConfigNode::ConfigNode(YAML::Node node, std::string path, std::shared_ptr<const std::string> file,
+                       std::shared_ptr<DefaultsLog> defaults, std::shared_ptr<const MarkTable> marks)
+    : node_(node), path_(std::move(path)), file_(std::move(file)), defaults_(std::move(defaults)),
+      marks_(std::move(marks)) {}
+
+std::string ConfigNode::key_path(const std::string& key) const {
+  if (key.empty()) return path_.empty() ? "<root>" : path_;
+  return path_.empty() ? key : path_ + "." + key;
+}
+
+YAML::Node ConfigNode::value_node(const std::string& key) const {
+  if (!node_.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+  return node_[key];
+}
+
+bool ConfigNode::has(const std::string& key) const {
+  YAML::Node v = value_node(key);
+  return v.IsDefined() && !v.IsNull();
+}
+
+std::string ConfigNode::where(const std::string& key) const {
+  YAML::Mark m = node_.Mark();
+  if (!key.empty()) {
+    YAML::Node v = value_node(key);
+    if (v.IsDefined() && !v.Mark().is_null()) m = v.Mark();
+  }
+  if (m.is_null() && marks_ && path_.rfind("layers[", 0) == 0) {
+    // A layer expanded from a repeat block: point at its template.
+    auto it = marks_->find(path_.substr(0, path_.find(']') + 1));
+    if (it != marks_->end()) m = it->second;
+  }
+  std::string loc = *file_;
+  if (!m.is_null()) loc += fmt::format(":{}:{}", m.line + 1, m.column + 1);
+  return fmt::format("{}: {}", loc, key_path(key));
+}
+
+void ConfigNode::fail(const std::string& key, const std::string& msg) const {
+  throw Error(ErrorKind::Input, fmt::format("{}: {}", where(key), msg));
+}
+
+void ConfigNode::mark(const std::string& key) { used_->insert(key); }
+
+void ConfigNode::note_default(const std::string& key, const std::string& value) {
+  if (defaults_) defaults_->add(key_path(key), value);
+}
+
+YAML::Node ConfigNode::required(const std::string& key) {
+  mark(key);
+  if (!node_.IsMap()) fail("", "expected a map of keys");
+  YAML::Node v = node_[key];
+  if (!v.IsDefined() || v.IsNull()) fail("", fmt::format("missing required key '{}'", key));
+  return v;
+}
+
+namespace {
+
+std::string describe(const YAML::Node& v) {
+  if (v.IsScalar()) return "'" + v.Scalar() + "'";
+  if (v.IsSequence()) return "a list";
+  if (v.IsMap()) return "a map";
+  return "nothing";
+}
+
+bool parse_int(const std::string& s, int64_t* out) {
+  if (s.empty()) return false;
+  size_t pos = 0;
+  try {
+    long long v = std::stoll(s, &pos, 10);
+    if (pos != s.size()) return false;
+    *out = v;
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+bool parse_double(const std::string& s, double* out) {
+  if (s.empty()) return false;
+  size_t pos = 0;
+  try {
+    double v = std::stod(s, &pos);
+    if (pos != s.size()) return false;
+    *out = v;
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+}  // namespace
+
+#define DN_CONFIG_TYPED(getter, T, conv, what)                                              \
+  T ConfigNode::getter(const std::string& key) {                                            \
+    YAML::Node v = required(key);                                                           \
+    T out{};                                                                                \
+    if (!v.IsScalar() || !conv(v.Scalar(), &out))                                           \
+      fail(key, fmt::format("expected {}, got {}", what, describe(v)));                     \
+    return out;                                                                             \
+  }
+DN_CONFIG_TYPED(get_int, int64_t, parse_int, "an integer")
+DN_CONFIG_TYPED(get_float, double, parse_double, "a number")
+#undef DN_CONFIG_TYPED
+
+int64_t ConfigNode::get_int(const std::string& key, int64_t def) {
+  mark(key);
+  if (!has(key)) {
+    note_default(key, std::to_string(def));
+    return def;
+  }
+  return get_int(key);
+}
+
+double ConfigNode::get_float(const std::string& key, double def) {
+  mark(key);
+  if (!has(key)) {
+    note_default(key, fmt::format("{}", def));
+    return def;
+  }
+  return get_float(key);
+}
+
+std::string ConfigNode::get_string(const std::string& key) {
+  YAML::Node v = required(key);
+  if (!v.IsScalar()) fail(key, fmt::format("expected a string, got {}", describe(v)));
+  return v.Scalar();
+}
+
+std::string ConfigNode::get_string(const std::string& key, const std::string& def) {
+  mark(key);
+  if (!has(key)) {
+    note_default(key, def.empty() ? "''" : def);
+    return def;
+  }
+  return get_string(key);
+}
+
+bool ConfigNode::get_bool(const std::string& key, bool def) {
+  mark(key);
+  if (!has(key)) {
+    note_default(key, def ? "true" : "false");
+    return def;
+  }
+  YAML::Node v = value_node(key);
+  std::string s = v.IsScalar() ? v.Scalar() : "";
+  if (s == "true" || s == "True" || s == "yes" || s == "on") return true;
+  if (s == "false" || s == "False" || s == "no" || s == "off") return false;
+  fail(key, fmt::format("expected true or false, got {}", describe(v)));
+}
+
+std::string ConfigNode::get_choice(const std::string& key, const std::vector<std::string>& choices,
+                                   const std::string& def) {
+  std::string s = def.empty() ? get_string(key) : get_string(key, def);
+  for (const auto& c : choices)
+    if (s == c) return s;
+  fail(key, fmt::format("'{}' is not one of: {}", s, fmt::join(choices, ", ")));
+}
+
+std::vector<std::string> ConfigNode::get_string_list(const std::string& key) {
+  YAML::Node v = required(key);
+  std::vector<std::string> out;
+  if (v.IsScalar()) return {v.Scalar()};
+  if (!v.IsSequence()) fail(key, fmt::format("expected a string or a list of strings, got {}", describe(v)));
+  for (const auto& e : v) {
+    if (!e.IsScalar()) fail(key, "expected a list of strings");
+    out.push_back(e.Scalar());
+  }
+  return out;
+}
+
+std::vector<int64_t> ConfigNode::get_int_list(const std::string& key, const std::vector<int64_t>& def) {
+  mark(key);
+  if (!has(key)) {
+    note_default(key, fmt::format("[{}]", fmt::join(def, ", ")));
+    return def;
+  }
+  YAML::Node v = value_node(key);
+  std::vector<int64_t> out;
+  auto take = [&](const YAML::Node& e) {
+    int64_t x;
+    if (!e.IsScalar() || !parse_int(e.Scalar(), &x))
+      fail(key, fmt::format("expected an integer or a list of integers, got {}", describe(e)));
+    out.push_back(x);
+  };
+  if (v.IsSequence()) {
+    for (const auto& e : v) take(e);
+  } else {
+    take(v);
+  }
+  return out;
+}
+
+std::vector<double> ConfigNode::get_float_list(const std::string& key, const std::vector<double>& def) {
+  mark(key);
+  if (!has(key)) {
+    note_default(key, fmt::format("[{}]", fmt::join(def, ", ")));
+    return def;
+  }
+  YAML::Node v = value_node(key);
+  std::vector<double> out;
+  auto take = [&](const YAML::Node& e) {
+    double x;
+    if (!e.IsScalar() || !parse_double(e.Scalar(), &x))
+      fail(key, fmt::format("expected a number or a list of numbers, got {}", describe(e)));
+    out.push_back(x);
+  };
+  if (v.IsSequence()) {
+    for (const auto& e : v) take(e);
+  } else {
+    take(v);
+  }
+  return out;
+}
+
+int64_t ConfigNode::get_positive_int(const std::string& key) {
+  int64_t v = get_int(key);
+  if (v <= 0) fail(key, fmt::format("must be a positive integer, got {}", v));
+  return v;
+}
+
+int64_t ConfigNode::get_positive_int(const std::string& key, int64_t def) {
+  int64_t v = get_int(key, def);
+  if (v <= 0) fail(key, fmt::format("must be a positive integer, got {}", v));
+  return v;
+}
+
+ConfigNode ConfigNode::child(const std::string& key) {
+  YAML::Node v = required(key);
+  if (!v.IsMap()) fail(key, fmt::format("expected a map, got {}", describe(v)));
+  return ConfigNode(v, key_path(key), file_, defaults_, marks_);
+}
+
+ConfigNode ConfigNode::optional_child(const std::string& key) {
+  mark(key);
+  if (!has(key)) return ConfigNode(YAML::Node(YAML::NodeType::Undefined), key_path(key), file_, defaults_, marks_);
+  return child(key);
+}
+
+std::vector<ConfigNode> ConfigNode::children(const std::string& key) {
+  YAML::Node v = required(key);
+  if (!v.IsSequence()) fail(key, fmt::format("expected a list, got {}", describe(v)));
+  std::vector<ConfigNode> out;
+  size_t i = 0;
+  for (const auto& e : v) {
+    std::string p = fmt::format("{}[{}]", key_path(key), i);
+    if (e.IsMap() && e["name"].IsScalar()) p += "(" + e["name"].Scalar() + ")";
+    if (!e.IsMap()) {
+      ConfigNode(e, p, file_, defaults_, marks_).fail("", fmt::format("expected a map, got {}", describe(e)));
+    }
+    out.emplace_back(e, p, file_, defaults_, marks_);
+    ++i;
+  }
+  return out;
+}
+
+void ConfigNode::finish() const {
+  if (!node_.IsDefined() || node_.IsNull()) return;
+  if (!node_.IsMap()) fail("", "expected a map of keys");
+  for (const auto& kv : node_) {
+    std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "?";
+    if (!used_->count(k)) {
+      std::vector<std::string> known(used_->begin(), used_->end());
+      fail(k, fmt::format("unknown key '{}' (known keys here: {})", k,
+                          known.empty() ? std::string("none") : fmt::format("{}", fmt::join(known, ", "))));
+    }
+  }
+}
+
+// ---- loading: repeat expansion, variables, overrides ------------------------------------------
+
+namespace {
+
+using Vars = std::map<std::string, int64_t>;
+
+[[noreturn]] void fail_at(const std::string& file, const YAML::Node& n, const std::string& msg) {
+  YAML::Mark m = n.Mark();
+  if (m.is_null()) input_error("{}: {}", file, msg);
+  input_error("{}:{}:{}: {}", file, m.line + 1, m.column + 1, msg);
+}
+
+// Replaces {var}, {var+k}, {var-k} in a scalar.
+std::string substitute(const std::string& s, const Vars& vars, const std::string& file, const YAML::Node& where) {
+  if (s.find('{') == std::string::npos) return s;
+  std::string out;
+  size_t i = 0;
+  while (i < s.size()) {
+    if (s[i] != '{') {
+      out += s[i++];
+      continue;
+    }
+    size_t close = s.find('}', i);
+    if (close == std::string::npos) {
+      out += s.substr(i);
+      break;
+    }
+    std::string expr = s.substr(i + 1, close - i - 1);
+    size_t op = expr.find_first_of("+-");
+    std::string name = expr.substr(0, op);
+    while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back()))) name.pop_back();
+    auto it = vars.find(name);
+    if (it == vars.end()) fail_at(file, where, fmt::format("unknown variable '{}' in '{}'", name, s));
+    int64_t v = it->second;
+    if (op != std::string::npos) {
+      int64_t k = 0;
+      std::string num = expr.substr(op + 1);
+      num.erase(0, num.find_first_not_of(' '));
+      if (!parse_int(num, &k)) fail_at(file, where, fmt::format("bad expression '{{{}}}' in '{}'", expr, s));
+      v = expr[op] == '+' ? v + k : v - k;
+    }
+    out += std::to_string(v);
+    i = close + 1;
+  }
+  return out;
+}
+
+bool has_placeholder(const YAML::Node& n) {
+  if (n.IsScalar()) return n.Scalar().find('{') != std::string::npos;
+  if (n.IsSequence())
+    for (const auto& e : n)
+      if (has_placeholder(e)) return true;
+  if (n.IsMap())
+    for (const auto& kv : n)
+      if (has_placeholder(kv.second)) return true;
+  return false;
+}
+
+YAML::Node substitute_tree(const YAML::Node& n, const Vars& vars, const std::string& file) {
+  if (!has_placeholder(n)) return n;  // keep the original node (and its source marks)
+  if (n.IsScalar()) {
+    YAML::Node out = YAML::Clone(n);
+    std::string s = substitute(n.Scalar(), vars, file, n);
+    if (s != n.Scalar()) out = s;
+    return out;
+  }
+  if (n.IsSequence()) {
+    YAML::Node out = YAML::Clone(n);
+    for (size_t i = 0; i < n.size(); ++i) out[i] = substitute_tree(n[i], vars, file);
+    return out;
+  }
+  if (n.IsMap()) {
+    YAML::Node out = YAML::Clone(n);
+    for (const auto& kv : n) out[kv.first.Scalar()] = substitute_tree(kv.second, vars, file);
+    return out;
+  }
+  return n;
+}
+
+int64_t scalar_int(const YAML::Node& n, const Vars& vars, const std::string& file, const std::string& what) {
+  if (!n.IsDefined() || !n.IsScalar()) fail_at(file, n, fmt::format("repeat: '{}' must be an integer", what));
+  int64_t v;
+  if (!parse_int(substitute(n.Scalar(), vars, file, n), &v))
+    fail_at(file, n, fmt::format("repeat: '{}' must be an integer, got '{}'", what, n.Scalar()));
+  return v;
+}
+
+// Expands `- repeat: {var: i, from: 2, to: 5, layers: [...]}` items (nested repeats allowed).
+void expand_layers(const YAML::Node& seq, Vars vars, const std::string& file, YAML::Node* out, int depth,
+                   MarkTable* marks) {
+  if (depth > 8) fail_at(file, seq, "repeat blocks nested deeper than 8");
+  for (const auto& item : seq) {
+    if (item.IsMap() && item["repeat"].IsDefined()) {
+      if (item.size() != 1) fail_at(file, item, "a repeat item has only the key 'repeat'");
+      YAML::Node r = item["repeat"];
+      if (!r.IsMap()) fail_at(file, r, "repeat: expected a map {var, from, to|count, layers}");
+      for (const auto& kv : r) {
+        std::string k = kv.first.Scalar();
+        if (k != "var" && k != "from" && k != "to" && k != "count" && k != "layers")
+          fail_at(file, kv.first, fmt::format("repeat: unknown key '{}' (known: var, from, to, count, layers)", k));
+      }
+      std::string var = r["var"].IsDefined() ? r["var"].as<std::string>() : "i";
+      int64_t from = r["from"].IsDefined() ? scalar_int(r["from"], vars, file, "from") : 1;
+      int64_t to;
+      if (r["to"].IsDefined() && r["count"].IsDefined()) fail_at(file, r, "repeat: give 'to' or 'count', not both");
+      if (r["to"].IsDefined()) {
+        to = scalar_int(r["to"], vars, file, "to");
+      } else if (r["count"].IsDefined()) {
+        to = from + scalar_int(r["count"], vars, file, "count") - 1;
+      } else {
+        fail_at(file, r, "repeat: missing 'to' or 'count'");
+      }
+      if (to - from > 100000) fail_at(file, r, "repeat: more than 100000 iterations");
+      if (!r["layers"].IsSequence()) fail_at(file, r, "repeat: 'layers' must be a list");
+      for (int64_t i = from; i <= to; ++i) {
+        Vars inner = vars;
+        inner[var] = i;
+        expand_layers(r["layers"], inner, file, out, depth + 1, marks);
+      }
+    } else {
+      (*marks)[fmt::format("layers[{}]", out->size())] = item.Mark();
+      out->push_back(substitute_tree(item, vars, file));
+    }
+  }
+}
+
+// Finds or creates the node at a dotted path; list elements are addressed by `name` or index.
+YAML::Node resolve_path(YAML::Node root, const std::vector<std::string>& parts, const std::string& spec) {
+  YAML::Node cur = root;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    const std::string& p = parts[i];
+    if (cur.IsSequence()) {
+      YAML::Node found(YAML::NodeType::Undefined);
+      for (size_t j = 0; j < cur.size(); ++j)
+        if (cur[j].IsMap() && cur[j]["name"].IsScalar() && cur[j]["name"].Scalar() == p) found = cur[j];
+      int64_t idx;
+      if (!found.IsDefined() && parse_int(p, &idx) && idx >= 0 && static_cast<size_t>(idx) < cur.size()) found = cur[idx];
+      if (!found.IsDefined()) input_error("override '{}': no element named '{}'", spec, p);
+      cur.reset(found);
+    } else {
+      if (!cur[p].IsDefined() || cur[p].IsNull()) cur[p] = YAML::Node(YAML::NodeType::Map);
+      if (!cur[p].IsMap() && !cur[p].IsSequence())
+        input_error("override '{}': '{}' is a value, not a section", spec, p);
+      YAML::Node next = cur[p];
+      cur.reset(next);
+    }
+  }
+  return cur;
+}
+
+void apply_override(YAML::Node root, const std::string& spec) {
+  size_t eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0) input_error("override '{}': expected key.path=value", spec);
+  std::string key = spec.substr(0, eq), value = spec.substr(eq + 1);
+  std::vector<std::string> parts;
+  std::stringstream ss(key);
+  for (std::string p; std::getline(ss, p, '.');) {
+    if (p.empty()) input_error("override '{}': empty path component", spec);
+    parts.push_back(p);
+  }
+  YAML::Node parsed;
+  try {
+    parsed = YAML::Load(value);
+  } catch (const YAML::Exception& e) {
+    input_error("override '{}': value is not valid YAML: {}", spec, e.msg);
+  }
+  YAML::Node parent = resolve_path(root, parts, spec);
+  if (parent.IsSequence()) input_error("override '{}': cannot set a key on a list", spec);
+  parent[parts.back()] = parsed;
+}
+
+bool is_layer_override(const std::string& spec) { return spec.rfind("layers.", 0) == 0; }
+
+LoadedConfig finish_load(YAML::Node root, const std::string& name, const std::vector<std::string>& overrides) {
+  LoadedConfig cfg;
+  cfg.file = std::make_shared<const std::string>(name);
+  if (!root.IsDefined() || root.IsNull()) input_error("{}: the config is empty", name);
+  if (!root.IsMap()) fail_at(name, root, "the config must be a map with keys name, seed, data, solver, layers");
+  for (const auto& o : overrides)
+    if (!is_layer_override(o)) apply_override(root, o);
+  Vars vars;
+  if (root["vars"].IsDefined()) {
+    if (!root["vars"].IsMap()) fail_at(name, root["vars"], "vars: expected a map of integer variables");
+    for (const auto& kv : root["vars"]) {
+      int64_t v;
+      if (!kv.second.IsScalar() || !parse_int(kv.second.Scalar(), &v))
+        fail_at(name, kv.second, fmt::format("vars.{}: expected an integer", kv.first.Scalar()));
+      vars[kv.first.Scalar()] = v;
+    }
+  }
+  if (root["layers"].IsDefined()) {
+    if (!root["layers"].IsSequence()) fail_at(name, root["layers"], "layers: expected a list of layers");
+    YAML::Node expanded(YAML::NodeType::Sequence);
+    expand_layers(root["layers"], vars, name, &expanded, 0, cfg.marks.get());
+    root["layers"] = expanded;
+  }
+  for (const auto& o : overrides)
+    if (is_layer_override(o)) apply_override(root, o);
+  cfg.root = root;
+  return cfg;
+}
+
+}  // namespace
+
+LoadedConfig load_config_text(const std::string& text, const std::string& name,
+                              const std::vector<std::string>& overrides) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    input_error("{}:{}:{}: YAML syntax error: {}", name, e.mark.line + 1, e.mark.column + 1, e.msg);
+  } catch (const YAML::Exception& e) {
+    input_error("{}: YAML error: {}", name, e.what());
+  }
+  return finish_load(root, name, overrides);
+}
+
+LoadedConfig load_config_file(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) input_error("cannot open config '{}': {}", path, std::strerror(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  if (text.find('\0') != std::string::npos) input_error("{}: not a text file (contains NUL bytes)", path);
+  return load_config_text(text, path, overrides);
+}
+
+std::string dump_config(const LoadedConfig& cfg) {
+  YAML::Emitter e;
+  e << cfg.root;
+  return std::string(e.c_str()) + "\n";
+}
+
+}  // namespace dropnet

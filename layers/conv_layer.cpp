@@ -1,0 +1,90 @@
+// conv: 2-D convolution, Caffe semantics. Keys: num_output, kernel, stride (1), pad (0), group (1),
+// bias (true), weight_filler, bias_filler, lr_mult, decay_mult. Engines: native, cublas (im2col +
+// cuBLAS), cudnn (when built with cuDNN).
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "kernels/conv.h"
+#include "layers/dispatch.h"
+#include "layers/registry.h"
+
+namespace dropnet {
+
+namespace {
+
+class ConvLayer : public Layer {
+ public:
+  ConvLayer(LayerInfo info, ConfigNode& cfg) : Layer(std::move(info)) {
+    num_output_ = cfg.get_positive_int("num_output");
+    Pair k = read_pair_required(cfg, "kernel", 1);
+    Pair s = read_pair(cfg, "stride", 1, 1);
+    Pair pd = read_pair(cfg, "pad", 0, 0);
+    kh_ = k.h, kw_ = k.w, sh_ = s.h, sw_ = s.w, ph_ = pd.h, pw_ = pd.w;
+    group_ = static_cast<int>(cfg.get_positive_int("group", 1));
+    bias_ = cfg.get_bool("bias", true);
+    weight_filler_ = parse_filler(cfg.optional_child("weight_filler"));
+    bias_filler_ = parse_filler(cfg.optional_child("bias_filler"));
+    read_param_mults(cfg, &lr_mult_cfg_, &decay_mult_cfg_);
+    if (num_output_ % group_ != 0) cfg.fail("group", fmt::format("num_output {} is not divisible by group {}", num_output_, group_));
+    if (info_.engine == "cudnn") cfg.fail("engine", "conv: engine 'cudnn' is not supported (use native or cublas)");
+  }
+  int num_bottoms() const override { return 1; }
+  int num_tops() const override { return 1; }
+
+  std::vector<Shape> reshape(const std::vector<Shape>& b) override {
+    const Shape& s = b[0];
+    if (s.ndim() != 4) input_error("layer '{}': conv needs a 4-D input (N, C, H, W), got {}", name(), s.str());
+    if (s.c() % group_ != 0) input_error("layer '{}': input channels {} not divisible by group {}", name(), s.c(), group_);
+    p_ = ConvParams{s.n(), s.c(), s.h(), s.w(), num_output_, conv_out_size(s.h(), kh_, sh_, ph_),
+                    conv_out_size(s.w(), kw_, sw_, pw_), kh_, kw_, sh_, sw_, ph_, pw_, group_};
+    if (p_.out_h <= 0 || p_.out_w <= 0)
+      input_error("layer '{}': kernel {}x{} (pad {}x{}) does not fit the input {}", name(), kh_, kw_, ph_, pw_, s.str());
+    const int64_t fan_in = (s.c() / group_) * kh_ * kw_;
+    std::vector<ParamSpec> specs = {{"weight", Shape({num_output_, s.c() / group_, kh_, kw_}), weight_filler_, fan_in}};
+    if (bias_) specs.push_back({"bias", Shape({num_output_}), bias_filler_, fan_in});
+    declare_params(std::move(specs));
+    return {Shape({s.n(), num_output_, p_.out_h, p_.out_w})};
+  }
+
+  void forward(const std::vector<Blob*>& bottom, const std::vector<Blob*>& top, const RunContext&) override {
+    const float* x = bottom[0]->value.data();
+    const float* w = params_[0].value.data();
+    const float* bias = bias_ ? params_[1].value.data() : nullptr;
+    float* y = top[0]->value.data();
+    DN_DISPATCH(device(), conv_forward_cpu(p_, x, w, bias, y, scratch_),
+                conv_forward_cuda(p_, x, w, bias, y, scratch_, info_.engine == "cublas", cuda_stream()));
+  }
+
+  void backward(const std::vector<Blob*>& top, const std::vector<Blob*>& bottom, const std::vector<BottomGrad>& bg,
+                const RunContext&) override {
+    const float* x = bottom[0]->value.data();
+    const float* w = params_[0].value.data();
+    const float* dy = top[0]->grad.data();
+    float* dw = params_[0].grad.data();
+    float* db = bias_ ? params_[1].grad.data() : nullptr;
+    float* dx = bg[0].needed ? bottom[0]->grad.data() : nullptr;
+    DN_DISPATCH(device(), conv_backward_cpu(p_, x, w, dy, dw, db, bg[0].beta, dx, scratch_),
+                conv_backward_cuda(p_, x, w, dy, dw, db, bg[0].beta, dx, scratch_, info_.engine == "cublas",
+                                   cuda_stream()));
+  }
+
+  double forward_flops() const override {
+    return 2.0 * p_.n * p_.out_c * p_.out_h * p_.out_w * (p_.c / p_.group) * p_.kh * p_.kw;
+  }
+
+ private:
+  int64_t num_output_;
+  int kh_, kw_, sh_, sw_, ph_, pw_, group_;
+  bool bias_;
+  FillerSpec weight_filler_, bias_filler_;
+  ConvParams p_{};
+  ConvScratch scratch_;
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> make_conv_layer(LayerInfo info, ConfigNode& cfg) {
+  return std::make_unique<ConvLayer>(std::move(info), cfg);
+}
+
+}  // namespace dropnet

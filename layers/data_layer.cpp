@@ -1,0 +1,41 @@
+#include "layers/data_layer.h"
+
+#include "core/error.h"
+#include "layers/registry.h"
+
+namespace dropnet {
+
+DataLayer::DataLayer(LayerInfo info, ConfigNode& cfg) : Layer(std::move(info)) {
+  if (info_.tops.empty() || info_.tops.size() > 2)
+    cfg.fail("top", "a data layer has one or two tops: [data] or [data, label]");
+}
+
+std::vector<Shape> DataLayer::reshape(const std::vector<Shape>&) {
+  DN_CHECK(source_ != nullptr, "data layer {} has no source", name());
+  Shape s = source_->sample_shape();
+  std::vector<int64_t> d = {source_->batch_size()};
+  for (int i = 0; i < s.ndim(); ++i) d.push_back(s[i]);
+  std::vector<Shape> tops = {Shape(d)};
+  if (info_.tops.size() == 2) tops.push_back(Shape({source_->batch_size()}));
+  return tops;
+}
+
+void DataLayer::forward(const std::vector<Blob*>&, const std::vector<Blob*>& top, const RunContext&) {
+  Tensor& data = top[0]->value;
+  if (data.device().is_cpu()) {
+    host_label_.resize(static_cast<size_t>(source_->batch_size()));
+    source_->next_batch(data.data(), top.size() > 1 ? top[1]->value.data() : host_label_.data());
+    return;
+  }
+  host_data_.resize(static_cast<size_t>(data.count()));
+  host_label_.resize(static_cast<size_t>(source_->batch_size()));
+  source_->next_batch(host_data_.data(), host_label_.data());
+  data.from_host(host_data_);
+  if (top.size() > 1) top[1]->value.from_host(host_label_);
+}
+
+std::unique_ptr<Layer> make_data_layer(LayerInfo info, ConfigNode& cfg) {
+  return std::make_unique<DataLayer>(std::move(info), cfg);
+}
+
+}  // namespace dropnet

@@ -1,0 +1,155 @@
+// dropin (the paper's layer): bottoms [skip, new] of equal shape, y = r * new + (1 - r) * skip.
+// Keys: mode (gradual | regularize), length and start (gradual: p = clamp((t - start) / length,
+// 0, 1)), p (regularize), test (expectation | sample, regularize at TEST), unit (element | channel).
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "kernels/dropin.h"
+#include "kernels/dropin_math.h"
+#include "layers/dispatch.h"
+#include "layers/registry.h"
+
+namespace dropnet {
+
+namespace {
+
+class DropinLayer : public Layer {
+ public:
+  DropinLayer(LayerInfo info, ConfigNode& cfg) : Layer(std::move(info)) {
+    mode_ = cfg.get_choice("mode", {"gradual", "regularize"}, "gradual") == "gradual" ? DropinMode::Gradual
+                                                                                       : DropinMode::Regularize;
+    unit_ = cfg.get_choice("unit", {"element", "channel"}, "element") == "element" ? DropinUnit::Element
+                                                                                   : DropinUnit::Channel;
+    if (mode_ == DropinMode::Gradual) {
+      length_ = cfg.get_positive_int("length");
+      start_ = cfg.get_int("start", 0);
+      if (start_ < 0) cfg.fail("start", "must be >= 0");
+    } else {
+      p_ = static_cast<float>(cfg.get_float("p"));
+      if (!(p_ >= 0.f && p_ <= 1.f)) cfg.fail("p", fmt::format("must be in [0, 1], got {}", p_));
+      test_sample_ = cfg.get_choice("test", {"expectation", "sample"}, "expectation") == "sample";
+    }
+    if (info_.engine != "native") cfg.fail("engine", "dropin supports only the native engine");
+  }
+  int num_bottoms() const override { return 2; }
+  int num_tops() const override { return 1; }
+
+  std::vector<Shape> reshape(const std::vector<Shape>& b) override {
+    if (b[0] != b[1])
+      input_error("layer '{}': dropin bottoms differ in shape: skip '{}' is {} but new '{}' is {}; insert a resize "
+                  "layer (type: resize) to map one onto the other",
+                  name(), info_.bottoms[0], b[0].str(), info_.bottoms[1], b[1].str());
+    n_ = b[0].n();
+    c_ = b[0].ndim() >= 2 ? b[0][1] : 1;
+    hw_ = b[0].count_from(2);
+    return {b[0]};
+  }
+
+  float current_p(const RunContext& ctx) const {
+    return mode_ == DropinMode::Gradual ? dropin_gradual_p(ctx.iter, start_, length_) : p_;
+  }
+
+  DropinParams params(const RunContext& ctx) const {
+    DropinParams p;
+    p.mode = mode_;
+    p.unit = unit_;
+    p.n = n_;
+    p.c = c_;
+    p.hw = hw_;
+    p.p = current_p(ctx);
+    p.sample = ctx.phase == Phase::Train || test_sample_;
+    p.seed = ctx.seed;
+    p.stream = info_.rng_stream;
+    p.step = ctx.rng_step;
+    return p;
+  }
+
+  void forward(const std::vector<Blob*>& bottom, const std::vector<Blob*>& top, const RunContext& ctx) override {
+    DropinParams p = params(ctx);
+    Tensor& y = top[0]->value;
+    if (mode_ == DropinMode::Gradual && (p.p >= 1.f || p.p <= 0.f)) {
+      // Fully grown (or not yet started): the layer is a copy of one input.
+      y.copy_from(p.p >= 1.f ? bottom[1]->value : bottom[0]->value);
+      return;
+    }
+    const float* skip = bottom[0]->value.data();
+    const float* nw = bottom[1]->value.data();
+    DN_DISPATCH(device(), dropin_forward_cpu(p, skip, nw, y.data()),
+                dropin_forward_cuda(p, skip, nw, y.data(), cuda_stream()));
+  }
+
+  void backward(const std::vector<Blob*>& top, const std::vector<Blob*>& bottom, const std::vector<BottomGrad>& bg,
+                const RunContext& ctx) override {
+    DropinParams p = params(ctx);
+    const float* dy = top[0]->grad.data();
+    float* d_skip = bg[0].needed ? bottom[0]->grad.data() : nullptr;
+    float* d_new = bg[1].needed ? bottom[1]->grad.data() : nullptr;
+    DN_DISPATCH(device(), dropin_backward_cpu(p, dy, bg[0].beta, d_skip, bg[1].beta, d_new),
+                dropin_backward_cuda(p, dy, bg[0].beta, d_skip, bg[1].beta, d_new, cuda_stream()));
+  }
+
+  double forward_flops() const override { return 3.0 * n_ * c_ * hw_; }
+
+  std::vector<std::pair<std::string, double>> metrics(const RunContext& ctx) const override {
+    return {{"p", current_p(ctx)}};
+  }
+
+ private:
+  DropinMode mode_;
+  DropinUnit unit_;
+  int64_t length_ = 1, start_ = 0;
+  float p_ = 0.f;
+  bool test_sample_ = false;
+  int64_t n_ = 0, c_ = 0, hw_ = 0;
+};
+
+class DropoutLayer : public Layer {
+ public:
+  DropoutLayer(LayerInfo info, ConfigNode& cfg) : Layer(std::move(info)) {
+    ratio_ = static_cast<float>(cfg.get_float("ratio", 0.5));
+    if (!(ratio_ >= 0.f && ratio_ < 1.f)) cfg.fail("ratio", fmt::format("must be in [0, 1), got {}", ratio_));
+  }
+  int num_bottoms() const override { return 1; }
+  int num_tops() const override { return 1; }
+  std::vector<Shape> reshape(const std::vector<Shape>& b) override { return {b[0]}; }
+
+  DropoutParams params(const RunContext& ctx, int64_t count) const {
+    return DropoutParams{count, ratio_, ctx.seed, info_.rng_stream, ctx.rng_step};
+  }
+
+  void forward(const std::vector<Blob*>& bottom, const std::vector<Blob*>& top, const RunContext& ctx) override {
+    Tensor& y = top[0]->value;
+    if (ctx.phase == Phase::Test || ratio_ == 0.f) {
+      y.copy_from(bottom[0]->value);
+      return;
+    }
+    DropoutParams p = params(ctx, y.count());
+    const float* x = bottom[0]->value.data();
+    DN_DISPATCH(device(), dropout_forward_cpu(p, x, y.data()), dropout_forward_cuda(p, x, y.data(), cuda_stream()));
+  }
+
+  void backward(const std::vector<Blob*>& top, const std::vector<Blob*>& bottom, const std::vector<BottomGrad>& bg,
+                const RunContext& ctx) override {
+    if (!bg[0].needed) return;
+    DropoutParams p = params(ctx, top[0]->grad.count());
+    if (ratio_ == 0.f) p.ratio = 0.f;
+    const float* dy = top[0]->grad.data();
+    float* dx = bottom[0]->grad.data();
+    DN_DISPATCH(device(), dropout_backward_cpu(p, dy, bg[0].beta, dx),
+                dropout_backward_cuda(p, dy, bg[0].beta, dx, cuda_stream()));
+  }
+
+ private:
+  float ratio_;
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> make_dropin_layer(LayerInfo info, ConfigNode& cfg) {
+  return std::make_unique<DropinLayer>(std::move(info), cfg);
+}
+std::unique_ptr<Layer> make_dropout_layer(LayerInfo info, ConfigNode& cfg) {
+  return std::make_unique<DropoutLayer>(std::move(info), cfg);
+}
+
+}  // namespace dropnet

@@ -1,0 +1,300 @@
+#include "layers/net.h"
+
+#include <fmt/format.h>
+
+#include <set>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "layers/data_layer.h"
+#include "layers/registry.h"
+
+namespace dropnet {
+
+uint32_t name_hash(const std::string& s) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 16777619u;
+  }
+  return h;
+}
+
+Net::Net(const LoadedConfig& cfg, const NetOptions& opts) : opts_(opts) { build(cfg); }
+Net::~Net() = default;
+
+int Net::find_layer(const std::string& name) const {
+  for (size_t i = 0; i < layers_.size(); ++i)
+    if (layers_[i]->name() == name) return static_cast<int>(i);
+  return -1;
+}
+
+Blob* Net::blob(const std::string& name) {
+  auto it = blob_by_name_.find(name);
+  return it == blob_by_name_.end() ? nullptr : it->second;
+}
+
+std::vector<BatchSource*> Net::sources() const {
+  std::vector<BatchSource*> out;
+  for (const auto& l : layers_)
+    if (auto* d = dynamic_cast<DataLayer*>(l.get())) out.push_back(d->source());
+  return out;
+}
+
+int64_t Net::batch_size() const {
+  for (const auto& l : layers_)
+    if (auto* d = dynamic_cast<DataLayer*>(l.get())) return d->source()->batch_size();
+  return 0;
+}
+
+void Net::build(const LoadedConfig& cfg) {
+  ConfigNode root = cfg.node();
+  name_ = root.has("name") ? root.get_string("name") : "net";
+  std::vector<ConfigNode> nodes = root.children("layers");
+  if (nodes.empty()) root.fail("layers", "the net has no layers");
+  std::set<std::string> names;
+  std::set<std::string> consumed;
+  const std::string phase_str = opts_.phase == Phase::Train ? "train" : "test";
+
+  for (auto& node : nodes) {
+    LayerInfo info;
+    info.name = node.get_string("name");
+    if (!names.insert(info.name).second) node.fail("name", fmt::format("duplicate layer name '{}'", info.name));
+    info.type = node.get_string("type");
+    std::string phase = node.get_choice("phase", {"train", "test", "both"}, "both");
+    info.bottoms = node.has("bottom") ? node.get_string_list("bottom") : std::vector<std::string>{};
+    info.tops = node.has("top") ? node.get_string_list("top") : std::vector<std::string>{};
+    info.engine = node.get_choice("engine", {"native", "cublas", "cudnn"}, opts_.default_engine);
+    info.device = opts_.device;
+    info.rng_stream = name_hash(info.name);
+    if (phase != "both" && phase != phase_str) {
+      // Still parse the layer so that its keys are checked in every phase.
+      node.get_string("type");
+      continue;
+    }
+    if (info.engine != "native" && opts_.device.is_cpu())
+      node.fail("engine", fmt::format("engine '{}' needs a CUDA device (this net runs on cpu)", info.engine));
+    std::unique_ptr<Layer> layer = make_layer(info, node);
+    node.finish();
+
+    const Layer& l = *layer;
+    if (l.num_bottoms() >= 0 && static_cast<int>(info.bottoms.size()) != l.num_bottoms())
+      node.fail("bottom", fmt::format("layer type '{}' takes {} bottom(s), got {}", info.type, l.num_bottoms(),
+                                      info.bottoms.size()));
+    if (l.num_tops() >= 0 && static_cast<int>(info.tops.size()) != l.num_tops())
+      node.fail("top", fmt::format("layer type '{}' produces {} top(s), got {}", info.type, l.num_tops(),
+                                   info.tops.size()));
+    if (info.tops.empty()) node.fail("top", "a layer needs at least one top");
+
+    std::vector<Blob*> bottoms;
+    std::vector<Shape> bottom_shapes;
+    for (const auto& b : info.bottoms) {
+      Blob* blob = this->blob(b);
+      if (blob == nullptr) {
+        std::vector<std::string> known;
+        for (const auto& kv : blob_by_name_) known.push_back(kv.first);
+        node.fail("bottom", fmt::format("bottom '{}' is not a top of an earlier layer (defined so far: {})", b,
+                                        known.empty() ? std::string("none") : fmt::format("{}", fmt::join(known, ", "))));
+      }
+      consumed.insert(b);
+      bottoms.push_back(blob);
+      bottom_shapes.push_back(blob->shape());
+    }
+    if (auto* data = dynamic_cast<DataLayer*>(layer.get())) {
+      if (opts_.source_factory == nullptr) node.fail("type", "this tool cannot feed a data layer");
+      ConfigNode data_root = root.optional_child("data");
+      if (!data_root.valid()) root.fail("", "a net with a data layer needs a 'data' section with train/test sources");
+      ConfigNode section = data_root.optional_child(phase_str);
+      if (!section.valid()) data_root.fail("", fmt::format("missing '{}' source for the {} net", phase_str, phase_str));
+      SourceRequest req{section, opts_.phase, opts_.seed, opts_.rank, opts_.world};
+      if (opts_.batch_override > 0) req.section.raw()["batch_size"] = opts_.batch_override;
+      data->set_source(opts_.source_factory(req));
+    }
+    std::vector<Shape> top_shapes;
+    try {
+      top_shapes = layer->reshape(bottom_shapes);
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::Input) throw;
+      node.fail("", e.what());
+    }
+    DN_CHECK(top_shapes.size() == info.tops.size(), "layer {} returned {} top shapes for {} tops", info.name,
+             top_shapes.size(), info.tops.size());
+    std::vector<Blob*> tops;
+    for (size_t t = 0; t < info.tops.size(); ++t) {
+      const std::string& tn = info.tops[t];
+      if (blob_by_name_.count(tn))
+        node.fail("top", fmt::format("top '{}' is already defined by an earlier layer (in-place layers are not "
+                                     "supported: give the top a new name)", tn));
+      auto b = std::make_unique<Blob>();
+      b->name = tn;
+      b->value = Tensor(top_shapes[t], opts_.device);
+      tops.push_back(b.get());
+      blob_by_name_[tn] = b.get();
+      blobs_.push_back(std::move(b));
+    }
+    if (layer->loss_weight() != 0.f) loss_layers_.push_back(static_cast<int>(layers_.size()));
+    bottom_.push_back(bottoms);
+    top_.push_back(tops);
+    layers_.push_back(std::move(layer));
+  }
+  for (const auto& b : blobs_)
+    if (!consumed.count(b->name)) outputs_.push_back(b.get());
+  allocate_params();
+  plan_backward();
+}
+
+void Net::allocate_params() {
+  int64_t total = 0;
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    const auto& specs = layers_[li]->param_specs();
+    for (size_t pi = 0; pi < specs.size(); ++pi) {
+      ParamRef r{static_cast<int>(li), static_cast<int>(pi), layers_[li]->name() + "." + specs[pi].name, total,
+                 specs[pi].shape.count(), specs[pi].lr_mult, specs[pi].decay_mult};
+      // Keep every parameter 16-float aligned (64 bytes) inside the arena.
+      total += (r.count + 15) / 16 * 16;
+      params_.push_back(r);
+    }
+  }
+  if (opts_.share_from != nullptr) {
+    const Net& src = *opts_.share_from;
+    param_values_ = src.param_values_;
+    param_grads_ = src.param_grads_;
+    for (auto& r : params_) {
+      Layer& l = *layers_[r.layer];
+      int si = src.find_layer(l.name());
+      if (si < 0) input_error("layer '{}' has parameters in the {} net but no counterpart in the {} net", l.name(),
+                              phase_name(opts_.phase), phase_name(src.phase()));
+      const Layer& sl = src.layer(si);
+      if (sl.params().size() != l.param_specs().size())
+        input_error("layer '{}': {} parameters in {} but {} in {}", l.name(), l.param_specs().size(),
+                    phase_name(opts_.phase), sl.params().size(), phase_name(src.phase()));
+      const Blob& sb = sl.params()[r.index];
+      if (sb.shape() != l.param_specs()[r.index].shape)
+        input_error("layer '{}': parameter '{}' is {} in {} but {} in {}", l.name(), l.param_specs()[r.index].name,
+                    l.param_specs()[r.index].shape.str(), phase_name(opts_.phase), sb.shape().str(),
+                    phase_name(src.phase()));
+      if (l.params_.size() <= static_cast<size_t>(r.index)) l.params_.resize(r.index + 1);
+      l.params_[r.index] = sb;
+    }
+    // Offsets refer to the shared arena.
+    for (auto& r : params_) {
+      const Net& s = *opts_.share_from;
+      for (const auto& sr : s.params())
+        if (sr.name == r.name) r.offset = sr.offset;
+    }
+    return;
+  }
+  param_values_ = std::make_shared<Tensor>(Shape({std::max<int64_t>(total, 1)}), opts_.device);
+  param_grads_ = std::make_shared<Tensor>(Shape({std::max<int64_t>(total, 1)}), opts_.device);
+  param_values_->zero();
+  param_grads_->zero();
+  for (auto& r : params_) {
+    Layer& l = *layers_[r.layer];
+    if (l.params_.size() <= static_cast<size_t>(r.index)) l.params_.resize(r.index + 1);
+    Blob& b = l.params_[r.index];
+    b.name = r.name;
+    b.value = Tensor::view(*param_values_, r.offset, l.param_specs()[r.index].shape);
+    b.grad = Tensor::view(*param_grads_, r.offset, l.param_specs()[r.index].shape);
+  }
+  fill_params();
+}
+
+void Net::fill_params() {
+  for (auto& r : params_) {
+    Layer& l = *layers_[r.layer];
+    const ParamSpec& spec = l.param_specs()[r.index];
+    std::vector<float> host(static_cast<size_t>(r.count));
+    HostRng rng(opts_.seed, name_hash(r.name));
+    const FillerSpec& f = spec.filler;
+    if (f.type == "constant") {
+      for (auto& x : host) x = f.value;
+    } else if (f.type == "uniform") {
+      for (auto& x : host) x = rng.uniform(f.min, f.max);
+    } else if (f.type == "gaussian") {
+      for (auto& x : host) x = rng.normal(f.mean, f.std);
+    } else if (f.type == "xavier") {
+      float a = std::sqrt(3.0f / static_cast<float>(spec.fan_in));
+      for (auto& x : host) x = rng.uniform(-a, a);
+    } else if (f.type == "msra") {
+      float s = std::sqrt(2.0f / static_cast<float>(spec.fan_in));
+      for (auto& x : host) x = rng.normal(0.f, s);
+    } else {
+      DN_CHECK(false, "unknown filler {}", f.type);
+    }
+    l.params_[r.index].value.from_host(host);
+  }
+}
+
+void Net::plan_backward() {
+  const size_t n = layers_.size();
+  layer_backward_.assign(n, false);
+  bottom_grad_.assign(n, {});
+  if (opts_.phase != Phase::Train) return;
+  std::set<const Blob*> needs_grad;
+  for (size_t i = 0; i < n; ++i) {
+    bool need = !layers_[i]->param_specs().empty();
+    for (size_t b = 0; b < bottom_[i].size(); ++b)
+      if (needs_grad.count(bottom_[i][b]) && layers_[i]->can_backprop_to(static_cast<int>(b))) need = true;
+    layer_backward_[i] = need;
+    if (need)
+      for (Blob* t : top_[i]) needs_grad.insert(t);
+  }
+  // Blob grads: the first writer in backward order overwrites (beta 0), later ones accumulate.
+  std::set<const Blob*> written;
+  for (size_t i = n; i-- > 0;) {
+    bottom_grad_[i].resize(bottom_[i].size());
+    for (size_t b = 0; b < bottom_[i].size(); ++b) {
+      Blob* blob = bottom_[i][b];
+      BottomGrad& g = bottom_grad_[i][b];
+      g.needed = layer_backward_[i] && needs_grad.count(blob) && layers_[i]->can_backprop_to(static_cast<int>(b));
+      if (!g.needed) continue;
+      g.beta = written.count(blob) ? 1.f : 0.f;
+      written.insert(blob);
+    }
+  }
+  for (const auto& b : blobs_) {
+    if (!needs_grad.count(b.get())) continue;
+    b->grad = Tensor(b->shape(), opts_.device);
+    b->grad.zero();  // stays zero where no consumer writes it
+  }
+  for (int li : loss_layers_) {
+    Blob* top = top_[li][0];
+    if (top->grad.empty()) top->grad = Tensor(top->shape(), opts_.device);
+    top->grad.fill(layers_[li]->loss_weight());
+  }
+}
+
+void Net::forward_layer(int i, const RunContext& ctx) { layers_[i]->forward(bottom_[i], top_[i], ctx); }
+
+void Net::backward_layer(int i, const RunContext& ctx) {
+  if (layer_backward_[i]) layers_[i]->backward(top_[i], bottom_[i], bottom_grad_[i], ctx);
+}
+
+float Net::forward(const RunContext& ctx) {
+  for (int i = 0; i < num_layers(); ++i) forward_layer(i, ctx);
+  float loss = 0.f;
+  for (int li : loss_layers_) {
+    float v = 0.f;
+    device_copy(&v, Device::cpu(), top_[li][0]->value.data(), opts_.device, sizeof(float));
+    loss += layers_[li]->loss_weight() * v;
+  }
+  return loss;
+}
+
+void Net::backward(const RunContext& ctx) {
+  DN_CHECK(opts_.phase == Phase::Train, "backward on a {} net", phase_name(opts_.phase));
+  for (int i = num_layers(); i-- > 0;) backward_layer(i, ctx);
+}
+
+void Net::zero_param_grads() {
+  if (param_grads_) param_grads_->zero();
+}
+
+std::vector<std::pair<std::string, double>> Net::layer_metrics(const RunContext& ctx) const {
+  std::vector<std::pair<std::string, double>> out;
+  for (const auto& l : layers_)
+    for (auto& m : l->metrics(ctx)) out.emplace_back(l->name() + "." + m.first, m.second);
+  return out;
+}
+
+}  // namespace dropnet

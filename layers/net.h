@@ -1,0 +1,101 @@
+// The Net: builds the layer DAG for one phase from the `layers` list (file order is execution
+// order; every bottom must be a top defined earlier), infers shapes, owns the blobs, places all
+// learnable parameters in one flat arena (values and grads), and runs forward/backward.
+// TRAIN and TEST nets share parameters: a TEST net built with `share_from` uses the TRAIN net's
+// parameter views, matched by layer name.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "layers/batch_source.h"
+#include "layers/layer.h"
+
+namespace dropnet {
+
+struct NetOptions {
+  Phase phase = Phase::Train;
+  Device device;
+  uint64_t seed = 1;
+  SourceFactory source_factory = nullptr;  // required when the net has a data layer
+  int rank = 0, world = 1;
+  const class Net* share_from = nullptr;  // TEST nets: share the TRAIN net's parameters
+  std::string default_engine = "native";
+  // Per-phase batch size override for every data section (0 = as configured).
+  int64_t batch_override = 0;
+};
+
+// One learnable parameter inside the arena.
+struct ParamRef {
+  int layer;
+  int index;            // within the layer
+  std::string name;     // "conv1.weight"
+  int64_t offset;       // in floats, into the arena
+  int64_t count;
+  float lr_mult, decay_mult;
+};
+
+class Net {
+ public:
+  Net(const LoadedConfig& cfg, const NetOptions& opts);
+  ~Net();
+
+  // Runs every layer's forward; returns the objective (sum of loss_weight * loss).
+  float forward(const RunContext& ctx);
+  // Runs backward in reverse order; parameter grads are accumulated into the arena.
+  void backward(const RunContext& ctx);
+  void forward_layer(int i, const RunContext& ctx);
+  void backward_layer(int i, const RunContext& ctx);
+  bool layer_needs_backward(int i) const { return layer_backward_[i]; }
+
+  Phase phase() const { return opts_.phase; }
+  Device device() const { return opts_.device; }
+  const std::string& name() const { return name_; }
+  int num_layers() const { return static_cast<int>(layers_.size()); }
+  Layer& layer(int i) { return *layers_[i]; }
+  const Layer& layer(int i) const { return *layers_[i]; }
+  int find_layer(const std::string& name) const;  // -1 if absent
+  const std::vector<Blob*>& bottoms(int i) const { return bottom_[i]; }
+  const std::vector<Blob*>& tops(int i) const { return top_[i]; }
+  Blob* blob(const std::string& name);
+  const std::vector<std::unique_ptr<Blob>>& blobs() const { return blobs_; }
+  // Tops consumed by no layer (loss, accuracy), in definition order.
+  const std::vector<Blob*>& outputs() const { return outputs_; }
+  // The data layers' sources (for wait time, snapshots of cursors).
+  std::vector<BatchSource*> sources() const;
+  int64_t batch_size() const;
+
+  // The flat parameter arena.
+  Tensor& param_values() { return *param_values_; }
+  Tensor& param_grads() { return *param_grads_; }
+  const std::vector<ParamRef>& params() const { return params_; }
+  int64_t num_param_floats() const { return param_values_ ? param_values_->count() : 0; }
+  void zero_param_grads();
+  std::vector<std::pair<std::string, double>> layer_metrics(const RunContext& ctx) const;
+
+ private:
+  void build(const LoadedConfig& cfg);
+  void allocate_params();
+  void fill_params();
+  void plan_backward();
+
+  NetOptions opts_;
+  std::string name_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<std::vector<Blob*>> bottom_, top_;
+  std::vector<std::vector<BottomGrad>> bottom_grad_;
+  std::vector<bool> layer_backward_;
+  std::vector<std::unique_ptr<Blob>> blobs_;
+  std::map<std::string, Blob*> blob_by_name_;
+  std::vector<Blob*> outputs_;
+  std::vector<int> loss_layers_;
+  std::shared_ptr<Tensor> param_values_, param_grads_;
+  std::vector<ParamRef> params_;
+};
+
+// Stable 32-bit id of a layer name (FNV-1a): the layer's RNG stream.
+uint32_t name_hash(const std::string& s);
+
+}  // namespace dropnet

@@ -1,0 +1,35 @@
+#include "layers/registry.h"
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+
+namespace dropnet {
+
+const std::vector<LayerType>& layer_types() {
+  static const std::vector<LayerType> types = {
+      {"data", make_data_layer, "batches from the config's data section (tops: data, label)"},
+      {"conv", make_conv_layer, "2-D convolution (num_output, kernel, stride, pad, group, bias)"},
+      {"fc", make_fc_layer, "fully connected (num_output, bias)"},
+      {"relu", make_relu_layer, "rectified linear unit (negative_slope)"},
+      {"pool", make_pool_layer, "max / average pooling with Caffe's ceil-mode output size"},
+      {"softmax_loss", make_softmax_loss_layer, "softmax + multinomial logistic loss"},
+      {"accuracy", make_accuracy_layer, "top-k accuracy"},
+      {"lrn", make_lrn_layer, "local response normalization (across_channels | within_channel)"},
+      {"dropout", make_dropout_layer, "inverted dropout (ratio)"},
+      {"dropin", make_dropin_layer, "DropIn: y = r * new + (1 - r) * skip (gradual | regularize)"},
+      {"resize", make_resize_layer, "parameter-free reshape of channels and spatial size"},
+  };
+  return types;
+}
+
+std::unique_ptr<Layer> make_layer(LayerInfo info, ConfigNode& cfg) {
+  std::vector<std::string> names;
+  for (const auto& t : layer_types()) {
+    if (info.type == t.name) return t.make(std::move(info), cfg);
+    names.push_back(t.name);
+  }
+  cfg.fail("type", fmt::format("unknown layer type '{}' (known types: {})", info.type, fmt::join(names, ", ")));
+}
+
+}  // namespace dropnet

@@ -1,0 +1,377 @@
+#include "optim/snapshot.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+
+#include "core/error.h"
+#include "core/fileio.h"
+#include "core/safetensors.h"
+
+namespace dropnet {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kWeightsFormat = "dropnet-weights-v1";
+constexpr const char* kStateFormat = "dropnet-solverstate-v1";
+constexpr const char* kLatest = "latest";
+
+std::vector<int64_t> param_dims(const Net& net, const ParamRef& r) {
+  return net.layer(r.layer).param_specs()[r.index].shape.dims();
+}
+
+std::string dims_str(const std::vector<int64_t>& d) { return fmt::format("[{}]", fmt::join(d, ", ")); }
+
+// "conv1.weight[20,1,5,5];conv1.bias[20];..." — names and shapes in arena order.
+std::string fingerprint(const Net& net) {
+  std::string s;
+  for (const ParamRef& r : net.params()) {
+    if (!s.empty()) s += ';';
+    s += fmt::format("{}[{}]", r.name, fmt::join(param_dims(net, r), ","));
+  }
+  return s;
+}
+
+struct FpEntry {
+  std::string name;
+  std::string shape;  // "[20,1,5,5]"
+};
+
+std::vector<FpEntry> split_fingerprint(const std::string& fp) {
+  std::vector<FpEntry> out;
+  size_t p = 0;
+  while (p < fp.size()) {
+    size_t e = fp.find(';', p);
+    if (e == std::string::npos) e = fp.size();
+    std::string item = fp.substr(p, e - p);
+    const size_t b = item.rfind('[');
+    if (b == std::string::npos) out.push_back({item, "?"});
+    else out.push_back({item.substr(0, b), item.substr(b)});
+    p = e + 1;
+  }
+  return out;
+}
+
+std::string pretty_shape(const std::string& s) {  // "[20,1,5,5]" -> "[20, 1, 5, 5]"
+  std::string o;
+  for (char c : s) {
+    o += c;
+    if (c == ',') o += ' ';
+  }
+  return o;
+}
+
+void check_fingerprint(const Net& net, const std::string& stored, const std::string& origin) {
+  const std::string mine = fingerprint(net);
+  if (mine == stored) return;
+  const auto a = split_fingerprint(stored), b = split_fingerprint(mine);
+  for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
+    if (i >= a.size())
+      input_error("'{}' was saved from another net: it has {} parameters, the current net has {} (first extra: '{}' {})",
+                  origin, a.size(), b.size(), b[i].name, pretty_shape(b[i].shape));
+    if (i >= b.size())
+      input_error("'{}' was saved from another net: it has {} parameters, the current net has {} (first missing: "
+                  "'{}' {})",
+                  origin, a.size(), b.size(), a[i].name, pretty_shape(a[i].shape));
+    if (a[i].name != b[i].name || a[i].shape != b[i].shape)
+      input_error("'{}' was saved from another net: parameter {} is '{}' {} in the snapshot but '{}' {} in the current "
+                  "net",
+                  origin, i, a[i].name, pretty_shape(a[i].shape), b[i].name, pretty_shape(b[i].shape));
+  }
+  input_error("'{}' was saved from another net (parameter fingerprint differs)", origin);
+}
+
+bool ends_with(const std::string& s, const std::string& suf) {
+  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+
+std::string dir_of(const std::string& path) {
+  fs::path p = fs::path(path).parent_path();
+  return p.empty() ? std::string(".") : p.string();
+}
+
+// A file name stored inside a snapshot (latest, weights): a plain name in the same directory.
+void check_plain_name(const std::string& name, const std::string& origin, const std::string& what) {
+  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == ".." ||
+      name.find('\0') != std::string::npos)
+    input_error("'{}': {} '{}' is not a plain file name", origin, what, name);
+  if (is_temp_file_name(name)) input_error("'{}': {} '{}' names a temporary file", origin, what, name);
+}
+
+std::vector<BatchSource*> test_sources(Solver& solver) {
+  return solver.test_net() ? solver.test_net()->sources() : std::vector<BatchSource*>{};
+}
+
+// Param values of `net` read from a weights file (validated: names, shapes, dtypes). Returns the
+// whole arena on the host with every parameter replaced; extra tensors are listed in `extras`.
+std::vector<float> arena_from_weights(Net& net, const SafeTensors& w, std::vector<std::string>* extras) {
+  std::vector<std::string> missing;
+  std::map<std::string, bool> used;
+  for (const ParamRef& r : net.params()) {
+    const StTensorInfo* t = w.find(r.name);
+    if (!t) {
+      missing.push_back(r.name);
+      continue;
+    }
+    used[r.name] = true;
+    const std::vector<int64_t> want = param_dims(net, r);
+    if (t->shape != want)
+      input_error("'{}': parameter '{}' of layer '{}' has shape {} in the file but {} in the net", w.origin(), r.name,
+                  net.layer(r.layer).name(), t->shape_str(), dims_str(want));
+    if (t->dtype != StDtype::F32)
+      input_error("'{}': parameter '{}' has dtype {}, expected F32", w.origin(), r.name, st_dtype_name(t->dtype));
+  }
+  if (!missing.empty())
+    input_error("'{}' lacks {} parameter(s) of the net: {}", w.origin(), missing.size(), fmt::join(missing, ", "));
+  if (extras)
+    for (const auto& t : w.tensors())
+      if (!used.count(t.name)) extras->push_back(t.name);
+  std::vector<float> arena = net.param_values().to_host();
+  for (const ParamRef& r : net.params()) w.copy_floats(*w.find(r.name), arena.data() + r.offset);
+  return arena;
+}
+
+struct SnapshotName {
+  int64_t iter;
+  std::string stem;  // <prefix>_iter_<N>
+};
+
+// <prefix>_iter_<N><ext> -> N, or -1.
+int64_t parse_snapshot_iter(const std::string& file, const std::string& prefix, const std::string& ext) {
+  const std::string head = prefix + "_iter_";
+  if (file.size() <= head.size() + ext.size() || file.compare(0, head.size(), head) != 0 || !ends_with(file, ext))
+    return -1;
+  const std::string num = file.substr(head.size(), file.size() - head.size() - ext.size());
+  if (num.empty() || num.size() > 18) return -1;
+  for (char c : num)
+    if (c < '0' || c > '9') return -1;
+  return std::stoll(num);
+}
+
+void prune_snapshots(const std::string& dir, const std::string& prefix, int64_t current, int64_t keep_last) {
+  std::vector<int64_t> iters;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    int64_t it = parse_snapshot_iter(name, prefix, ".solverstate");
+    if (it < 0) it = parse_snapshot_iter(name, prefix, ".safetensors");
+    if (it >= 0 && it != current && std::find(iters.begin(), iters.end(), it) == iters.end()) iters.push_back(it);
+  }
+  // The snapshot just written always stays; of the others the highest iterations are kept.
+  std::sort(iters.rbegin(), iters.rend());
+  const size_t keep_others = static_cast<size_t>(std::max<int64_t>(keep_last - 1, 0));
+  bool removed = false;
+  for (size_t i = keep_others; i < iters.size(); ++i) {
+    const std::string stem = (fs::path(dir) / fmt::format("{}_iter_{}", prefix, iters[i])).string();
+    // The state first: a weights file without its state is inert, the reverse is not.
+    fs::remove(stem + ".solverstate", ec);
+    fs::remove(stem + ".safetensors", ec);
+    removed = true;
+  }
+  if (removed) sync_directory(dir);
+}
+
+}  // namespace
+
+std::string save_snapshot(Solver& solver, const std::string& dir, const std::string& prefix, int64_t keep_last) {
+  if (prefix.empty() || prefix.find('/') != std::string::npos || is_temp_file_name(prefix))
+    input_error("snapshot prefix '{}' must be a non-empty plain name", prefix);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (!fs::is_directory(dir)) input_error("cannot create snapshot directory '{}': {}", dir, ec.message());
+  remove_stale_temp_files(dir);
+
+  Net& net = solver.train_net();
+  const int64_t iter = solver.iter();
+  const std::string stem = fmt::format("{}_iter_{}", prefix, iter);
+  const std::string weights_name = stem + ".safetensors";
+  const std::string state_name = stem + ".solverstate";
+  const std::string weights_path = (fs::path(dir) / weights_name).string();
+  const std::string state_path = (fs::path(dir) / state_name).string();
+
+  // Weights: one tensor per parameter, its real shape, named like the ParamRef.
+  const std::vector<float> arena = net.param_values().to_host();
+  std::vector<StTensorOut> wt;
+  for (const ParamRef& r : net.params())
+    wt.push_back({r.name, StDtype::F32, param_dims(net, r), arena.data() + r.offset});
+  std::map<std::string, std::string> wmeta{{"format", kWeightsFormat},
+                                           {"iteration", std::to_string(iter)},
+                                           {"net", net.name()}};
+  const std::string wbytes = write_safetensors(weights_path, wt, wmeta);
+
+  // Solver state.
+  const std::vector<float> history = solver.history().to_host();
+  const std::vector<float> losses = solver.loss_window();
+  std::vector<StTensorOut> st;
+  st.push_back({"history", StDtype::F32, {static_cast<int64_t>(history.size())}, history.data()});
+  st.push_back({"loss_window", StDtype::F32, {static_cast<int64_t>(losses.size())}, losses.data()});
+  std::vector<std::vector<int64_t>> states;
+  const auto train_src = net.sources();
+  const auto test_src = test_sources(solver);
+  for (BatchSource* s : train_src) states.push_back(s->state());
+  for (BatchSource* s : test_src) states.push_back(s->state());
+  for (size_t i = 0; i < states.size(); ++i) {
+    const bool train = i < train_src.size();
+    st.push_back({fmt::format("source.{}.{}", train ? "train" : "test", train ? i : i - train_src.size()),
+                  StDtype::I64, {static_cast<int64_t>(states[i].size())}, states[i].data()});
+  }
+  std::map<std::string, std::string> smeta{
+      {"format", kStateFormat},
+      {"iteration", std::to_string(iter)},
+      {"seed", std::to_string(solver.seed())},
+      {"params", fingerprint(net)},
+      {"arena_floats", std::to_string(net.num_param_floats())},
+      {"train_sources", std::to_string(train_src.size())},
+      {"test_sources", std::to_string(test_src.size())},
+      {"weights", weights_name},
+      {"weights_bytes", std::to_string(wbytes.size())},
+      {"weights_crc32", crc32_hex(crc32_bytes(wbytes))},
+  };
+  write_safetensors(state_path, st, smeta);
+  // Written last: `latest` never names a state whose files are not complete on disk.
+  write_file_atomic((fs::path(dir) / kLatest).string(), state_name + "\n");
+  if (keep_last > 0) prune_snapshots(dir, prefix, iter, keep_last);
+  return weights_path;
+}
+
+void restore_snapshot(Solver& solver, const std::string& path) {
+  // Resolve the solver-state file.
+  std::string state_path;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    const std::string latest_path = (fs::path(path) / kLatest).string();
+    if (!fs::exists(latest_path, ec))
+      input_error("snapshot directory '{}' has no '{}' file (no snapshot was completed there)", path, kLatest);
+    std::string name = read_file(latest_path, "snapshot pointer");
+    while (!name.empty() && (name.back() == '\n' || name.back() == '\r' || name.back() == ' ')) name.pop_back();
+    check_plain_name(name, latest_path, "the snapshot");
+    if (!ends_with(name, ".solverstate"))
+      input_error("'{}' names '{}', which is not a .solverstate file", latest_path, name);
+    state_path = (fs::path(path) / name).string();
+  } else if (ends_with(path, ".safetensors")) {
+    state_path = path.substr(0, path.size() - std::string(".safetensors").size()) + ".solverstate";
+    if (!fs::exists(state_path, ec))
+      input_error("'{}' is a weights file; resuming needs its solver state '{}' beside it, which does not exist "
+                  "(use --weights to only initialize the parameters)",
+                  path, state_path);
+  } else {
+    state_path = path;
+  }
+  if (!fs::exists(state_path, ec)) input_error("snapshot '{}' does not exist", state_path);
+
+  // Read and validate everything before touching the solver.
+  SafeTensors s = SafeTensors::read(state_path);
+  auto fmt_it = s.metadata().find("format");
+  if (fmt_it != s.metadata().end() && fmt_it->second == kWeightsFormat)
+    input_error("'{}' is a weights file (format {}), not a solver state: resume from the .solverstate file or the "
+                "run directory, or load it with --weights",
+                state_path, kWeightsFormat);
+  s.verify_checksums(true);
+  if (fmt_it == s.metadata().end() || fmt_it->second != kStateFormat)
+    input_error("'{}' is not a dropnet solver state (format '{}', expected '{}')", state_path,
+                fmt_it == s.metadata().end() ? "" : fmt_it->second, kStateFormat);
+
+  Net& net = solver.train_net();
+  check_fingerprint(net, s.meta("params"), state_path);
+  const int64_t seed = s.meta_int("seed");
+  if (static_cast<uint64_t>(seed) != solver.seed())
+    input_error("'{}' was trained with seed {} but the current run uses seed {}: dropout/dropin masks and data order "
+                "would differ; set the same seed to resume",
+                state_path, static_cast<uint64_t>(seed), solver.seed());
+  const int64_t iter = s.meta_int("iteration");
+  if (iter < 0) input_error("'{}': negative iteration {}", state_path, iter);
+  if (s.meta_int("arena_floats") != net.num_param_floats())
+    input_error("'{}': parameter arena of {} floats, the current net has {}", state_path, s.meta_int("arena_floats"),
+                net.num_param_floats());
+
+  const StTensorInfo* hist = s.find("history");
+  if (!hist || hist->dtype != StDtype::F32 || hist->shape.size() != 1 || hist->shape[0] != solver.history().count())
+    input_error("'{}': the momentum history is missing or has the wrong size (expected F32 [{}])", state_path,
+                solver.history().count());
+  const StTensorInfo* lw = s.find("loss_window");
+  if (!lw || lw->dtype != StDtype::F32 || lw->shape.size() != 1)
+    input_error("'{}': the loss window is missing or malformed", state_path);
+  std::vector<float> losses = s.floats(*lw);
+  const int64_t avg = solver.config().average_loss;
+  if (static_cast<int64_t>(losses.size()) > avg) losses.erase(losses.begin(), losses.end() - avg);
+
+  const auto train_src = net.sources();
+  const auto test_src = test_sources(solver);
+  if (s.meta_int("train_sources") != static_cast<int64_t>(train_src.size()) ||
+      s.meta_int("test_sources") != static_cast<int64_t>(test_src.size()))
+    input_error("'{}' holds {} TRAIN and {} TEST data sources, the current nets have {} and {}", state_path,
+                s.meta_int("train_sources"), s.meta_int("test_sources"), train_src.size(), test_src.size());
+  std::vector<std::pair<BatchSource*, std::vector<int64_t>>> src_states;
+  for (size_t i = 0; i < train_src.size() + test_src.size(); ++i) {
+    const bool train = i < train_src.size();
+    const std::string name =
+        fmt::format("source.{}.{}", train ? "train" : "test", train ? i : i - train_src.size());
+    const StTensorInfo* t = s.find(name);
+    if (!t || t->dtype != StDtype::I64 || t->shape.size() != 1)
+      input_error("'{}': data source state '{}' is missing or malformed", state_path, name);
+    src_states.emplace_back(train ? train_src[i] : test_src[i - train_src.size()], s.int64s(*t));
+  }
+
+  // The weights: the exact file the state was written with.
+  const std::string wname = s.meta("weights");
+  check_plain_name(wname, state_path, "the weights file");
+  const std::string wpath = (fs::path(dir_of(state_path)) / wname).string();
+  if (!fs::exists(wpath, ec))
+    input_error("'{}': its weights file '{}' does not exist", state_path, wpath);
+  std::string wbytes = read_file(wpath, "weights file");
+  if (static_cast<int64_t>(wbytes.size()) != s.meta_int("weights_bytes") ||
+      crc32_hex(crc32_bytes(wbytes)) != s.meta("weights_crc32"))
+    input_error("weights file '{}' does not match the solver state '{}' ({} bytes, crc32 {}; the state expects {} "
+                "bytes, crc32 {}): corrupt or from another snapshot",
+                wpath, state_path, wbytes.size(), crc32_hex(crc32_bytes(wbytes)), s.meta_int("weights_bytes"),
+                s.meta("weights_crc32"));
+  SafeTensors w = SafeTensors::parse(std::move(wbytes), wpath);
+  w.verify_checksums(true);
+  auto wf = w.metadata().find("format");
+  if (wf == w.metadata().end() || wf->second != kWeightsFormat)
+    input_error("'{}' is not a dropnet weights file (format '{}')", wpath, wf == w.metadata().end() ? "" : wf->second);
+  std::vector<std::string> extras;
+  std::vector<float> arena = arena_from_weights(net, w, &extras);
+  if (!extras.empty())
+    input_error("'{}' holds tensors the net does not have: {}", wpath, fmt::join(extras, ", "));
+  std::vector<float> history = s.floats(*hist);
+
+  // Commit. Source restores are the only step that may still refuse (their own validation); undo
+  // them all if one does, so the solver is never half-restored.
+  std::vector<std::vector<int64_t>> backup;
+  for (auto& [src, st] : src_states) backup.push_back(src->state());
+  size_t done = 0;
+  try {
+    for (; done < src_states.size(); ++done) src_states[done].first->restore(src_states[done].second);
+  } catch (...) {
+    for (size_t i = 0; i < done; ++i) src_states[i].first->restore(backup[i]);
+    throw;
+  }
+  net.param_values().from_host(arena);
+  solver.history().from_host(history);
+  solver.set_iter(iter);
+  solver.restore_loss_window(losses);
+}
+
+void load_weights(Net& net, const std::string& path) {
+  SafeTensors w = SafeTensors::read(path);
+  auto f = w.metadata().find("format");
+  if (f != w.metadata().end() && f->second == kStateFormat)
+    input_error("'{}' is a solver state, not a weights file: pass the .safetensors file beside it (or use --resume)",
+                path);
+  w.verify_checksums(false);
+  std::vector<std::string> extras;
+  std::vector<float> arena = arena_from_weights(net, w, &extras);
+  if (!extras.empty())
+    spdlog::warn("load_weights: '{}' has {} tensor(s) the net does not use (ignored): {}", path, extras.size(),
+                 fmt::join(extras, ", "));
+  net.param_values().from_host(arena);
+  spdlog::info("loaded {} parameters from '{}'", net.params().size(), path);
+}
+
+}  // namespace dropnet

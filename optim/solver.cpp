@@ -1,0 +1,285 @@
+#include "optim/solver.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cmath>
+
+#include "core/error.h"
+#include "kernels/sgd.h"
+#include "layers/dispatch.h"
+
+namespace dropnet {
+
+SolverConfig SolverConfig::parse(ConfigNode n) {
+  SolverConfig c;
+  c.base_lr = n.get_float("base_lr");
+  if (!(c.base_lr >= 0)) n.fail("base_lr", "must be >= 0");
+  c.lr_policy = n.get_choice("lr_policy", {"fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid"}, "fixed");
+  bool needs_gamma = c.lr_policy == "step" || c.lr_policy == "exp" || c.lr_policy == "inv" ||
+                     c.lr_policy == "multistep" || c.lr_policy == "sigmoid";
+  c.gamma = needs_gamma ? n.get_float("gamma") : n.get_float("gamma", 0.1);
+  c.power = (c.lr_policy == "inv" || c.lr_policy == "poly") ? n.get_float("power") : n.get_float("power", 1.0);
+  c.stepsize = (c.lr_policy == "step" || c.lr_policy == "sigmoid") ? n.get_positive_int("stepsize")
+                                                                    : n.get_positive_int("stepsize", 1);
+  c.stepvalue = n.get_int_list("stepvalue", {});
+  if (c.lr_policy == "multistep" && c.stepvalue.empty()) n.fail("stepvalue", "multistep needs a list of stepvalue");
+  for (size_t i = 1; i < c.stepvalue.size(); ++i)
+    if (c.stepvalue[i] <= c.stepvalue[i - 1]) n.fail("stepvalue", "stepvalue must be increasing");
+  c.max_iter = n.get_positive_int("max_iter");
+  c.momentum = n.get_float("momentum", 0.0);
+  if (c.momentum < 0 || c.momentum >= 1) n.fail("momentum", "must be in [0, 1)");
+  c.weight_decay = n.get_float("weight_decay", 0.0);
+  if (c.weight_decay < 0) n.fail("weight_decay", "must be >= 0");
+  c.iter_size = n.get_positive_int("iter_size", 1);
+  c.clip_gradients = n.get_float("clip_gradients", -1.0);
+  c.test_interval = n.get_int("test_interval", 0);
+  if (c.test_interval < 0) n.fail("test_interval", "must be >= 0");
+  c.test_iter = n.get_int("test_iter", c.test_interval > 0 ? 100 : 0);
+  if (c.test_iter < 0) n.fail("test_iter", "must be >= 0");
+  c.test_initialization = n.get_bool("test_initialization", true);
+  c.display = n.get_int("display", 100);
+  if (c.display < 0) n.fail("display", "must be >= 0");
+  c.average_loss = n.get_positive_int("average_loss", 1);
+  c.snapshot = n.get_int("snapshot", 0);
+  if (c.snapshot < 0) n.fail("snapshot", "must be >= 0");
+  c.snapshot_prefix = n.get_string("snapshot_prefix", "");
+  c.keep_last = n.get_int("keep_last", 0);
+  if (c.keep_last < 0) n.fail("keep_last", "must be >= 0");
+  c.warmup_iter = n.get_int("warmup_iter", 0);
+  if (c.warmup_iter < 0) n.fail("warmup_iter", "must be >= 0");
+  c.warmup_start_factor = n.get_float("warmup_start_factor", 0.0);
+  c.check_finite = n.get_bool("check_finite", true);
+  n.finish();
+  return c;
+}
+
+double learning_rate(const SolverConfig& c, int64_t iter) {
+  const double it = static_cast<double>(iter);
+  double lr = c.base_lr;
+  if (c.lr_policy == "step") {
+    lr = c.base_lr * std::pow(c.gamma, std::floor(it / static_cast<double>(c.stepsize)));
+  } else if (c.lr_policy == "exp") {
+    lr = c.base_lr * std::pow(c.gamma, it);
+  } else if (c.lr_policy == "inv") {
+    lr = c.base_lr * std::pow(1.0 + c.gamma * it, -c.power);
+  } else if (c.lr_policy == "multistep") {
+    int k = 0;
+    for (int64_t s : c.stepvalue)
+      if (iter >= s) ++k;
+    lr = c.base_lr * std::pow(c.gamma, k);
+  } else if (c.lr_policy == "poly") {
+    lr = c.base_lr * std::pow(std::max(0.0, 1.0 - it / static_cast<double>(c.max_iter)), c.power);
+  } else if (c.lr_policy == "sigmoid") {
+    lr = c.base_lr / (1.0 + std::exp(-c.gamma * (it - static_cast<double>(c.stepsize))));
+  }
+  if (iter < c.warmup_iter)
+    lr *= c.warmup_start_factor + (1.0 - c.warmup_start_factor) * it / static_cast<double>(c.warmup_iter);
+  return lr;
+}
+
+Solver::Solver(const LoadedConfig& cfg, const SolverOptions& opts) : opts_(opts) {
+  ConfigNode root = cfg.node();
+  cfg_ = SolverConfig::parse(root.child("solver"));
+  NetOptions no;
+  no.device = opts.device;
+  no.seed = opts.seed;
+  no.source_factory = opts.source_factory;
+  no.default_engine = opts.default_engine;
+  no.batch_override = opts.batch_override;
+  if (opts.reducer) {
+    no.rank = opts.reducer->rank();
+    no.world = opts.reducer->world();
+  }
+  no.phase = Phase::Train;
+  train_ = std::make_unique<Net>(cfg, no);
+  if (cfg_.test_interval > 0 || cfg_.test_iter > 0) {
+    no.phase = Phase::Test;
+    no.share_from = train_.get();
+    test_ = std::make_unique<Net>(cfg, no);
+  }
+  history_ = Tensor(train_->param_values().shape(), opts.device);
+  history_.zero();
+  if (opts.reducer && opts.reducer->world() > 1)
+    opts.reducer->broadcast(train_->param_values().data(), train_->param_values().count(), opts.device);
+}
+
+Solver::~Solver() = default;
+
+double Solver::smoothed_loss() const {
+  if (losses_.empty()) return 0.0;
+  double s = 0;
+  for (float l : losses_) s += l;
+  return s / static_cast<double>(losses_.size());
+}
+
+std::vector<std::pair<std::string, double>> Solver::test(int64_t iterations) {
+  DN_CHECK(test_ != nullptr, "no TEST net");
+  const int64_t n = iterations >= 0 ? iterations : cfg_.test_iter;
+  const auto& outs = test_->outputs();
+  std::vector<double> sums(outs.size(), 0.0);
+  RunContext ctx{Phase::Test, iter_, opts_.seed, 0};
+  for (int64_t i = 0; i < n; ++i) {
+    ctx.rng_step = static_cast<uint32_t>(i);
+    test_->forward(ctx);
+    for (size_t o = 0; o < outs.size(); ++o) {
+      std::vector<float> v = outs[o]->value.to_host();
+      double s = 0;
+      for (float x : v) s += x;
+      sums[o] += s / static_cast<double>(std::max<size_t>(v.size(), 1));
+    }
+  }
+  std::vector<double> means(outs.size());
+  for (size_t o = 0; o < outs.size(); ++o) means[o] = n > 0 ? sums[o] / static_cast<double>(n) : 0.0;
+  if (opts_.reducer && opts_.reducer->world() > 1) {
+    opts_.reducer->allreduce_sum_double(means.data(), static_cast<int64_t>(means.size()));
+    for (auto& m : means) m /= opts_.reducer->world();
+  }
+  std::vector<std::pair<std::string, double>> result;
+  for (size_t o = 0; o < outs.size(); ++o) result.emplace_back(outs[o]->name, means[o]);
+  return result;
+}
+
+void Solver::reduce_gradients() {
+  if (!opts_.reducer || opts_.reducer->world() <= 1) return;
+  Tensor& g = train_->param_grads();
+  opts_.reducer->allreduce_sum(g.data(), g.count(), opts_.device);
+  const float inv = 1.f / static_cast<float>(opts_.reducer->world());
+  DN_DISPATCH(opts_.device, scale_cpu(g.count(), inv, g.data()), scale_cuda(g.count(), inv, g.data(), cuda_stream()));
+}
+
+void Solver::apply_update() {
+  Tensor& w = train_->param_values();
+  Tensor& g = train_->param_grads();
+  const int64_t total = g.count();
+  if (cfg_.iter_size > 1) {
+    const float inv = 1.f / static_cast<float>(cfg_.iter_size);
+    DN_DISPATCH(opts_.device, scale_cpu(total, inv, g.data()), scale_cuda(total, inv, g.data(), cuda_stream()));
+  }
+  reduce_gradients();
+  if (cfg_.clip_gradients > 0) {
+    double sumsq = 0;
+    DN_DISPATCH(opts_.device, sumsq = sumsq_cpu(total, g.data()), sumsq = sumsq_cuda(total, g.data(), cuda_stream()));
+    const double norm = std::sqrt(sumsq);
+    if (norm > cfg_.clip_gradients) {
+      const float s = static_cast<float>(cfg_.clip_gradients / norm);
+      DN_DISPATCH(opts_.device, scale_cpu(total, s, g.data()), scale_cuda(total, s, g.data(), cuda_stream()));
+    }
+  }
+  const double lr = learning_rate(cfg_, iter_);
+  const float mu = static_cast<float>(cfg_.momentum);
+  for (const ParamRef& r : train_->params()) {
+    const float plr = static_cast<float>(lr * r.lr_mult);
+    const float pwd = static_cast<float>(cfg_.weight_decay * r.decay_mult);
+    float* wp = w.data() + r.offset;
+    float* gp = g.data() + r.offset;
+    float* vp = history_.data() + r.offset;
+    DN_DISPATCH(opts_.device, sgd_update_cpu(r.count, plr, mu, pwd, wp, gp, vp),
+                sgd_update_cuda(r.count, plr, mu, pwd, wp, gp, vp, cuda_stream()));
+  }
+}
+
+void Solver::check_finite_or_throw(float loss) {
+  if (!cfg_.check_finite) return;
+  auto nonfinite = [&](const Tensor& t) -> int64_t {
+    if (t.empty()) return 0;
+    int64_t c = 0;
+    DN_DISPATCH(t.device(), c = count_nonfinite_cpu(t.count(), t.data()),
+                c = count_nonfinite_cuda(t.count(), t.data(), cuda_stream()));
+    return c;
+  };
+  std::string where;
+  if (!std::isfinite(loss)) {
+    for (int i = 0; i < train_->num_layers() && where.empty(); ++i)
+      for (Blob* t : train_->tops(i))
+        if (nonfinite(t->value) > 0) {
+          where = fmt::format("first non-finite output: layer '{}' (top '{}')", train_->layer(i).name(), t->name);
+          break;
+        }
+    input_error("divergence: the loss is {} at iteration {}; {}", loss, iter_,
+                where.empty() ? "no layer output is non-finite" : where);
+  }
+  if (nonfinite(train_->param_grads()) > 0) {
+    for (const ParamRef& r : train_->params()) {
+      Tensor view = Tensor::view(train_->param_grads(), r.offset, Shape({r.count}));
+      if (nonfinite(view) > 0) {
+        where = r.name;
+        break;
+      }
+    }
+    input_error("divergence: non-finite gradient at iteration {} in parameter '{}'", iter_, where);
+  }
+}
+
+void Solver::step(int64_t n) {
+  using clock = std::chrono::steady_clock;
+  const int world = opts_.reducer ? opts_.reducer->world() : 1;
+  const bool root = !opts_.reducer || opts_.reducer->rank() == 0;
+  const int64_t stop = iter_ + n;
+  while (iter_ < stop) {
+    if (should_stop && should_stop()) return;
+    if (test_ && cfg_.test_interval > 0 && iter_ % cfg_.test_interval == 0 &&
+        (iter_ > 0 || cfg_.test_initialization)) {
+      auto result = test();
+      if (root) {
+        for (auto& kv : result) spdlog::info("Iteration {}, Testing net: {} = {:.5g}", iter_, kv.first, kv.second);
+        if (on_record) on_record(TrainRecord{"test", iter_, result});
+      }
+    }
+    auto t0 = clock::now();
+    train_->zero_param_grads();
+    double loss = 0;
+    for (int64_t k = 0; k < cfg_.iter_size; ++k) {
+      RunContext ctx{Phase::Train, iter_, opts_.seed, static_cast<uint32_t>(iter_ * cfg_.iter_size + k)};
+      float l = train_->forward(ctx);
+      if (cfg_.check_finite && !std::isfinite(l)) check_finite_or_throw(l);
+      train_->backward(ctx);
+      loss += l;
+    }
+    loss /= static_cast<double>(cfg_.iter_size);
+    if (cfg_.check_finite) check_finite_or_throw(static_cast<float>(loss));
+    if (static_cast<int64_t>(losses_.size()) >= cfg_.average_loss) losses_.erase(losses_.begin());
+    losses_.push_back(static_cast<float>(loss));
+    const double lr = learning_rate(cfg_, iter_);
+    apply_update();
+    device_synchronize(opts_.device);
+    seconds_since_display_ += std::chrono::duration<double>(clock::now() - t0).count();
+    images_since_display_ += static_cast<double>(train_->batch_size() * cfg_.iter_size * world);
+    if (root && cfg_.display > 0 && iter_ % cfg_.display == 0) {
+      const double ips = seconds_since_display_ > 0 ? images_since_display_ / seconds_since_display_ : 0.0;
+      RunContext ctx{Phase::Train, iter_, opts_.seed, 0};
+      TrainRecord rec{"train", iter_, {{"loss", smoothed_loss()}, {"lr", lr}, {"images_per_s", ips}}};
+      double wait = 0;
+      for (BatchSource* s : train_->sources()) wait += s->wait_seconds();
+      rec.values.emplace_back("data_wait_s", wait);
+      std::string extra;
+      for (auto& m : train_->layer_metrics(ctx)) {
+        rec.values.push_back(m);
+        extra += fmt::format(", {} = {:.4g}", m.first, m.second);
+      }
+      if (!opts_.quiet)
+        spdlog::info("Iteration {}, loss = {:.5g}, lr = {:.6g}, {:.0f} img/s{}", iter_, smoothed_loss(), lr, ips, extra);
+      if (on_record) on_record(rec);
+      images_since_display_ = seconds_since_display_ = 0;
+    }
+    ++iter_;
+    if (cfg_.snapshot > 0 && iter_ % cfg_.snapshot == 0 && on_snapshot) on_snapshot(iter_);
+  }
+}
+
+void Solver::solve() {
+  step(cfg_.max_iter - iter_);
+  if (should_stop && should_stop()) return;
+  // Final test as Caffe does after the last iteration.
+  const bool root = !opts_.reducer || opts_.reducer->rank() == 0;
+  if (test_ && cfg_.test_interval > 0) {
+    auto result = test();
+    if (root) {
+      for (auto& kv : result) spdlog::info("Iteration {}, Testing net: {} = {:.5g}", iter_, kv.first, kv.second);
+      if (on_record) on_record(TrainRecord{"test", iter_, result});
+    }
+  }
+}
+
+}  // namespace dropnet

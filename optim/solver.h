@@ -1,0 +1,116 @@
+// SGD solver with Caffe's semantics (REFERENCE.md): momentum with the learning rate inside the
+// buffer, weight decay with decay_mult, lr_mult, lr policies (+ linear warmup), iter_size
+// accumulation, gradient clipping, periodic testing (iteration 0 included), display with a
+// smoothed loss, divergence detection. The update runs over the flat parameter arena.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "layers/net.h"
+
+namespace dropnet {
+
+struct SolverConfig {
+  double base_lr = 0.01;
+  std::string lr_policy = "fixed";  // fixed step exp inv multistep poly sigmoid
+  double gamma = 0.1, power = 1.0;
+  int64_t stepsize = 1;
+  std::vector<int64_t> stepvalue;
+  int64_t max_iter = 1;
+  double momentum = 0.0, weight_decay = 0.0;
+  int64_t iter_size = 1;
+  double clip_gradients = -1.0;  // <= 0: off
+  int64_t test_interval = 0;     // 0: no periodic test
+  int64_t test_iter = 0;
+  bool test_initialization = true;
+  int64_t display = 100;
+  int64_t average_loss = 1;
+  int64_t snapshot = 0;
+  std::string snapshot_prefix = "";
+  int64_t keep_last = 0;         // snapshots kept (0 = all)
+  int64_t warmup_iter = 0;       // linear warmup from warmup_start_factor * lr
+  double warmup_start_factor = 0.0;
+  bool check_finite = true;      // stop on NaN/Inf loss or gradients
+
+  static SolverConfig parse(ConfigNode node);
+};
+
+// The learning rate at iteration `iter` (before the update of that iteration).
+double learning_rate(const SolverConfig& c, int64_t iter);
+
+// Gradient all-reduce hook (dist/ implements it; null = single process).
+class GradientReducer {
+ public:
+  virtual ~GradientReducer() = default;
+  virtual int rank() const = 0;
+  virtual int world() const = 0;
+  // Sums `n` floats across ranks in place (host or device pointer, per `dev`).
+  virtual void allreduce_sum(float* data, int64_t n, Device dev) = 0;
+  virtual void allreduce_sum_double(double* data, int64_t n) = 0;
+  // Copies rank 0's buffer to every rank.
+  virtual void broadcast(float* data, int64_t n, Device dev) = 0;
+};
+
+struct TrainRecord {
+  std::string kind;  // "train" or "test"
+  int64_t iter = 0;
+  std::vector<std::pair<std::string, double>> values;  // loss, lr, images_per_s, accuracy, dropin p, ...
+};
+
+struct SolverOptions {
+  Device device;
+  uint64_t seed = 1;
+  SourceFactory source_factory = nullptr;
+  GradientReducer* reducer = nullptr;
+  std::string default_engine = "native";
+  int64_t batch_override = 0;  // both phases (0 = as configured)
+  bool quiet = false;
+};
+
+class Solver {
+ public:
+  Solver(const LoadedConfig& cfg, const SolverOptions& opts);
+  ~Solver();
+
+  // Trains until max_iter (testing and snapshotting as configured). Throws on divergence.
+  void solve();
+  // Runs `n` iterations (one update each).
+  void step(int64_t n);
+  // Runs test_iter batches of the TEST net; returns the mean of each output.
+  std::vector<std::pair<std::string, double>> test(int64_t iterations = -1);
+
+  int64_t iter() const { return iter_; }
+  void set_iter(int64_t it) { iter_ = it; }
+  const SolverConfig& config() const { return cfg_; }
+  Net& train_net() { return *train_; }
+  Net* test_net() { return test_.get(); }
+  Tensor& history() { return history_; }  // momentum buffer, arena layout
+  uint64_t seed() const { return opts_.seed; }
+  double smoothed_loss() const;
+  const std::vector<float>& loss_window() const { return losses_; }
+  void restore_loss_window(const std::vector<float>& w) { losses_ = w; }
+
+  std::function<void(const TrainRecord&)> on_record;         // rank 0 consumers (metrics, progress)
+  std::function<void(int64_t iter)> on_snapshot;             // called when a snapshot is due
+  std::function<bool()> should_stop;                         // checked every iteration (signals)
+
+ private:
+  void apply_update();
+  void check_finite_or_throw(float loss);
+  void reduce_gradients();
+
+  SolverConfig cfg_;
+  SolverOptions opts_;
+  std::unique_ptr<Net> train_, test_;
+  Tensor history_;
+  int64_t iter_ = 0;
+  std::vector<float> losses_;  // last average_loss losses
+  double images_since_display_ = 0, seconds_since_display_ = 0;
+};
+
+}  // namespace dropnet

@@ -1,0 +1,99 @@
+// dropnet-train CONFIG [key.path=value ...] [--threads N] [--device D] [--out DIR]
+//               [--resume DIR|FILE] [--weights FILE] [--dry-run] [--quiet]
+// Trains a net described by a YAML config; writes metrics.jsonl, the resolved config and
+// snapshots into the run directory.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "data/sources.h"
+#include "layers/net.h"
+#include "optim/snapshot.h"
+#include "optim/solver.h"
+#include "tools/cli_common.h"
+#include "tools/run_support.h"
+
+using namespace dropnet;
+
+namespace {
+
+const char* kUsage =
+    "usage: dropnet-train CONFIG [key.path=value ...] [--threads N] [--device cpu|cuda|cuda:N|auto]\n"
+    "                     [--out DIR] [--resume DIR|FILE] [--weights FILE] [--dry-run] [--quiet]";
+
+std::atomic<int> g_signal{0};
+void on_signal(int sig) { g_signal = sig; }
+
+int train_main(int argc, char** argv) {
+  cli::Args args(argc, argv);
+  const int64_t threads = args.take_int("threads", 0);
+  const std::string device_arg = args.take("device");
+  std::string out_dir = args.take("out");
+  const std::string resume = args.take("resume");
+  const std::string weights = args.take("weights");
+  const bool dry_run = args.take_flag("dry-run");
+  const bool quiet = args.take_flag("quiet");
+  std::vector<std::string> pos = args.positional(kUsage);
+  if (pos.empty()) input_error("missing CONFIG\n{}", kUsage);
+  std::vector<std::string> overrides(pos.begin() + 1, pos.end());
+  for (const auto& o : overrides)
+    if (o.find('=') == std::string::npos) input_error("unexpected argument '{}' (overrides are key.path=value)", o);
+
+  cli::set_threads(threads);
+  cli::init_logging(0);
+  LoadedConfig cfg = load_config_file(pos[0], overrides);
+  cli::RunSettings run = cli::read_run_settings(cfg);
+  Device dev = parse_device(device_arg.empty() ? run.device : device_arg);
+
+  SolverOptions so;
+  so.device = dev;
+  so.seed = run.seed;
+  so.source_factory = make_batch_source;
+  so.default_engine = run.engine;
+  so.quiet = quiet;
+  Solver solver(cfg, so);
+  if (dry_run) {
+    print_net_summary(solver.train_net(), solver.test_net(), *cfg.defaults);
+    return 0;
+  }
+  if (out_dir.empty()) out_dir = "runs/" + run.name;
+  RunDirectory rd(out_dir, cfg);
+  spdlog::info("dropnet-train: {} on {}, {} parameters, run directory {}", run.name, dev.str(),
+               solver.train_net().num_param_floats(), out_dir);
+  if (!weights.empty()) load_weights(solver.train_net(), weights);
+  if (!resume.empty()) {
+    restore_snapshot(solver, resume);
+    spdlog::info("resumed from {} at iteration {}", resume, solver.iter());
+  }
+  solver.on_record = [&](const TrainRecord& r) { rd.write_record(r); };
+  const SolverConfig& sc = solver.config();
+  const std::string prefix = sc.snapshot_prefix.empty() ? run.name : sc.snapshot_prefix;
+  auto snapshot = [&](int64_t) {
+    std::string path = save_snapshot(solver, out_dir, prefix, sc.keep_last);
+    spdlog::info("snapshot: {}", path);
+  };
+  solver.on_snapshot = snapshot;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  solver.should_stop = [] { return g_signal.load() != 0; };
+  solver.solve();
+  if (g_signal.load() != 0) {
+    spdlog::warn("signal {} received at iteration {}: writing a snapshot and stopping", g_signal.load(), solver.iter());
+    snapshot(solver.iter());
+    return 130;
+  }
+  if (sc.snapshot > 0 && solver.iter() % sc.snapshot != 0) snapshot(solver.iter());
+  spdlog::info("done: {} iterations", solver.iter());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return cli::run_main("dropnet-train", [&] { return train_main(argc, argv); });
+}
