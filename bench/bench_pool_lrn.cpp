@@ -23,7 +23,8 @@ std::vector<float> random_floats(int64_t n, uint64_t seed) {
 
 void set_counters(benchmark::State& state, double bytes_per_iter) {
   state.SetBytesProcessed(static_cast<int64_t>(bytes_per_iter) * state.iterations());
-  state.counters["GB/s"] =
+  // Printed as "GB=<value>/s".
+  state.counters["GB"] =
       benchmark::Counter(bytes_per_iter * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 

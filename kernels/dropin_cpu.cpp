@@ -28,42 +28,49 @@ int64_t dropin_units_from_new(const DropinParams& p) {
 
 namespace {
 
-// Calls f(i, r) for every flat element i with its mask value r.
+// Calls f(i, r) for every flat element i with its mask value r. Each thread calls its own copy
+// of f, so the compiler knows the captured pointers are not changed by the stores through them
+// (with the shared lambda it reloads them every element and does not vectorize).
 template <class F>
-void for_each_r(const DropinParams& p, F f) {
+void for_each_r(const DropinParams& p, const F& f_shared) {
   const DropinParams pp = p;
   const int64_t per_sample = pp.c * pp.hw, total = pp.n * per_sample;
-  if (pp.mode == DropinMode::Gradual) {
-    // Per sample: [0, k) reads skip (r = 0), [k, per_sample) reads new (r = 1).
-    constexpr int64_t kChunk = 16384;
-    const int64_t k = dropin_gradual_skip_elements(pp), chunks = (per_sample + kChunk - 1) / kChunk;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t s = 0; s < pp.n; ++s)
-      for (int64_t ch = 0; ch < chunks; ++ch) {
-        const int64_t lo = ch * kChunk, hi = std::min(lo + kChunk, per_sample), base = s * per_sample;
-        const int64_t mid = std::clamp(k, lo, hi);
-        for (int64_t l = lo; l < mid; ++l) f(base + l, 0.f);
-        for (int64_t l = mid; l < hi; ++l) f(base + l, 1.f);
+  constexpr int64_t kChunk = 16384;
+  const int64_t skip_elems = pp.mode == DropinMode::Gradual ? dropin_gradual_skip_elements(pp) : 0;
+  const int64_t chunks = (per_sample + kChunk - 1) / kChunk;
+  const int64_t groups = (total + kPhiloxGroup - 1) / kPhiloxGroup;
+#pragma omp parallel
+  {
+    const F f = f_shared;
+    if (pp.mode == DropinMode::Gradual) {
+      // Per sample: [0, skip_elems) reads skip (r = 0), [skip_elems, per_sample) reads new (r = 1).
+#pragma omp for collapse(2) schedule(static)
+      for (int64_t s = 0; s < pp.n; ++s)
+        for (int64_t ch = 0; ch < chunks; ++ch) {
+          const int64_t lo = ch * kChunk, hi = std::min(lo + kChunk, per_sample), base = s * per_sample;
+          const int64_t mid = std::clamp(skip_elems, lo, hi);
+          for (int64_t l = lo; l < mid; ++l) f(base + l, 0.f);
+          for (int64_t l = mid; l < hi; ++l) f(base + l, 1.f);
+        }
+    } else if (!pp.sample) {
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < total; ++i) f(i, pp.p);
+    } else if (pp.unit == DropinUnit::Channel) {
+      // One draw per feature map, at its flat map index.
+#pragma omp for schedule(static)
+      for (int64_t q = 0; q < pp.n * pp.c; ++q) {
+        const float r = dropin_bernoulli(philox_uniform(pp.seed, pp.stream, pp.step, static_cast<uint64_t>(q)), pp.p);
+        for (int64_t k = 0; k < pp.hw; ++k) f(q * pp.hw + k, r);
       }
-  } else if (!pp.sample) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < total; ++i) f(i, pp.p);
-  } else if (pp.unit == DropinUnit::Channel) {
-    // One draw per feature map, at its flat map index.
-#pragma omp parallel for schedule(static)
-    for (int64_t q = 0; q < pp.n * pp.c; ++q) {
-      const float r = dropin_bernoulli(philox_uniform(pp.seed, pp.stream, pp.step, static_cast<uint64_t>(q)), pp.p);
-      for (int64_t k = 0; k < pp.hw; ++k) f(q * pp.hw + k, r);
-    }
-  } else {
-    // One draw per element, at its flat index.
-    const int64_t groups = (total + kPhiloxGroup - 1) / kPhiloxGroup;
-#pragma omp parallel for schedule(static)
-    for (int64_t g = 0; g < groups; ++g) {
-      float u[kPhiloxGroup];
-      philox_uniform_group(pp.seed, pp.stream, pp.step, static_cast<uint64_t>(g), u);
-      const int64_t i0 = g * kPhiloxGroup, len = std::min<int64_t>(kPhiloxGroup, total - i0);
-      for (int64_t j = 0; j < len; ++j) f(i0 + j, dropin_bernoulli(u[j], pp.p));
+    } else {
+      // One draw per element, at its flat index, 64 uniforms at a time.
+#pragma omp for schedule(static)
+      for (int64_t g = 0; g < groups; ++g) {
+        float u[kPhiloxGroup];
+        philox_uniform_group(pp.seed, pp.stream, pp.step, static_cast<uint64_t>(g), u);
+        const int64_t i0 = g * kPhiloxGroup, len = std::min<int64_t>(kPhiloxGroup, total - i0);
+        for (int64_t j = 0; j < len; ++j) f(i0 + j, dropin_bernoulli(u[j], pp.p));
+      }
     }
   }
 }

@@ -13,18 +13,22 @@ void dropout_check_params(const DropoutParams& p) {
 
 namespace {
 
-// f(i, keep) for every element.
+// f(i, keep) for every element. Each thread calls its own copy of f (see dropin_cpu.cpp).
 template <class F>
-void for_each_mask(const DropoutParams& p, F f) {
+void for_each_mask(const DropoutParams& p, const F& f_shared) {
   const DropoutParams pp = p;
   const int64_t groups = (pp.count + kPhiloxGroup - 1) / kPhiloxGroup;
-#pragma omp parallel for schedule(static)
-  for (int64_t g = 0; g < groups; ++g) {
-    float u[kPhiloxGroup];
-    philox_uniform_group(pp.seed, pp.stream, pp.step, static_cast<uint64_t>(g), u);
-    const int64_t i0 = g * kPhiloxGroup;
-    const int64_t len = pp.count - i0 < kPhiloxGroup ? pp.count - i0 : kPhiloxGroup;
-    for (int64_t j = 0; j < len; ++j) f(i0 + j, dropout_keep_u(u[j], pp.ratio));
+#pragma omp parallel
+  {
+    const F f = f_shared;
+#pragma omp for schedule(static)
+    for (int64_t g = 0; g < groups; ++g) {
+      float u[kPhiloxGroup];
+      philox_uniform_group(pp.seed, pp.stream, pp.step, static_cast<uint64_t>(g), u);
+      const int64_t i0 = g * kPhiloxGroup;
+      const int64_t len = pp.count - i0 < kPhiloxGroup ? pp.count - i0 : kPhiloxGroup;
+      for (int64_t j = 0; j < len; ++j) f(i0 + j, dropout_keep_u(u[j], pp.ratio));
+    }
   }
 }
 

@@ -346,7 +346,7 @@ void sgemm_cuda(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
     const int64_t want = (2 * sms + tiles - 1) / tiles;
     splits = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({want, k / 256, 64})));
   }
-  const int kps = static_cast<int>((k + splits - 1) / splits);
+  const int kps = static_cast<int>(((k + splits - 1) / splits + kBk - 1) / kBk * kBk);
   splits = static_cast<int>((k + kps - 1) / kps);
   dim3 grid(static_cast<unsigned>((n + bn - 1) / bn), static_cast<unsigned>((m + bm - 1) / bm),
             static_cast<unsigned>(splits));

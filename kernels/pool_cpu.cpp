@@ -34,9 +34,10 @@ void check_launch(const PoolParams& p, const float* in, const void* out, const i
 // row-major order, the cell order of pool_max_window / pool_ave_window, with the same selection
 // (pool_max_takes) and sums, so the results are bit-identical. Since a window's cells are
 // `stride` columns apart from one column to the next, each plane is first split into `stride`
-// column phases, P[r](h, m) = x(h, base + m * stride + r) (zero past the row), padded to whole
-// vectors: cell j of interior column base + q * stride is then P[j % stride](h, q + j / stride),
-// a contiguous load over q.
+// column phases, P[r](h, m) = x(h, base + m * stride + r), padded to whole vectors (the padding
+// is zeroed but only ever read into lanes past the interior, which are dropped): cell j of
+// interior column base + q * stride is then P[j % stride](h, q + j / stride), a contiguous load
+// over q.
 using V = stdx::native_simd<float>;
 using VI = stdx::rebind_simd_t<int32_t, V>;
 constexpr int64_t kLanes = static_cast<int64_t>(V::size());

@@ -230,6 +230,18 @@ DN_HD float resize_plane_adjoint(const ResizeParams& p, const float* dy, int64_t
   return acc;
 }
 
+// ---- channel combination ---------------------------------------------------------------------
+// The forward sums the resampled source channels in ascending order from 0 and then divides by
+// their count when averaging; the adjoint sums, over the output channels reading the input
+// channel (ascending), their adjoint divided by their source count when averaging.
+
+DN_HD float resize_channel_finish(const ResizeParams& p, float acc, int64_t count) {
+  return resize_channel_averages(p) ? acc / static_cast<float>(count) : acc;
+}
+DN_HD float resize_adjoint_channel_term(const ResizeParams& p, float g, int64_t oc) {
+  return resize_channel_averages(p) ? g / static_cast<float>(resize_src_channel_count(p, oc)) : g;
+}
+
 // ---- whole tensor --------------------------------------------------------------------------
 
 // y[s, oc, oy, ox] with ty = tap(oy), tx = tap(ox); x is the whole (n, c, h, w) input.
@@ -240,7 +252,7 @@ DN_HD float resize_forward_at(const ResizeParams& p, const float* x, int64_t s, 
   float acc = 0.f;
   for (int64_t k = 0; k < count; ++k)
     acc += resize_plane_forward(p, x + (s * p.c + resize_src_channel(p, oc, k)) * plane, ty, tx);
-  return resize_channel_averages(p) ? acc / static_cast<float>(count) : acc;
+  return resize_channel_finish(p, acc, count);
 }
 
 // (R^T dy)[s, ic, iy, ix] with ry = range(iy), rx = range(ix); dy is the whole
@@ -251,12 +263,11 @@ DN_HD float resize_backward_at(const ResizeParams& p, const float* dy, int64_t s
                                const ResizeAxisRange& rx, const Axis& ay, const Axis& ax) {
   const int64_t plane = p.out_h * p.out_w;
   const int64_t count = resize_dst_channel_count(p, ic);
-  const bool averages = resize_channel_averages(p);
   float acc = 0.f;
   for (int64_t k = 0; k < count; ++k) {
     const int64_t oc = resize_dst_channel(p, ic, k);
-    const float g = resize_plane_adjoint(p, dy + (s * p.out_c + oc) * plane, iy, ix, ry, rx, ay, ax);
-    acc += averages ? g / static_cast<float>(resize_src_channel_count(p, oc)) : g;
+    acc += resize_adjoint_channel_term(
+        p, resize_plane_adjoint(p, dy + (s * p.out_c + oc) * plane, iy, ix, ry, rx, ay, ax), oc);
   }
   return acc;
 }

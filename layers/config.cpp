@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -488,27 +489,64 @@ LoadedConfig finish_load(YAML::Node root, const std::string& name, const std::ve
 
 }  // namespace
 
-LoadedConfig load_config_text(const std::string& text, const std::string& name,
-                              const std::vector<std::string>& overrides) {
-  YAML::Node root;
+namespace {
+
+YAML::Node parse_yaml(const std::string& text, const std::string& name) {
   try {
-    root = YAML::Load(text);
+    return YAML::Load(text);
   } catch (const YAML::ParserException& e) {
     input_error("{}:{}:{}: YAML syntax error: {}", name, e.mark.line + 1, e.mark.column + 1, e.msg);
   } catch (const YAML::Exception& e) {
     input_error("{}: YAML error: {}", name, e.what());
   }
-  return finish_load(root, name, overrides);
 }
 
-LoadedConfig load_config_file(const std::string& path, const std::vector<std::string>& overrides) {
+std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) input_error("cannot open config '{}': {}", path, std::strerror(errno));
   std::stringstream ss;
   ss << in.rdbuf();
   std::string text = ss.str();
   if (text.find('\0') != std::string::npos) input_error("{}: not a text file (contains NUL bytes)", path);
-  return load_config_text(text, path, overrides);
+  return text;
+}
+
+// Deep merge: maps merge key by key, anything else in `over` replaces `base`.
+YAML::Node merge(YAML::Node base, const YAML::Node& over) {
+  if (!base.IsMap() || !over.IsMap()) return over;
+  for (const auto& kv : over) {
+    const std::string k = kv.first.Scalar();
+    if (base[k].IsDefined() && base[k].IsMap() && kv.second.IsMap()) base[k] = merge(base[k], kv.second);
+    else base[k] = kv.second;
+  }
+  return base;
+}
+
+// `base: other.yaml` (relative to this file): this file's keys are merged over the base's.
+YAML::Node load_with_base(const std::string& path, int depth, std::string* chain) {
+  if (depth > 8) input_error("{}: 'base' chain deeper than 8 (a cycle?)", path);
+  YAML::Node root = parse_yaml(read_text(path), path);
+  if (!root.IsMap() || !root["base"].IsDefined()) return root;
+  if (!root["base"].IsScalar()) fail_at(path, root["base"], "base: expected a file name");
+  std::filesystem::path base = root["base"].Scalar();
+  if (base.is_relative()) base = std::filesystem::path(path).parent_path() / base;
+  *chain += " (base " + base.string() + ")";
+  YAML::Node merged = load_with_base(base.string(), depth + 1, chain);
+  root.remove("base");
+  return merge(merged, root);
+}
+
+}  // namespace
+
+LoadedConfig load_config_text(const std::string& text, const std::string& name,
+                              const std::vector<std::string>& overrides) {
+  return finish_load(parse_yaml(text, name), name, overrides);
+}
+
+LoadedConfig load_config_file(const std::string& path, const std::vector<std::string>& overrides) {
+  std::string chain = path;
+  YAML::Node root = load_with_base(path, 0, &chain);
+  return finish_load(root, chain, overrides);
 }
 
 std::string dump_config(const LoadedConfig& cfg) {

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "kernels/conv.h"
+#include "kernels/conv_cudnn.h"
 #include "layers/dispatch.h"
 #include "layers/registry.h"
 
@@ -26,7 +27,9 @@ class ConvLayer : public Layer {
     bias_filler_ = parse_filler(cfg.optional_child("bias_filler"));
     read_param_mults(cfg, &lr_mult_cfg_, &decay_mult_cfg_);
     if (num_output_ % group_ != 0) cfg.fail("group", fmt::format("num_output {} is not divisible by group {}", num_output_, group_));
-    if (info_.engine == "cudnn") cfg.fail("engine", "conv: engine 'cudnn' is not supported (use native or cublas)");
+    if (info_.engine == "cudnn" && !cudnn_compiled())
+      cfg.fail("engine", "conv: engine 'cudnn' is not available: this build has no cuDNN (configure with "
+                         "-DDROPNET_CUDNN=ON where cuDNN is installed, or use native or cublas)");
   }
   int num_bottoms() const override { return 1; }
   int num_tops() const override { return 1; }
@@ -51,6 +54,12 @@ class ConvLayer : public Layer {
     const float* w = params_[0].value.data();
     const float* bias = bias_ ? params_[1].value.data() : nullptr;
     float* y = top[0]->value.data();
+#if DROPNET_HAVE_CUDNN
+    if (device().is_cuda() && info_.engine == "cudnn") {
+      conv_forward_cudnn(p_, x, w, bias, y, cuda_stream());
+      return;
+    }
+#endif
     DN_DISPATCH(device(), conv_forward_cpu(p_, x, w, bias, y, scratch_),
                 conv_forward_cuda(p_, x, w, bias, y, scratch_, info_.engine == "cublas", cuda_stream()));
   }
@@ -63,6 +72,12 @@ class ConvLayer : public Layer {
     float* dw = params_[0].grad.data();
     float* db = bias_ ? params_[1].grad.data() : nullptr;
     float* dx = bg[0].needed ? bottom[0]->grad.data() : nullptr;
+#if DROPNET_HAVE_CUDNN
+    if (device().is_cuda() && info_.engine == "cudnn") {
+      conv_backward_cudnn(p_, x, w, dy, dw, db, bg[0].beta, dx, cuda_stream());
+      return;
+    }
+#endif
     DN_DISPATCH(device(), conv_backward_cpu(p_, x, w, dy, dw, db, bg[0].beta, dx, scratch_),
                 conv_backward_cuda(p_, x, w, dy, dw, db, bg[0].beta, dx, scratch_, info_.engine == "cublas",
                                    cuda_stream()));

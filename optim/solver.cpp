@@ -51,6 +51,8 @@ SolverConfig SolverConfig::parse(ConfigNode n) {
   if (c.warmup_iter < 0) n.fail("warmup_iter", "must be >= 0");
   c.warmup_start_factor = n.get_float("warmup_start_factor", 0.0);
   c.check_finite = n.get_bool("check_finite", true);
+  c.bucket_mb = n.get_float("bucket_mb", 25.0);
+  if (!(c.bucket_mb > 0)) n.fail("bucket_mb", "must be > 0");
   n.finish();
   return c;
 }
@@ -101,6 +103,12 @@ Solver::Solver(const LoadedConfig& cfg, const SolverOptions& opts) : opts_(opts)
   }
   history_ = Tensor(train_->param_values().shape(), opts.device);
   history_.zero();
+  layer_grad_range_.assign(static_cast<size_t>(train_->num_layers()), {0, 0});
+  for (const ParamRef& r : train_->params()) {
+    auto& range = layer_grad_range_[static_cast<size_t>(r.layer)];
+    if (range.first == range.second) range = {r.offset, r.offset + r.count};
+    range = {std::min(range.first, r.offset), std::max(range.second, r.offset + r.count)};
+  }
   if (opts.reducer && opts.reducer->world() > 1)
     opts.reducer->broadcast(train_->param_values().data(), train_->param_values().count(), opts.device);
 }
@@ -141,23 +149,31 @@ std::vector<std::pair<std::string, double>> Solver::test(int64_t iterations) {
   return result;
 }
 
-void Solver::reduce_gradients() {
-  if (!opts_.reducer || opts_.reducer->world() <= 1) return;
+// The last backward pass of an update, layer by layer, telling the reducer when each layer's
+// parameter gradients are final so that their all-reduce overlaps the rest of backward.
+void Solver::backward_and_reduce(const RunContext& ctx) {
+  GradientReducer& r = *opts_.reducer;
   Tensor& g = train_->param_grads();
-  opts_.reducer->allreduce_sum(g.data(), g.count(), opts_.device);
-  const float inv = 1.f / static_cast<float>(opts_.reducer->world());
-  DN_DISPATCH(opts_.device, scale_cpu(g.count(), inv, g.data()), scale_cuda(g.count(), inv, g.data(), cuda_stream()));
+  const auto bucket_bytes = static_cast<int64_t>(cfg_.bucket_mb * 1024.0 * 1024.0);
+  r.begin_backward(g.data(), g.count(), opts_.device, std::max<int64_t>(bucket_bytes, 4));
+  for (int i = train_->num_layers(); i-- > 0;) {
+    train_->backward_layer(i, ctx);
+    const auto [lo, hi] = layer_grad_range_[static_cast<size_t>(i)];
+    if (hi > lo) r.on_layer_grads_ready(i, g.data() + lo, hi - lo);
+  }
+  r.finish();
 }
 
 void Solver::apply_update() {
   Tensor& w = train_->param_values();
   Tensor& g = train_->param_grads();
   const int64_t total = g.count();
-  if (cfg_.iter_size > 1) {
-    const float inv = 1.f / static_cast<float>(cfg_.iter_size);
+  // One scaling: the mean over iter_size sub-batches and (summed by the reducer) over ranks.
+  const int64_t div = cfg_.iter_size * (opts_.reducer ? opts_.reducer->world() : 1);
+  if (div > 1) {
+    const float inv = 1.f / static_cast<float>(div);
     DN_DISPATCH(opts_.device, scale_cpu(total, inv, g.data()), scale_cuda(total, inv, g.data(), cuda_stream()));
   }
-  reduce_gradients();
   if (cfg_.clip_gradients > 0) {
     double sumsq = 0;
     DN_DISPATCH(opts_.device, sumsq = sumsq_cpu(total, g.data()), sumsq = sumsq_cuda(total, g.data(), cuda_stream()));
@@ -234,7 +250,10 @@ void Solver::step(int64_t n) {
       RunContext ctx{Phase::Train, iter_, opts_.seed, static_cast<uint32_t>(iter_ * cfg_.iter_size + k)};
       float l = train_->forward(ctx);
       if (cfg_.check_finite && !std::isfinite(l)) check_finite_or_throw(l);
-      train_->backward(ctx);
+      if (opts_.reducer && k + 1 == cfg_.iter_size)
+        backward_and_reduce(ctx);
+      else
+        train_->backward(ctx);
       loss += l;
     }
     loss /= static_cast<double>(cfg_.iter_size);

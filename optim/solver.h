@@ -36,6 +36,7 @@ struct SolverConfig {
   int64_t warmup_iter = 0;       // linear warmup from warmup_start_factor * lr
   double warmup_start_factor = 0.0;
   bool check_finite = true;      // stop on NaN/Inf loss or gradients
+  double bucket_mb = 25.0;       // data parallel: gradient bucket size (MB) all-reduced during backward
 
   static SolverConfig parse(ConfigNode node);
 };
@@ -54,6 +55,25 @@ class GradientReducer {
   virtual void allreduce_sum_double(double* data, int64_t n) = 0;
   // Copies rank 0's buffer to every rank.
   virtual void broadcast(float* data, int64_t n, Device dev) = 0;
+
+  // Reduction overlapped with backward (DESIGN.md §7). Per update the solver calls
+  // begin_backward before the backward pass that completes the gradients (the last of
+  // iter_size), on_layer_grads_ready after each layer with parameters, in backward order
+  // ([begin, begin + n) is that layer's range of the arena, final from then on), and finish
+  // before the update; after finish the arena holds the sum over ranks (not yet averaged).
+  // The defaults sum the whole arena in finish; dist/ all-reduces buckets as they complete.
+  virtual void begin_backward(float* arena, int64_t n, Device dev, int64_t bucket_bytes) {
+    arena_ = arena;
+    arena_count_ = n;
+    arena_device_ = dev;
+  }
+  virtual void on_layer_grads_ready(int layer, float* begin, int64_t n) {}
+  virtual void finish() { allreduce_sum(arena_, arena_count_, arena_device_); }
+
+ protected:
+  float* arena_ = nullptr;
+  int64_t arena_count_ = 0;
+  Device arena_device_;
 };
 
 struct TrainRecord {
@@ -102,12 +122,13 @@ class Solver {
  private:
   void apply_update();
   void check_finite_or_throw(float loss);
-  void reduce_gradients();
+  void backward_and_reduce(const RunContext& ctx);
 
   SolverConfig cfg_;
   SolverOptions opts_;
   std::unique_ptr<Net> train_, test_;
   Tensor history_;
+  std::vector<std::pair<int64_t, int64_t>> layer_grad_range_;  // per layer: [begin, end) in the arena
   int64_t iter_ = 0;
   std::vector<float> losses_;  // last average_loss losses
   double images_since_display_ = 0, seconds_since_display_ = 0;

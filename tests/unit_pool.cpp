@@ -339,6 +339,69 @@ TEST(PoolForward, AveDivisorAtBorders) {
   }
 }
 
+// The CPU loops (SIMD interior columns, per-plane scatter) give bit for bit what the per-output
+// and per-input-cell functions of pool_math.h give, which is what the CUDA kernels compute.
+TEST(PoolForward, EqualsPerOutputMath) {
+  uint64_t seed = 1000;
+  for (const Case& cs : shape_cases()) {
+    SCOPED_TRACE(cs.name());
+    const PoolParams p = cs.params();
+    auto x = random_vector(p.n * p.c * p.h * p.w, ++seed, -2.f, 2.f);
+    if (cs.method == PoolMethod::Max)  // ties too
+      for (size_t i = 0; i < x.size(); i += 3) x[i] = 1.f;
+    const int64_t ny = p.n * p.c * p.out_h * p.out_w;
+    std::vector<float> y(static_cast<size_t>(ny)), y_math(y.size());
+    std::vector<int32_t> am(y.size()), am_math(y.size());
+    pool_forward_cpu(p, x.data(), y.data(), am.data());
+    for (int64_t pl = 0; pl < p.n * p.c; ++pl)
+      for (int64_t oh = 0; oh < p.out_h; ++oh)
+        for (int64_t ow = 0; ow < p.out_w; ++ow) {
+          const int64_t o = (pl * p.out_h + oh) * p.out_w + ow;
+          const PoolWindow win = pool_window(p, oh, ow);
+          const float* plane = x.data() + pl * p.h * p.w;
+          if (cs.method == PoolMethod::Max)
+            pool_max_window(plane, p.w, win, &y_math[o], &am_math[o]);
+          else
+            y_math[o] = pool_ave_window(plane, p.w, win);
+        }
+    EXPECT_EQ(y, y_math);
+    if (cs.method == PoolMethod::Max) EXPECT_EQ(am, am_math);
+  }
+}
+
+TEST(PoolBackward, EqualsPerCellGatherMath) {
+  uint64_t seed = 1100;
+  for (const Case& cs : shape_cases()) {
+    SCOPED_TRACE(cs.name());
+    const PoolParams p = cs.params();
+    const auto x = random_vector(p.n * p.c * p.h * p.w, ++seed);
+    const auto dy = random_vector(p.n * p.c * p.out_h * p.out_w, ++seed);
+    const auto old = random_vector(p.n * p.c * p.h * p.w, ++seed);
+    std::vector<float> y(dy.size());
+    std::vector<int32_t> am(dy.size());
+    pool_forward_cpu(p, x.data(), y.data(), am.data());
+    for (float beta : {0.f, 1.f}) {
+      std::vector<float> dx = old, dx_math = old;
+      pool_backward_cpu(p, dy.data(), am.data(), beta, dx.data());
+      const int64_t out_sz = p.out_h * p.out_w;
+      for (int64_t pl = 0; pl < p.n * p.c; ++pl)
+        for (int64_t h = 0; h < p.h; ++h)
+          for (int64_t w = 0; w < p.w; ++w) {
+            int64_t oh0, oh1, ow0, ow1;
+            pool_cover(h, p.kernel_h, p.stride_h, p.pad_h, p.out_h, &oh0, &oh1);
+            pool_cover(w, p.kernel_w, p.stride_w, p.pad_w, p.out_w, &ow0, &ow1);
+            const float* dyp = dy.data() + pl * out_sz;
+            const float g = cs.method == PoolMethod::Max
+                                ? pool_max_grad(dyp, am.data() + pl * out_sz, p.out_w,
+                                                static_cast<int32_t>(h * p.w + w), oh0, oh1, ow0, ow1)
+                                : pool_ave_grad(p, dyp, oh0, oh1, ow0, ow1);
+            pool_store_grad(&dx_math[(pl * p.h + h) * p.w + w], g, beta);
+          }
+      EXPECT_EQ(dx, dx_math) << "beta " << beta;
+    }
+  }
+}
+
 TEST(PoolBackward, MatchesScatterReference) {
   uint64_t seed = 300;
   for (const Case& cs : shape_cases()) {

@@ -276,8 +276,12 @@ TEST(ResizeAxis, RangesInvertTaps) {
     for (int64_t i = 0; i < in; ++i) {
       const ResizeAxisRange r = resize_axis_range(ResizeMethod::Nearest, i, in, out);
       for (int64_t o = r.lo; o < r.hi; ++o) ASSERT_EQ(resize_nearest_src(o, in, out), i);
-      if (r.lo > 0) ASSERT_LT(resize_nearest_src(r.lo - 1, in, out), i);
-      if (r.hi < out) ASSERT_GT(resize_nearest_src(r.hi, in, out), i);
+      if (r.lo > 0) {
+        ASSERT_LT(resize_nearest_src(r.lo - 1, in, out), i);
+      }
+      if (r.hi < out) {
+        ASSERT_GT(resize_nearest_src(r.hi, in, out), i);
+      }
     }
 }
 

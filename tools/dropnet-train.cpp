@@ -1,7 +1,8 @@
 // dropnet-train CONFIG [key.path=value ...] [--threads N] [--device D] [--out DIR]
-//               [--resume DIR|FILE] [--weights FILE] [--dry-run] [--quiet]
+//               [--resume DIR|FILE] [--weights FILE] [--dry-run] [--quiet] [--comm-timeout S]
 // Trains a net described by a YAML config; writes metrics.jsonl, the resolved config and
-// snapshots into the run directory.
+// snapshots into the run directory. Under mpirun: data parallel (dist/), rank 0 alone logs and
+// writes files.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -12,6 +13,7 @@
 
 #include "core/error.h"
 #include "data/sources.h"
+#include "dist/communicator.h"
 #include "layers/net.h"
 #include "optim/snapshot.h"
 #include "optim/solver.h"
@@ -24,7 +26,8 @@ namespace {
 
 const char* kUsage =
     "usage: dropnet-train CONFIG [key.path=value ...] [--threads N] [--device cpu|cuda|cuda:N|auto]\n"
-    "                     [--out DIR] [--resume DIR|FILE] [--weights FILE] [--dry-run] [--quiet]";
+    "                     [--out DIR] [--resume DIR|FILE] [--weights FILE] [--dry-run] [--quiet]\n"
+    "                     [--comm-timeout SECONDS]  (mpirun -np N dropnet-train ...: data parallel)";
 
 std::atomic<int> g_signal{0};
 void on_signal(int sig) { g_signal = sig; }
@@ -38,6 +41,7 @@ int train_main(int argc, char** argv) {
   const std::string weights = args.take("weights");
   const bool dry_run = args.take_flag("dry-run");
   const bool quiet = args.take_flag("quiet");
+  const std::string timeout_arg = args.take("comm-timeout", "120");
   std::vector<std::string> pos = args.positional(kUsage);
   if (pos.empty()) input_error("missing CONFIG\n{}", kUsage);
   std::vector<std::string> overrides(pos.begin() + 1, pos.end());
@@ -45,10 +49,17 @@ int train_main(int argc, char** argv) {
     if (o.find('=') == std::string::npos) input_error("unexpected argument '{}' (overrides are key.path=value)", o);
 
   cli::set_threads(threads);
-  cli::init_logging(0);
+  const int launcher_rank = dist::launcher_rank();
+  cli::init_logging(launcher_rank);
+  if (launcher_rank != 0) spdlog::set_level(spdlog::level::warn);  // rank 0 alone logs
   LoadedConfig cfg = load_config_file(pos[0], overrides);
   cli::RunSettings run = cli::read_run_settings(cfg);
   Device dev = parse_device(device_arg.empty() ? run.device : device_arg);
+  dist::CommOptions co;
+  co.timeout_s = dist::parse_timeout_seconds("--comm-timeout", timeout_arg);
+  std::unique_ptr<dist::Communicator> comm = dist::make_communicator(dev, co);
+  dev = comm->device();  // NCCL: the GPU of this rank's local rank
+  const bool root = comm->rank() == 0;
 
   SolverOptions so;
   so.device = dev;
@@ -56,31 +67,42 @@ int train_main(int argc, char** argv) {
   so.source_factory = make_batch_source;
   so.default_engine = run.engine;
   so.quiet = quiet;
+  so.reducer = comm.get();
   Solver solver(cfg, so);
   if (dry_run) {
-    print_net_summary(solver.train_net(), solver.test_net(), *cfg.defaults);
+    if (root) print_net_summary(solver.train_net(), solver.test_net(), *cfg.defaults);
     return 0;
   }
   if (out_dir.empty()) out_dir = "runs/" + run.name;
-  RunDirectory rd(out_dir, cfg);
-  spdlog::info("dropnet-train: {} on {}, {} parameters, run directory {}", run.name, dev.str(),
+  std::unique_ptr<RunDirectory> rd = root ? std::make_unique<RunDirectory>(out_dir, cfg) : nullptr;
+  spdlog::info("dropnet-train: {} on {}{}, {} parameters, run directory {}", run.name, dev.str(),
+               comm->world() > 1 ? fmt::format(" x {} ranks ({})", comm->world(), comm->kind()) : std::string(),
                solver.train_net().num_param_floats(), out_dir);
   if (!weights.empty()) load_weights(solver.train_net(), weights);
   if (!resume.empty()) {
     restore_snapshot(solver, resume);
     spdlog::info("resumed from {} at iteration {}", resume, solver.iter());
   }
-  solver.on_record = [&](const TrainRecord& r) { rd.write_record(r); };
+  solver.on_record = [&](const TrainRecord& r) {
+    if (rd) rd->write_record(r);
+  };
   const SolverConfig& sc = solver.config();
   const std::string prefix = sc.snapshot_prefix.empty() ? run.name : sc.snapshot_prefix;
   auto snapshot = [&](int64_t) {
+    if (!root) return;
     std::string path = save_snapshot(solver, out_dir, prefix, sc.keep_last);
     spdlog::info("snapshot: {}", path);
   };
   solver.on_snapshot = snapshot;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  solver.should_stop = [] { return g_signal.load() != 0; };
+  solver.should_stop = [&] {
+    dist::inject_fault_if_requested(comm->rank(), solver.iter());
+    if (comm->world() == 1) return g_signal.load() != 0;
+    double stop = g_signal.load() != 0 ? 1.0 : 0.0;  // every rank stops at the same iteration
+    comm->allreduce_sum_double(&stop, 1);
+    return stop > 0;
+  };
   solver.solve();
   if (g_signal.load() != 0) {
     spdlog::warn("signal {} received at iteration {}: writing a snapshot and stopping", g_signal.load(), solver.iter());

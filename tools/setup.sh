@@ -20,7 +20,7 @@ done
 packages=(build-essential cmake ninja-build ccache pkg-config
   libyaml-cpp-dev libspdlog-dev libfmt-dev libstb-dev libgtest-dev libgmock-dev libbenchmark-dev
   libopenmpi-dev openmpi-bin libopenblas-dev zlib1g-dev
-  dataset-fashion-mnist python3-numpy python3-torch python3-matplotlib)
+  dataset-fashion-mnist python3-numpy python3-torch python3-matplotlib time)
 
 missing=()
 for p in "${packages[@]}"; do

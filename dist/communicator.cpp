@@ -1,0 +1,147 @@
+#include "dist/communicator.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include "core/error.h"
+#include "dist/mpi_comm.h"
+#include "dist/nccl_comm.h"
+
+namespace dropnet::dist {
+
+void Communicator::begin_backward(float* arena, int64_t n, Device dev, int64_t bucket_bytes) {
+  GradientReducer::begin_backward(arena, n, dev, bucket_bytes);
+  DN_CHECK(!active_, "begin_backward while a reduction is in progress (finish() was not called)");
+  DN_CHECK(bucket_bytes > 0, "bucket size {} bytes", bucket_bytes);
+  bucket_floats_ = std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(sizeof(float)));
+  unlaunched_hi_ = ready_lo_ = n;
+  first_layer_ = last_layer_ = -1;
+  stats_ = ReductionStats{};
+  active_ = true;
+}
+
+void Communicator::launch(int64_t lo, int64_t hi) {
+  if (hi <= lo) return;
+  const double mb = static_cast<double>(hi - lo) * sizeof(float) / (1024.0 * 1024.0);
+  std::string layers = first_layer_ < 0 ? std::string("the remaining parameters")
+                                        : fmt::format("layers {}..{}", last_layer_, first_layer_);
+  std::string what = fmt::format("all-reduce of gradient bucket {} ({}, {:.3g} MB)", stats_.buckets, layers, mb);
+  start_bucket(arena_ + lo, hi - lo, arena_device_, what);
+  ++stats_.buckets;
+  stats_.bytes += (hi - lo) * static_cast<int64_t>(sizeof(float));
+  first_layer_ = last_layer_ = -1;
+}
+
+void Communicator::on_layer_grads_ready(int layer, float* begin, int64_t n) {
+  DN_CHECK(active_, "on_layer_grads_ready outside begin_backward/finish");
+  const int64_t off = begin - arena_;
+  // Backward order over a layer-ordered arena: every ready range lies below the previous ones.
+  DN_CHECK(off >= 0 && n >= 0 && off + n <= ready_lo_,
+           "layer {}: gradient range [{}, {}) is not below the ranges already reduced (from {})", layer, off, off + n,
+           ready_lo_);
+  ready_lo_ = off;
+  if (first_layer_ < 0) first_layer_ = layer;
+  last_layer_ = layer;
+  if (unlaunched_hi_ - ready_lo_ >= bucket_floats_) {
+    launch(ready_lo_, unlaunched_hi_);
+    unlaunched_hi_ = ready_lo_;
+  }
+}
+
+void Communicator::finish() {
+  DN_CHECK(active_, "finish() without begin_backward");
+  active_ = false;
+  // The rest, down to the start of the arena (layers below the last bucket, and any padding).
+  launch(0, unlaunched_hi_);
+  unlaunched_hi_ = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  wait_buckets(&stats_);
+  stats_.wait_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+bool launched_under_mpi() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE"})
+    if (std::getenv(v) != nullptr) return true;
+  return false;
+}
+
+int launcher_rank() {
+  for (const char* v : {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK"})
+    if (const char* s = std::getenv(v)) return std::atoi(s);
+  return 0;
+}
+
+double parse_timeout_seconds(const std::string& what, const std::string& text) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || !(v > 0) || !std::isfinite(v))
+    input_error("{} expects a number of seconds > 0, got '{}'", what, text);
+  return v;
+}
+
+bool mpi_compiled() { return DROPNET_HAVE_MPI != 0; }
+bool nccl_compiled() { return DROPNET_HAVE_NCCL != 0; }
+
+std::unique_ptr<Communicator> make_mpi_communicator(Device dev, const CommOptions& opts) {
+#if DROPNET_HAVE_MPI
+  return std::make_unique<MpiComm>(dev, opts);
+#else
+  (void)dev;
+  (void)opts;
+  input_error("this dropnet was built without MPI (DROPNET_MPI=OFF or MPI not found): it cannot run under an MPI "
+              "launcher; rebuild with MPI (Debian: libopenmpi-dev) or run a single process");
+#endif
+}
+
+std::unique_ptr<Communicator> make_nccl_communicator(Device dev, const CommOptions& opts) {
+#if DROPNET_HAVE_NCCL
+  if (!dev.is_cuda()) input_error("NCCL needs a CUDA device, got {}", dev.str());
+  std::unique_ptr<MpiComm> boot;
+  if (launched_under_mpi()) boot = std::make_unique<MpiComm>(Device::cpu(), opts);
+  return make_nccl_comm(dev, opts, std::move(boot));
+#else
+  (void)dev;
+  (void)opts;
+  input_error("this dropnet was built without NCCL (DROPNET_NCCL=OFF, or CUDA/MPI/NCCL not found)");
+#endif
+}
+
+std::unique_ptr<Communicator> make_communicator(Device dev, const CommOptions& opts) {
+  if (!(opts.timeout_s > 0)) input_error("communication timeout must be > 0 s, got {}", opts.timeout_s);
+  if (!launched_under_mpi()) return std::make_unique<LocalComm>(dev, opts);
+  if (dev.is_cuda()) {
+    if (nccl_compiled()) return make_nccl_communicator(dev, opts);
+    spdlog::warn("built without NCCL: gradients of CUDA tensors are all-reduced with MPI through host memory");
+  }
+  return make_mpi_communicator(dev, opts);
+}
+
+void inject_fault_if_requested(int rank, int64_t iter) {
+  static const char* spec = std::getenv("DROPNET_TEST_FAULT");
+  if (spec == nullptr || *spec == '\0') return;
+  char what[16] = {0};
+  int fault_rank = -1;
+  long long fault_iter = -1;
+  if (std::sscanf(spec, "%15[a-z]:%d:%lld", what, &fault_rank, &fault_iter) != 3 ||
+      (std::string(what) != "kill" && std::string(what) != "stall"))
+    input_error("DROPNET_TEST_FAULT='{}': expected kill:RANK:ITER or stall:RANK:ITER", spec);
+  if (rank != fault_rank || iter != fault_iter) return;
+  std::fprintf(stderr, "dropnet: rank %d: DROPNET_TEST_FAULT: %s at iteration %lld\n", rank, what, fault_iter);
+  std::fflush(stderr);
+  if (std::string(what) == "kill") std::raise(SIGKILL);
+  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+}
+
+}  // namespace dropnet::dist

@@ -1,0 +1,208 @@
+#include "dist/nccl_comm.h"
+
+#if DROPNET_HAVE_NCCL
+
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+#include <nccl.h>
+
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "core/cuda_check.h"
+#include "core/error.h"
+
+#define DN_NCCL_CHECK(stmt)                                                                           \
+  do {                                                                                                \
+    ncclResult_t dn_nr_ = (stmt);                                                                     \
+    if (dn_nr_ != ncclSuccess)                                                                        \
+      ::dropnet::internal_error(__FILE__, __LINE__, std::string(#stmt " failed: ") + ncclGetErrorString(dn_nr_)); \
+  } while (0)
+
+namespace dropnet::dist {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class NcclComm final : public Communicator {
+ public:
+  NcclComm(Device dev, const CommOptions& opts, std::unique_ptr<MpiComm> boot)
+      : Communicator(dev, opts), boot_(std::move(boot)) {
+    if (boot_) {
+      rank_ = boot_->rank();
+      world_ = boot_->world();
+      const int gpus = cuda_device_count();
+      if (gpus == 0) input_error("rank {}: NCCL needs a GPU, but this node has none", rank_);
+      if (boot_->local_size() > gpus)
+        input_error("{} ranks run on this node but it has {} GPU{}: NCCL needs one GPU per rank", boot_->local_size(),
+                    gpus, gpus > 1 ? "s" : "");
+      device_ = Device::cuda(boot_->local_rank());
+    }
+    cuda_set_device(device_.index);
+    ncclUniqueId id;
+    if (rank_ == 0) DN_NCCL_CHECK(ncclGetUniqueId(&id));
+    if (boot_) boot_->broadcast_bytes(&id, sizeof(id), "broadcast of the NCCL unique id");
+    DN_NCCL_CHECK(ncclCommInitRank(&comm_, world_, id, rank_));
+    DN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    DN_CUDA_CHECK(cudaEventCreate(&start_));
+  }
+
+  ~NcclComm() override {
+    if (comm_ != nullptr) {
+      if (MpiComm::process_failed())
+        ncclCommAbort(comm_);
+      else
+        ncclCommDestroy(comm_);
+    }
+    for (cudaEvent_t e : events_) cudaEventDestroy(e);
+    if (start_ != nullptr) cudaEventDestroy(start_);
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  }
+
+  std::string kind() const override { return "nccl"; }
+  int rank() const override { return rank_; }
+  int world() const override { return world_; }
+  int local_rank() const override { return boot_ ? boot_->local_rank() : 0; }
+  int local_size() const override { return boot_ ? boot_->local_size() : 1; }
+
+  void allreduce_sum(float* data, int64_t n, Device dev) override {
+    if (n <= 0) return;
+    if (!dev.is_cuda()) {
+      if (boot_) boot_->allreduce_sum(data, n, dev);
+      return;
+    }
+    const int64_t seq = seq_++;
+    cudaEvent_t done = event(0);
+    after_compute();
+    DN_NCCL_CHECK(ncclAllReduce(data, data, static_cast<size_t>(n), ncclFloat, ncclSum, live(), stream_));
+    DN_CUDA_CHECK(cudaEventRecord(done, stream_));
+    wait_event(done, fmt::format("all-reduce of {} floats", n), seq);
+  }
+
+  void allreduce_sum_double(double* data, int64_t n) override {
+    if (boot_) boot_->allreduce_sum_double(data, n);
+  }
+
+  void broadcast(float* data, int64_t n, Device dev) override {
+    if (n <= 0) return;
+    if (!dev.is_cuda()) {
+      if (boot_) boot_->broadcast(data, n, dev);
+      return;
+    }
+    const int64_t seq = seq_++;
+    cudaEvent_t done = event(0);
+    after_compute();
+    DN_NCCL_CHECK(ncclBroadcast(data, data, static_cast<size_t>(n), ncclFloat, 0, live(), stream_));
+    DN_CUDA_CHECK(cudaEventRecord(done, stream_));
+    wait_event(done, fmt::format("broadcast of {} floats from rank 0", n), seq);
+  }
+
+  void barrier() override {
+    if (boot_) boot_->barrier();
+  }
+
+ protected:
+  void start_bucket(float* p, int64_t n, Device dev, const std::string& what) override {
+    DN_CHECK(dev.is_cuda(), "NCCL gradient bucket on {}", dev.str());
+    Pending b{what, seq_++, event(pending_.size())};
+    after_compute();
+    if (pending_.empty()) DN_CUDA_CHECK(cudaEventRecord(start_, stream_));
+    DN_NCCL_CHECK(ncclAllReduce(p, p, static_cast<size_t>(n), ncclFloat, ncclSum, live(), stream_));
+    DN_CUDA_CHECK(cudaEventRecord(b.done, stream_));
+    pending_.push_back(b);
+  }
+
+  void wait_buckets(ReductionStats* stats) override {
+    std::vector<Pending> pending;
+    pending.swap(pending_);
+    for (const Pending& b : pending) wait_event(b.done, b.what, b.seq);
+    if (pending.empty()) return;
+    float ms = 0.f;
+    DN_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, pending.back().done));
+    stats->comm_seconds = ms / 1000.0;
+    // The update kernels that follow on the compute stream read the reduced gradients.
+    DN_CUDA_CHECK(cudaStreamWaitEvent(cuda_stream(), pending.back().done, 0));
+  }
+
+ private:
+  struct Pending {
+    std::string what;
+    int64_t seq;
+    cudaEvent_t done;
+  };
+
+  ncclComm_t live() {
+    if (comm_ == nullptr)
+      input_error("rank {}: the NCCL communicator was aborted after an earlier failure", rank_);
+    return comm_;
+  }
+
+  // The i-th event of the pool (events are reused across reductions).
+  cudaEvent_t event(size_t i) {
+    while (events_.size() <= i) {
+      cudaEvent_t e;
+      DN_CUDA_CHECK(cudaEventCreate(&e));
+      events_.push_back(e);
+    }
+    return events_[i];
+  }
+
+  // The collective starts after the work queued so far on the compute stream (the gradients).
+  void after_compute() {
+    if (ready_ == nullptr) DN_CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
+    DN_CUDA_CHECK(cudaEventRecord(ready_, cuda_stream()));
+    DN_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0));
+  }
+
+  void wait_event(cudaEvent_t ev, const std::string& what, int64_t seq) {
+    const auto deadline =
+        Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opts_.timeout_s));
+    for (int polls = 0;; ++polls) {
+      cudaError_t q = cudaEventQuery(ev);
+      if (q == cudaSuccess) return;
+      if (q != cudaErrorNotReady) DN_CUDA_CHECK(q);
+      ncclResult_t async = ncclSuccess;
+      DN_NCCL_CHECK(ncclCommGetAsyncError(live(), &async));
+      if (async != ncclSuccess && async != ncclInProgress)
+        fail(what, seq, std::string("failed: ") + ncclGetErrorString(async));
+      if (Clock::now() > deadline) fail(what, seq, fmt::format("did not complete within {:g} s", opts_.timeout_s));
+      if (polls < 200)
+        std::this_thread::yield();
+      else
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+
+  [[noreturn]] void fail(const std::string& what, int64_t seq, const std::string& problem) {
+    MpiComm::mark_process_failed();
+    if (comm_ != nullptr) {
+      ncclCommAbort(comm_);
+      comm_ = nullptr;
+    }
+    pending_.clear();
+    std::string msg = boot_ ? boot_->diagnose("NCCL " + what, seq, problem)
+                            : fmt::format("rank {}: NCCL {} (collective #{}) {}", rank_, what, seq, problem);
+    throw Error(ErrorKind::Internal, msg);
+  }
+
+  std::unique_ptr<MpiComm> boot_;
+  int rank_ = 0, world_ = 1;
+  ncclComm_t comm_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t start_ = nullptr, ready_ = nullptr;
+  std::vector<cudaEvent_t> events_;
+  std::vector<Pending> pending_;
+  int64_t seq_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_nccl_comm(Device dev, const CommOptions& opts, std::unique_ptr<MpiComm> boot) {
+  return std::make_unique<NcclComm>(dev, opts, std::move(boot));
+}
+
+}  // namespace dropnet::dist
+
+#endif  // DROPNET_HAVE_NCCL
