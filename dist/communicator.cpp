@@ -32,7 +32,8 @@ void Communicator::launch(int64_t lo, int64_t hi) {
   const double mb = static_cast<double>(hi - lo) * sizeof(float) / (1024.0 * 1024.0);
   std::string layers = first_layer_ < 0 ? std::string("the remaining parameters")
                                         : fmt::format("layers {}..{}", last_layer_, first_layer_);
-  std::string what = fmt::format("all-reduce of gradient bucket {} ({}, {:.3g} MB)", stats_.buckets, layers, mb);
+  std::string what =
+      describe(fmt::format("all-reduce of gradient bucket {} ({}, {:.3g} MB)", stats_.buckets, layers, mb));
   start_bucket(arena_ + lo, hi - lo, arena_device_, what);
   ++stats_.buckets;
   stats_.bytes += (hi - lo) * static_cast<int64_t>(sizeof(float));
@@ -70,6 +71,17 @@ bool launched_under_mpi() {
   for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE"})
     if (std::getenv(v) != nullptr) return true;
   return false;
+}
+
+namespace {
+std::atomic<const std::atomic<int>*> g_interrupt{nullptr};
+}  // namespace
+
+void set_interrupt_flag(const std::atomic<int>* flag) { g_interrupt = flag; }
+
+int interrupt_signal() {
+  const std::atomic<int>* f = g_interrupt.load();
+  return f ? f->load() : 0;
 }
 
 int launcher_rank() {

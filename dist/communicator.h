@@ -11,6 +11,7 @@
 // hanging. This header is C++17 (the NCCL backend is a .cu file).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -45,6 +46,8 @@ class Communicator : public GradientReducer {
   // The device this rank computes on (NCCL: the GPU chosen by the local rank).
   Device device() const { return device_; }
   double timeout_s() const { return opts_.timeout_s; }
+  // Named in every later error and diagnostic ("iteration 17"): where the caller is.
+  void set_context(std::string context) { context_ = std::move(context); }
 
   // GradientReducer's overlap hooks, implemented once over start_bucket / wait_buckets: the
   // ready ranges arrive in descending arena order (the arena is in layer order, backward runs
@@ -61,8 +64,14 @@ class Communicator : public GradientReducer {
   // Waits for every started bucket; fills comm_seconds. Throws on failure or timeout.
   virtual void wait_buckets(ReductionStats* stats) = 0;
 
+  // `what` plus the caller's context: "all-reduce of 4 floats during iteration 17".
+  std::string describe(const std::string& what) const {
+    return context_.empty() ? what : what + " during " + context_;
+  }
+
   Device device_;
   CommOptions opts_;
+  std::string context_;
 
  private:
   void launch(int64_t lo, int64_t hi);
@@ -112,6 +121,12 @@ std::unique_ptr<Communicator> make_mpi_communicator(Device dev, const CommOption
 // NCCL over the ranks of the launcher; without one, a single-rank NCCL communicator on `dev`
 // (no MPI needed). Throws an Input error in builds without NCCL.
 std::unique_ptr<Communicator> make_nccl_communicator(Device dev, const CommOptions& opts = {});
+
+// A flag a signal handler sets (the signal number; 0 = none). A rank that receives a signal while
+// it waits in a collective prints which one at once: when the launcher kills the job because a
+// peer died (Open MPI: SIGTERM, then SIGKILL a second later), that line names the operation.
+void set_interrupt_flag(const std::atomic<int>* flag);
+int interrupt_signal();  // the flag's value (0 when unset)
 
 // Test-only fault injection, from DROPNET_TEST_FAULT="kill:RANK:ITER" (the rank SIGKILLs itself
 // when reaching iteration ITER) or "stall:RANK:ITER" (it stops forever, alive). No-op when unset.

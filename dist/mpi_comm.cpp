@@ -186,6 +186,7 @@ void MpiComm::Impl::run_collective(Op& op) {
     return;
   }
   const auto deadline = op.t_start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
+  bool interrupt_reported = false;
   for (int polls = 0;; ++polls) {
     int flag = 0;
     {
@@ -199,6 +200,13 @@ void MpiComm::Impl::run_collective(Op& op) {
     if (flag) {
       op.ok = true;
       return;
+    }
+    if (!interrupt_reported && interrupt_signal() != 0) {
+      interrupt_reported = true;
+      std::fprintf(stderr, "dropnet: rank %d: signal %d while waiting %.3g s in %s (collective #%lld)\n", rank,
+                   interrupt_signal(), std::chrono::duration<double>(Clock::now() - op.t_start).count(),
+                   op.what.c_str(), static_cast<long long>(op.seq));
+      std::fflush(stderr);
     }
     if (Clock::now() > deadline) {
       op.error = diagnosis(op.what, op.seq, fmt::format("did not complete within {:g} s", timeout_s));
@@ -365,7 +373,7 @@ void MpiComm::allreduce_sum(float* data, int64_t n, Device dev) {
   for (int64_t off = 0; off < n; off += kMaxChunk) {
     const int cnt = static_cast<int>(std::min(kMaxChunk, n - off));
     float* p = host + off;
-    ops.push_back(m.submit(fmt::format("all-reduce of {} floats", n), [p, cnt](MPI_Comm c, MPI_Request* r) {
+    ops.push_back(m.submit(describe(fmt::format("all-reduce of {} floats", n)), [p, cnt](MPI_Comm c, MPI_Request* r) {
       return MPI_Iallreduce(MPI_IN_PLACE, p, cnt, MPI_FLOAT, MPI_SUM, c, r);
     }));
   }
@@ -377,7 +385,7 @@ void MpiComm::allreduce_sum_double(double* data, int64_t n) {
   if (n <= 0) return;
   DN_CHECK(n <= kMaxChunk, "{} doubles in one all-reduce", n);
   const int cnt = static_cast<int>(n);
-  impl_->wait(impl_->submit(fmt::format("all-reduce of {} doubles", n), [data, cnt](MPI_Comm c, MPI_Request* r) {
+  impl_->wait(impl_->submit(describe(fmt::format("all-reduce of {} doubles", n)), [data, cnt](MPI_Comm c, MPI_Request* r) {
     return MPI_Iallreduce(MPI_IN_PLACE, data, cnt, MPI_DOUBLE, MPI_SUM, c, r);
   }));
 }
@@ -396,7 +404,7 @@ void MpiComm::broadcast(float* data, int64_t n, Device dev) {
   for (int64_t off = 0; off < n; off += kMaxChunk) {
     const int cnt = static_cast<int>(std::min(kMaxChunk, n - off));
     float* p = host + off;
-    ops.push_back(m.submit(fmt::format("broadcast of {} floats from rank 0", n), [p, cnt](MPI_Comm c, MPI_Request* r) {
+    ops.push_back(m.submit(describe(fmt::format("broadcast of {} floats from rank 0", n)), [p, cnt](MPI_Comm c, MPI_Request* r) {
       return MPI_Ibcast(p, cnt, MPI_FLOAT, 0, c, r);
     }));
   }
@@ -413,7 +421,7 @@ void MpiComm::broadcast_bytes(void* data, int64_t bytes, const std::string& what
 }
 
 void MpiComm::barrier() {
-  impl_->wait(impl_->submit("barrier", [](MPI_Comm c, MPI_Request* r) { return MPI_Ibarrier(c, r); }));
+  impl_->wait(impl_->submit(describe("barrier"), [](MPI_Comm c, MPI_Request* r) { return MPI_Ibarrier(c, r); }));
 }
 
 std::string MpiComm::diagnose(const std::string& what, int64_t seq, const std::string& problem) {

@@ -7,6 +7,7 @@
 #include <nccl.h>
 
 #include <chrono>
+#include <cstdio>
 #include <thread>
 #include <vector>
 
@@ -78,7 +79,7 @@ class NcclComm final : public Communicator {
     after_compute();
     DN_NCCL_CHECK(ncclAllReduce(data, data, static_cast<size_t>(n), ncclFloat, ncclSum, live(), stream_));
     DN_CUDA_CHECK(cudaEventRecord(done, stream_));
-    wait_event(done, fmt::format("all-reduce of {} floats", n), seq);
+    wait_event(done, describe(fmt::format("all-reduce of {} floats", n)), seq);
   }
 
   void allreduce_sum_double(double* data, int64_t n) override {
@@ -96,7 +97,7 @@ class NcclComm final : public Communicator {
     after_compute();
     DN_NCCL_CHECK(ncclBroadcast(data, data, static_cast<size_t>(n), ncclFloat, 0, live(), stream_));
     DN_CUDA_CHECK(cudaEventRecord(done, stream_));
-    wait_event(done, fmt::format("broadcast of {} floats from rank 0", n), seq);
+    wait_event(done, describe(fmt::format("broadcast of {} floats from rank 0", n)), seq);
   }
 
   void barrier() override {
@@ -159,6 +160,8 @@ class NcclComm final : public Communicator {
   void wait_event(cudaEvent_t ev, const std::string& what, int64_t seq) {
     const auto deadline =
         Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opts_.timeout_s));
+    bool interrupt_reported = false;
+    const auto t0 = Clock::now();
     for (int polls = 0;; ++polls) {
       cudaError_t q = cudaEventQuery(ev);
       if (q == cudaSuccess) return;
@@ -167,6 +170,13 @@ class NcclComm final : public Communicator {
       DN_NCCL_CHECK(ncclCommGetAsyncError(live(), &async));
       if (async != ncclSuccess && async != ncclInProgress)
         fail(what, seq, std::string("failed: ") + ncclGetErrorString(async));
+      if (!interrupt_reported && interrupt_signal() != 0) {
+        interrupt_reported = true;
+        std::fprintf(stderr, "dropnet: rank %d: signal %d while waiting %.3g s in NCCL %s (collective #%lld)\n", rank_,
+                     interrupt_signal(), std::chrono::duration<double>(Clock::now() - t0).count(), what.c_str(),
+                     static_cast<long long>(seq));
+        std::fflush(stderr);
+      }
       if (Clock::now() > deadline) fail(what, seq, fmt::format("did not complete within {:g} s", opts_.timeout_s));
       if (polls < 200)
         std::this_thread::yield();

@@ -461,18 +461,21 @@ void sgemm_native_cpu(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
   }
 
   if (!plan.ksplit) {
-#pragma omp parallel num_threads(plan.tm * plan.tn)
-    {
-      // The runtime may give fewer threads than asked: loop over the blocks.
-      const int nt = omp_get_num_threads();
-      for (int blk = omp_get_thread_num(); blk < plan.tm * plan.tn; blk += nt) {
-        const int64_t i0 = (blk / plan.tn) * plan.mchunk, j0 = (blk % plan.tn) * plan.nchunk;
-        const int64_t mb = std::min(plan.mchunk, m - i0), nb = std::min(plan.nchunk, n - j0);
-        if (mb <= 0 || nb <= 0) continue;
-        const float* ab = trans_a ? a + i0 : a + i0 * lda;
-        const float* bb = trans_b ? b + j0 * ldb : b + j0;
-        gemm_serial(trans_a, trans_b, mb, nb, k, alpha, ab, lda, bb, ldb, beta, c + i0 * ldc + j0, ldc);
-      }
+    // Each of the plan's column blocks is cut into up to kChunksPerBlock whole-panel chunks,
+    // handed out dynamically: a thread the OS delays (these machines are shared) leaves its
+    // chunks to the others instead of stalling the whole call.
+    constexpr int64_t kChunksPerBlock = 4;
+    const int64_t nchunk = plan.nchunk >= kChunksPerBlock * kNr
+                               ? round_up((plan.nchunk + kChunksPerBlock - 1) / kChunksPerBlock, kNr)
+                               : plan.nchunk;
+    const int64_t chunks_m = (m + plan.mchunk - 1) / plan.mchunk, chunks_n = (n + nchunk - 1) / nchunk;
+#pragma omp parallel for num_threads(plan.tm * plan.tn) schedule(dynamic, 1)
+    for (int64_t chunk = 0; chunk < chunks_m * chunks_n; ++chunk) {
+      const int64_t i0 = (chunk / chunks_n) * plan.mchunk, j0 = (chunk % chunks_n) * nchunk;
+      const int64_t mb = std::min(plan.mchunk, m - i0), nb = std::min(nchunk, n - j0);
+      const float* ab = trans_a ? a + i0 : a + i0 * lda;
+      const float* bb = trans_b ? b + j0 * ldb : b + j0;
+      gemm_serial(trans_a, trans_b, mb, nb, k, alpha, ab, lda, bb, ldb, beta, c + i0 * ldc + j0, ldc);
     }
     return;
   }

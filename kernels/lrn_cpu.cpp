@@ -24,6 +24,16 @@ namespace stdx = std::experimental;
 
 constexpr int64_t kParallelMin = 1 << 14;
 
+// Per-thread scratch that only grows, so steady-state training allocates nothing per call.
+struct Scratch {
+  std::vector<float> buf;
+  float* get(size_t n) {
+    if (buf.size() < n) buf.resize(n);
+    return buf.data();
+  }
+};
+thread_local Scratch t_acc, t_tmp, t_pad, t_rows;
+
 // The window sums of one plane into acc, adding in the order of lrn_across_sum_sq /
 // lrn_within_sum_sq (what the CUDA kernels call per element): channels ascending; rows
 // ascending, then columns ascending. kSquare sums v^2, otherwise v.
@@ -105,24 +115,21 @@ void lrn_forward_cpu(const LrnParams& p, const float* x, float* y, float* scale)
   const int64_t planes = p.n * p.c, hw = p.h * p.w;
 #pragma omp parallel if (planes * hw >= kParallelMin)
   {
-    std::vector<float> acc(static_cast<size_t>(hw));  // window sums, then scale^-beta
-    std::vector<float> pad, tmp;
-    if (!p.across_channels) {
-      pad.resize(static_cast<size_t>(within_pad_size(p)));
-      tmp.resize(static_cast<size_t>(p.h * (p.w + p.local_size - 1)));
-    }
+    float* acc = t_acc.get(static_cast<size_t>(hw));  // window sums, then scale^-beta
+    float* pad = p.across_channels ? nullptr : t_pad.get(static_cast<size_t>(within_pad_size(p)));
+    float* rows = p.across_channels ? nullptr : t_rows.get(static_cast<size_t>(p.h * (p.w + p.local_size - 1)));
 #pragma omp for schedule(static)
     for (int64_t pl = 0; pl < planes; ++pl) {
       const int64_t c = pl % p.c, off = pl * hw;
       if (p.across_channels)
-        across_sum<true>(p, x + (pl - c) * hw, c, hw, acc.data());
+        across_sum<true>(p, x + (pl - c) * hw, c, hw, acc);
       else
-        within_sum<true>(p, x + off, pad.data(), tmp.data(), acc.data());
+        within_sum<true>(p, x + off, pad, rows, acc);
       const float* xp = x + off;
       float* sp = scale + off;
       float* yp = y + off;
       for (int64_t i = 0; i < hw; ++i) sp[i] = lrn_scale(p, acc[i]);
-      pow_neg(sp, p.beta, acc.data(), hw);
+      pow_neg(sp, p.beta, acc, hw);
       for (int64_t i = 0; i < hw; ++i) yp[i] = lrn_output(xp[i], acc[i]);
     }
   }
@@ -137,12 +144,10 @@ void lrn_backward_cpu(const LrnParams& p, const float* x, const float* y, const 
 #pragma omp parallel if (planes * hw >= kParallelMin)
   {
     // acc: window sums of lrn_ratio; tmp: the plane's ratios (within), then scale^-beta.
-    std::vector<float> acc(static_cast<size_t>(hw)), tmp(static_cast<size_t>(hw));
-    std::vector<float> pad, row_tmp;
-    if (!p.across_channels) {
-      pad.resize(static_cast<size_t>(within_pad_size(p)));
-      row_tmp.resize(static_cast<size_t>(p.h * (p.w + p.local_size - 1)));
-    }
+    float* acc = t_acc.get(static_cast<size_t>(hw));
+    float* tmp = t_tmp.get(static_cast<size_t>(hw));
+    float* pad = p.across_channels ? nullptr : t_pad.get(static_cast<size_t>(within_pad_size(p)));
+    float* rows = p.across_channels ? nullptr : t_rows.get(static_cast<size_t>(p.h * (p.w + p.local_size - 1)));
 #pragma omp for schedule(static)
     for (int64_t pl = 0; pl < planes; ++pl) {
       const int64_t c = pl % p.c, off = pl * hw;
@@ -150,7 +155,7 @@ void lrn_backward_cpu(const LrnParams& p, const float* x, const float* y, const 
         const int64_t img = (pl - c) * hw;
         int64_t lo, hi;
         lrn_window(c, p.c, p.local_size, &lo, &hi);
-        std::fill(acc.begin(), acc.end(), 0.f);
+        std::fill(acc, acc + hw, 0.f);
         for (int64_t j = lo; j < hi; ++j) {
           const float* dyj = dy + img + j * hw;
           const float* yj = y + img + j * hw;
@@ -159,12 +164,12 @@ void lrn_backward_cpu(const LrnParams& p, const float* x, const float* y, const 
         }
       } else {
         for (int64_t i = 0; i < hw; ++i) tmp[i] = lrn_ratio(dy[off + i], y[off + i], scale[off + i]);
-        within_sum<false>(p, tmp.data(), pad.data(), row_tmp.data(), acc.data());
+        within_sum<false>(p, tmp, pad, rows, acc);
       }
       const float* xp = x + off;
       const float* dyp = dy + off;
       float* dxp = dx + off;
-      pow_neg(scale + off, p.beta, tmp.data(), hw);
+      pow_neg(scale + off, p.beta, tmp, hw);
       if (beta_accum == 0.f) {
         for (int64_t i = 0; i < hw; ++i) dxp[i] = lrn_input_grad(p, dyp[i], xp[i], tmp[i], acc[i]);
       } else {

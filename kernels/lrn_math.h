@@ -5,7 +5,7 @@
 // window; symmetric because n is odd, so i in W(j) <=> j in W(i)):
 //   y_j = x_j s_j^-beta,  s_j = k + coeff * sum_{m in W(j)} x_m^2
 //   dx_i = dy_i s_i^-beta - 2 coeff beta x_i * sum_{j in W(i)} dy_j y_j / s_j
-// with coeff = alpha / n across channels and alpha / n^2 within a channel.
+// with coeff = alpha / n across channels and alpha / n^2 within a channel (where k = 1).
 #pragma once
 
 #include <cmath>

@@ -20,6 +20,13 @@ const char* method_name(PoolMethod m) { return m == PoolMethod::Max ? "max" : "a
 // Below this many output (or input) elements a call runs on one thread.
 constexpr int64_t kParallelMin = 1 << 14;
 
+// Per-thread scratch that only grows, so steady-state training allocates nothing per call.
+float* thread_scratch(size_t n) {
+  thread_local std::vector<float> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
 void check_launch(const PoolParams& p, const float* in, const void* out, const int32_t* argmax) {
   DN_CHECK(p.out_h == pool_out_size(p.h, p.kernel_h, p.stride_h, p.pad_h) &&
                p.out_w == pool_out_size(p.w, p.kernel_w, p.stride_w, p.pad_w),
@@ -86,7 +93,7 @@ void interior_row(const PoolParams& p, const Interior& in, const float* phases,
   const float divisor = pool_divisor(p, oh, in.ow_a);  // the same for every interior column
   for (int64_t q0 = 0; q0 < n; q0 += kLanes) {
     V val;
-    VI idx;
+    VI idx = 0;
     if (p.method == PoolMethod::Max) {
       V best = cell(rows.h0, 0, 0, q0), bi = 0.f, bj = 0.f;  // value, cell row and column
       for (int64_t h = rows.h0; h < rows.h1; ++h) {
@@ -116,11 +123,13 @@ void interior_row(const PoolParams& p, const Interior& in, const float* phases,
       if (ar) idx.copy_to(ar + o, stdx::element_aligned);
     } else {
       float vbuf[kLanes];
-      int32_t ibuf[kLanes];
       val.copy_to(vbuf, stdx::element_aligned);
-      idx.copy_to(ibuf, stdx::element_aligned);
       std::copy(vbuf, vbuf + count, yr + o);
-      if (ar) std::copy(ibuf, ibuf + count, ar + o);
+      if (ar) {
+        int32_t ibuf[kLanes];
+        idx.copy_to(ibuf, stdx::element_aligned);
+        std::copy(ibuf, ibuf + count, ar + o);
+      }
     }
   }
 }
@@ -161,16 +170,17 @@ void pool_forward_cpu(const PoolParams& p, const float* x, float* y, int32_t* ar
   const Interior in = interior_of(p);
 #pragma omp parallel if (planes * out_sz >= kParallelMin)
   {
-    std::vector<float> phases(in.ow_b > in.ow_a ? static_cast<size_t>(p.stride_w * p.h * in.mp) : 0);
+    const bool has_interior = in.ow_b > in.ow_a;
+    float* phases = has_interior ? thread_scratch(static_cast<size_t>(p.stride_w * p.h * in.mp)) : nullptr;
 #pragma omp for schedule(static)
     for (int64_t pl = 0; pl < planes; ++pl) {
       const float* xp = x + pl * in_sz;
-      if (!phases.empty()) {
+      if (has_interior) {
         switch (p.stride_w) {  // a compile-time stride lets the split vectorize
-          case 1: split_phases<1>(p, in, xp, phases.data()); break;
-          case 2: split_phases<2>(p, in, xp, phases.data()); break;
-          case 3: split_phases<3>(p, in, xp, phases.data()); break;
-          default: split_phases<0>(p, in, xp, phases.data()); break;
+          case 1: split_phases<1>(p, in, xp, phases); break;
+          case 2: split_phases<2>(p, in, xp, phases); break;
+          case 3: split_phases<3>(p, in, xp, phases); break;
+          default: split_phases<0>(p, in, xp, phases); break;
         }
       }
       for (int64_t oh = 0; oh < p.out_h; ++oh) {
@@ -185,7 +195,7 @@ void pool_forward_cpu(const PoolParams& p, const float* x, float* y, int32_t* ar
         };
         for (int64_t ow = 0; ow < in.ow_a; ++ow) border(ow);
         for (int64_t ow = in.ow_b; ow < p.out_w; ++ow) border(ow);
-        if (!phases.empty()) interior_row(p, in, phases.data(), pool_window(p, oh, in.ow_a), oh, yr, ar);
+        if (has_interior) interior_row(p, in, phases, pool_window(p, oh, in.ow_a), oh, yr, ar);
       }
     }
   }
@@ -201,11 +211,11 @@ void pool_backward_cpu(const PoolParams& p, const float* dy, const int32_t* argm
   const bool is_max = p.method == PoolMethod::Max;
 #pragma omp parallel if (planes * in_sz >= kParallelMin)
   {
-    std::vector<float> acc(beta == 0.f ? 0 : static_cast<size_t>(in_sz));
+    float* acc = beta == 0.f ? nullptr : thread_scratch(static_cast<size_t>(in_sz));
 #pragma omp for schedule(static)
     for (int64_t pl = 0; pl < planes; ++pl) {
       const float* dyp = dy + pl * out_sz;
-      float* g = beta == 0.f ? dx + pl * in_sz : acc.data();
+      float* g = beta == 0.f ? dx + pl * in_sz : acc;
       std::fill(g, g + in_sz, 0.f);
       if (is_max) {
         const int32_t* ap = argmax + pl * out_sz;

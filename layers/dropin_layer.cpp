@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "kernels/dropin.h"
 #include "kernels/dropin_math.h"
+#include "kernels/dropout.h"
 #include "layers/dispatch.h"
 #include "layers/registry.h"
 

@@ -87,9 +87,13 @@ TEST(CudaRelu, NonFiniteInputsPropagateAlike) {
     for (size_t i = 0; i < x.size(); ++i) {
       // Bitwise class equality: NaN where the CPU has NaN, else the same value.
       EXPECT_EQ(std::isnan(y[i]), std::isnan(yg[i])) << "y[" << i << "] slope " << slope;
-      if (!std::isnan(y[i])) EXPECT_EQ(y[i], yg[i]) << "y[" << i << "] slope " << slope;
+      if (!std::isnan(y[i])) {
+        EXPECT_EQ(y[i], yg[i]) << "y[" << i << "] slope " << slope;
+      }
       EXPECT_EQ(std::isnan(dx[i]), std::isnan(dxg[i])) << "dx[" << i << "] slope " << slope;
-      if (!std::isnan(dx[i])) EXPECT_EQ(dx[i], dxg[i]) << "dx[" << i << "] slope " << slope;
+      if (!std::isnan(dx[i])) {
+        EXPECT_EQ(dx[i], dxg[i]) << "dx[" << i << "] slope " << slope;
+      }
     }
   }
 }

@@ -160,7 +160,7 @@ TEST(CudaSgd, UpdateAndScaleMatchCpu) {
 
 TEST(CudaSgd, SumsqAndCountNonfiniteMatchCpu) {
   DN_REQUIRE_CUDA();
-  for (int64_t n : {int64_t(0), int64_t(1), int64_t(255), int64_t(65537), (int64_t(1) << 24) + 5}) {
+  for (int64_t n : {int64_t(1), int64_t(255), int64_t(65537), (int64_t(1) << 24) + 5}) {
     SCOPED_TRACE("n " + std::to_string(n));
     std::vector<float> x = random_vector(n, 61, -3.f, 3.f);
     Tensor x_d = on_device(x);

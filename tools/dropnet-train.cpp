@@ -96,7 +96,9 @@ int train_main(int argc, char** argv) {
   solver.on_snapshot = snapshot;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  dist::set_interrupt_flag(&g_signal);
   solver.should_stop = [&] {
+    comm->set_context(fmt::format("iteration {}", solver.iter()));
     dist::inject_fault_if_requested(comm->rank(), solver.iter());
     if (comm->world() == 1) return g_signal.load() != 0;
     double stop = g_signal.load() != 0 ? 1.0 : 0.0;  // every rank stops at the same iteration

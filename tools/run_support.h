@@ -1,7 +1,9 @@
 // Run directories (resolved config, metrics.jsonl + metrics.csv) and the net summary table.
 #pragma once
 
+#include <cstdint>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -25,9 +27,96 @@ class RunDirectory {
   std::vector<std::string> csv_columns_;
 };
 
-// Per layer: type, top shape, parameters, forward FLOPs, activation and parameter memory; totals;
-// for TRAIN and (if present) TEST; then the defaults that were filled in.
-void print_net_summary(const Net& train, const Net* test, const DefaultsLog& defaults);
+// ---- net summary (dropnet-summary, dropnet-train --dry-run) --------------------------------
+
+struct LayerSummary {
+  std::string name, type;
+  std::string top_shape;       // "(64, 20, 24, 24)", several tops separated by spaces
+  int64_t params = 0;          // learnable floats
+  double flops = 0;            // forward FLOPs of one pass over the whole batch
+  double flops_per_image = 0;  // flops / batch
+  double act_bytes = 0;        // top values + top gradients as allocated (gradients: TRAIN only)
+  double param_bytes = 0;      // parameter values (4 bytes each)
+};
+
+struct NetSummary {
+  std::string phase;  // "TRAIN" / "TEST"
+  std::string name;
+  int64_t batch = 0;
+  std::vector<LayerSummary> layers;
+  LayerSummary total;
+};
+
+NetSummary summarize_net(const Net& net);
+
+struct SummaryOptions {
+  bool markdown = false;  // GitHub tables (for the README) instead of aligned text
+  bool defaults = true;   // list the defaults that were filled in
+};
+
+// Per layer: type, top shape, parameters, forward FLOPs (per image and per batch), activation and
+// parameter memory; totals; for TRAIN and (if present) TEST; then every default that was filled
+// in, listed once (layer keys grouped: "phase = both: data, conv1, ...").
+std::string format_net_summary(const Net& train, const Net* test, const DefaultsLog& defaults,
+                               const SummaryOptions& opts = {});
+void print_net_summary(const Net& train, const Net* test, const DefaultsLog& defaults,
+                       const SummaryOptions& opts = {});
+// The defaults log with per-layer entries ("layers[3](conv2).stride = [1]") grouped by key and
+// value over the layers that share them.
+std::vector<std::string> compact_defaults(const DefaultsLog& defaults);
+
+// "431,080"
+std::string with_commas(int64_t v);
+
+// ---- synthetic data (tools that need shapes, not pixels) ------------------------------------
+
+// Replaces data.train / data.test by `source: synthetic` sections of the same batch size, sample
+// shape and transforms (scale, mean values, crop, pad, mirror), so that a config whose dataset is
+// not installed can still be summarized and timed. `shape` ("C,H,W") overrides the sample shape,
+// which is otherwise known for mnist (1,28,28), cifar10 (3,32,32) and image_list with `resize`.
+void use_synthetic_data(LoadedConfig& cfg, const std::string& shape = "");
+
+// ---- per-layer timing (dropnet-time; Caffe's `time`) ----------------------------------------
+
+struct LayerTiming {
+  std::string name, type;
+  double forward_ms = 0, backward_ms = 0;  // mean per iteration
+  double flops = 0;                        // forward FLOPs per pass
+  bool has_backward = false;               // the layer runs a backward pass in this net
+};
+
+struct NetTiming {
+  std::string name;
+  std::string device;
+  int64_t batch = 0, iterations = 0, at_iter = 0;
+  std::vector<LayerTiming> layers;
+  double forward_ms = 0, backward_ms = 0;  // sums over the layers, mean per iteration
+  double total_ms() const { return forward_ms + backward_ms; }
+  double images_per_s() const { return total_ms() > 0 ? 1000.0 * static_cast<double>(batch) / total_ms() : 0.0; }
+};
+
+// One untimed forward/backward, then `iterations` of forward and backward layer by layer, each
+// layer timed between device synchronizations; no parameter update. `at_iter` is the iteration
+// the layers see (DropIn schedules).
+NetTiming time_net(Net& net, int64_t iterations, int64_t at_iter, uint64_t seed);
+std::string format_timing(const NetTiming& t, bool markdown = false);
+
+// ---- evaluation (dropnet-test, dropnet-probe) -----------------------------------------------
+
+struct EvalResult {
+  int64_t batches = 0, samples = 0;
+  std::vector<std::pair<std::string, double>> outputs;  // every net output, mean over batches
+  std::string scores_blob;  // the loss layer's first bottom (top-k source); empty if none
+  int64_t classes = 0;
+  double loss = std::numeric_limits<double>::quiet_NaN();  // the softmax_loss output
+  double top1 = std::numeric_limits<double>::quiet_NaN();  // over all samples, Caffe's tie rule
+  double top5 = std::numeric_limits<double>::quiet_NaN();  // NaN when classes < 5
+  // The mean of the output named `name`, NaN when absent.
+  double output(const std::string& name) const;
+};
+
+// Runs `batches` forward passes of `net` (a TEST net) at solver iteration `iter`.
+EvalResult evaluate_net(Net& net, int64_t batches, int64_t iter, uint64_t seed);
 
 std::string json_escape(const std::string& s);
 

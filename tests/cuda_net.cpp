@@ -1,0 +1,142 @@
+// A whole net on CUDA against the CPU: a LeNet with a gradual DropIn over an added conv (the
+// paper's LeNet(2N) wiring: the skip input feeds two layers, so its gradient accumulates), a
+// regularizing DropIn and dropout on the fc part (RNG masks, bit-identical across backends),
+// trained 100 iterations with Caffe's LeNet solver on synthetic MNIST-shaped data from the same
+// seed on both devices. The loss curves must match (tight early, looser as rounding differences
+// are amplified by training) and the final parameters must be close. Run for each conv engine.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "core/device.h"
+#include "core/tensor.h"
+#include "data/sources.h"
+#include "kernels/conv_cudnn.h"
+#include "layers/config.h"
+#include "optim/solver.h"
+#include "tests/testing/harness.h"
+
+namespace dropnet {
+namespace {
+
+using testing::all_close;
+
+constexpr int kIters = 100;
+
+std::string lenet_dropin_yaml(const std::string& engine) {
+  return fmt::format(R"(name: lenet_dropin_cuda_check
+data:
+  train: {{source: synthetic, shape: [1, 28, 28], num_classes: 10, num_samples: 512, batch_size: 64,
+          scale: 0.00390625, shuffle: true}}
+solver: {{base_lr: 0.01, momentum: 0.9, weight_decay: 0.0005, lr_policy: inv, gamma: 0.0001, power: 0.75,
+         max_iter: {iters}, display: 0}}
+layers:
+  - {{name: data, type: data, top: [data, label]}}
+  - {{name: conv1_1, type: conv, bottom: data, top: conv1_1, num_output: 20, kernel: 5, lr_mult: [1, 2],
+      weight_filler: {{type: xavier}}, engine: {engine}}}
+  - {{name: conv1_2, type: conv, bottom: conv1_1, top: conv1_2, num_output: 20, kernel: 3, pad: 1,
+      lr_mult: [1, 2], weight_filler: {{type: xavier}}, engine: {engine}}}
+  - {{name: dropin1_2, type: dropin, bottom: [conv1_1, conv1_2], top: dropin1_2, length: 60}}
+  - {{name: pool1, type: pool, bottom: dropin1_2, top: pool1, method: max, kernel: 2, stride: 2}}
+  - {{name: conv2, type: conv, bottom: pool1, top: conv2, num_output: 50, kernel: 5, lr_mult: [1, 2],
+      weight_filler: {{type: xavier}}, engine: {engine}}}
+  - {{name: pool2, type: pool, bottom: conv2, top: pool2, method: max, kernel: 2, stride: 2}}
+  - {{name: ip1, type: fc, bottom: pool2, top: ip1, num_output: 500, lr_mult: [1, 2],
+      weight_filler: {{type: xavier}}}}
+  - {{name: relu1, type: relu, bottom: ip1, top: relu1}}
+  - {{name: ip1b, type: fc, bottom: relu1, top: ip1b, num_output: 500, lr_mult: [1, 2],
+      weight_filler: {{type: xavier}}}}
+  - {{name: dropin_fc, type: dropin, bottom: [relu1, ip1b], top: dropin_fc, mode: regularize, p: 0.5}}
+  - {{name: drop1, type: dropout, bottom: dropin_fc, top: drop1, ratio: 0.3}}
+  - {{name: ip2, type: fc, bottom: drop1, top: ip2, num_output: 10, lr_mult: [1, 2],
+      weight_filler: {{type: xavier}}}}
+  - {{name: loss, type: softmax_loss, bottom: [ip2, label], top: loss}}
+)",
+                     fmt::arg("iters", kIters), fmt::arg("engine", engine));
+}
+
+struct TrainingRun {
+  std::vector<float> losses;  // one per iteration
+  std::vector<float> params;  // the arena after the last update
+  std::vector<std::pair<std::string, std::pair<int64_t, int64_t>>> layout;  // name -> (offset, count)
+};
+
+TrainingRun train(const std::string& engine, Device dev) {
+  SolverOptions so;
+  so.device = dev;
+  so.seed = 20160601;
+  so.source_factory = make_batch_source;
+  so.quiet = true;
+  Solver s(load_config_text(lenet_dropin_yaml(engine), "lenet_dropin.yaml"), so);
+  TrainingRun r;
+  for (int i = 0; i < kIters; ++i) {
+    s.step(1);
+    r.losses.push_back(s.loss_window().back());
+  }
+  r.params = s.train_net().param_values().to_host();
+  for (const ParamRef& p : s.train_net().params()) r.layout.push_back({p.name, {p.offset, p.count}});
+  return r;
+}
+
+const TrainingRun& cpu_run() {
+  static const TrainingRun r = train("native", Device::cpu());
+  return r;
+}
+
+class CudaNet : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaNet, LenetDropinTrainsLikeCpu) {
+  DN_REQUIRE_CUDA();
+  const TrainingRun& cpu = cpu_run();
+  const TrainingRun gpu = train(GetParam(), Device::cuda());
+  ASSERT_EQ(cpu.losses.size(), gpu.losses.size());
+  ASSERT_EQ(cpu.params.size(), gpu.params.size());
+
+  // The run must actually train (otherwise matching curves prove little).
+  const float first = cpu.losses.front(), last = cpu.losses.back();
+  EXPECT_TRUE(std::isfinite(first) && std::isfinite(last));
+  EXPECT_LT(last, 0.8f * first) << "the CPU reference did not learn: loss " << first << " -> " << last;
+
+  // Relative loss difference per iteration: 1e-3 for the first 20 iterations, then a bound that
+  // grows with the iteration (rounding differences compound through the updates).
+  float worst = 0.f;
+  int worst_iter = 0;
+  for (int i = 0; i < kIters; ++i) {
+    const float rel = std::fabs(gpu.losses[i] - cpu.losses[i]) / std::max(std::fabs(cpu.losses[i]), 1e-3f);
+    const float bound = i < 20 ? 1e-3f : 1e-3f + 2e-4f * static_cast<float>(i - 20);
+    if (rel > worst) {
+      worst = rel;
+      worst_iter = i;
+    }
+    EXPECT_LE(rel, bound) << "iteration " << i << ": cpu loss " << cpu.losses[i] << ", cuda loss " << gpu.losses[i];
+  }
+  std::printf("engine %s: loss %.5f -> %.5f (cpu) / %.5f -> %.5f (cuda); worst relative difference %.2e at iteration %d\n",
+              GetParam().c_str(), first, last, gpu.losses.front(), gpu.losses.back(), worst, worst_iter);
+
+  // Final parameters, per tensor so a failure names it.
+  for (const auto& [name, range] : cpu.layout) {
+    const auto b = cpu.params.begin() + range.first;
+    const std::vector<float> ref(b, b + range.second);
+    const auto g = gpu.params.begin() + range.first;
+    const std::vector<float> got(g, g + range.second);
+    EXPECT_TRUE(all_close(ref, got, 2e-3f, 2e-2f)) << "parameter " << name;
+  }
+}
+
+std::vector<std::string> net_engines() {
+  std::vector<std::string> e = {"native", "cublas"};
+  if (cudnn_compiled()) e.push_back("cudnn");
+  return e;
+}
+
+INSTANTIATE_TEST_SUITE_P(ConvEngines, CudaNet, ::testing::ValuesIn(net_engines()),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
+
+}  // namespace
+}  // namespace dropnet
