@@ -231,6 +231,10 @@ void Net::plan_backward() {
   bottom_grad_.assign(n, {});
   if (opts_.phase != Phase::Train) return;
   std::set<const Blob*> needs_grad;
+  if (opts_.force_backward)
+    for (size_t i = 0; i < n; ++i)
+      if (dynamic_cast<DataLayer*>(layers_[i].get()))
+        for (Blob* t : top_[i]) needs_grad.insert(t);
   for (size_t i = 0; i < n; ++i) {
     bool need = !layers_[i]->param_specs().empty();
     for (size_t b = 0; b < bottom_[i].size(); ++b)

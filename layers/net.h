@@ -25,6 +25,9 @@ struct NetOptions {
   std::string default_engine = "native";
   // Per-phase batch size override for every data section (0 = as configured).
   int64_t batch_override = 0;
+  // Compute gradients for every blob, data layer outputs included (Caffe's force_backward; used
+  // by dropnet-dump for conformance checks).
+  bool force_backward = false;
 };
 
 // One learnable parameter inside the arena.

@@ -65,16 +65,17 @@ std::string layer_yaml(const ConvCase& k, const std::string& engine) {
       k.out, k.kh, k.kw, k.sh, k.sw, k.ph, k.pw, k.group, k.bias ? "true" : "false", engine);
 }
 
-Tensor on_device(const std::vector<float>& v) {
-  Tensor t(Shape{static_cast<int64_t>(v.size())}, Device::cuda());
-  t.from_host(v);
-  return t;
-}
-
 std::vector<std::string> engines() {
   std::vector<std::string> e = {"native", "cublas"};
   if (cudnn_compiled()) e.push_back("cudnn");
   return e;
+}
+
+#if DROPNET_HAVE_CUDA
+Tensor on_device(const std::vector<float>& v) {
+  Tensor t(Shape{static_cast<int64_t>(v.size())}, Device::cuda());
+  t.from_host(v);
+  return t;
 }
 
 // ---- im2col / col2im: the same index maps on both backends, so equality is exact ----------------
@@ -113,6 +114,8 @@ TEST_P(CudaIm2col, MatchesCpuExactly) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaIm2col, ::testing::ValuesIn(kCases),
                          [](const ::testing::TestParamInfo<ConvCase>& i) { return std::string(i.param.name); });
+
+#endif  // DROPNET_HAVE_CUDA
 
 // ---- the conv layer, every engine vs the CPU -----------------------------------------------------
 

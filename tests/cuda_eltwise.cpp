@@ -15,6 +15,8 @@
 #include "kernels/eltwise.h"
 #include "tests/testing/harness.h"
 
+#if DROPNET_HAVE_CUDA
+
 namespace dropnet {
 namespace {
 
@@ -130,3 +132,9 @@ TEST(CudaBias, ForwardExactBackwardClose) {
 
 }  // namespace
 }  // namespace dropnet
+
+#else  // a CPU-only build (DROPNET_CUDA=OFF) has none of the CUDA kernels tested above
+
+TEST(CudaEltwise, NotBuilt) { GTEST_SKIP() << "built without CUDA (DROPNET_CUDA=OFF)"; }
+
+#endif

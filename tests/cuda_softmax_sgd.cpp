@@ -17,6 +17,8 @@
 #include "kernels/softmax_loss.h"
 #include "tests/testing/harness.h"
 
+#if DROPNET_HAVE_CUDA
+
 namespace dropnet {
 namespace {
 
@@ -185,3 +187,9 @@ TEST(CudaSgd, SumsqAndCountNonfiniteMatchCpu) {
 
 }  // namespace
 }  // namespace dropnet
+
+#else  // a CPU-only build (DROPNET_CUDA=OFF) has none of the CUDA kernels tested above
+
+TEST(CudaSoftmaxSgd, NotBuilt) { GTEST_SKIP() << "built without CUDA (DROPNET_CUDA=OFF)"; }
+
+#endif

@@ -2,11 +2,15 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <sstream>
 
 #include "core/error.h"
+#include "kernels/softmax_loss.h"
 
 namespace dropnet {
 
@@ -52,51 +56,347 @@ void RunDirectory::write_record(const TrainRecord& r) {
 namespace {
 
 std::string human(double v, const char* unit) {
-  const char* p[] = {"", "K", "M", "G", "T"};
+  const char* p[] = {"", "K", "M", "G", "T", "P"};
   int i = 0;
-  while (std::fabs(v) >= 1000 && i < 4) {
+  while (std::fabs(v) >= 1000 && i < 5) {
     v /= 1000;
     ++i;
   }
   return fmt::format("{:.3g}{}{}", v, p[i], unit);
 }
 
-void print_one(const Net& net) {
-  std::printf("%s net '%s' (batch %lld)\n", phase_name(net.phase()), net.name().c_str(),
-              static_cast<long long>(net.batch_size()));
-  std::printf("  %-18s %-13s %-20s %12s %10s %10s %10s\n", "layer", "type", "top shape", "params", "fwd FLOPs",
-              "act mem", "param mem");
-  double total_params = 0, total_flops = 0, total_act = 0;
-  for (int i = 0; i < net.num_layers(); ++i) {
-    const Layer& l = net.layer(i);
-    double params = 0;
-    for (const auto& s : l.param_specs()) params += static_cast<double>(s.shape.count());
-    double act = 0;
-    std::string shape;
-    for (Blob* t : net.tops(i)) {
-      act += static_cast<double>(t->shape().count()) * 4;
-      shape += (shape.empty() ? "" : " ") + t->shape().str();
-    }
-    const double flops = l.forward_flops();
-    total_params += params;
-    total_flops += flops;
-    total_act += act;
-    std::printf("  %-18s %-13s %-20s %12.0f %10s %10s %10s\n", l.name().c_str(), l.type().c_str(), shape.c_str(),
-                params, human(flops, "").c_str(), human(act, "B").c_str(), human(params * 4, "B").c_str());
+std::string human_bytes(double v) {
+  const char* p[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int i = 0;
+  while (std::fabs(v) >= 1024 && i < 4) {
+    v /= 1024;
+    ++i;
   }
-  std::printf("  %-18s %-13s %-20s %12.0f %10s %10s %10s\n", "total", "", "", total_params,
-              human(total_flops, "").c_str(), human(total_act, "B").c_str(), human(total_params * 4, "B").c_str());
+  return i == 0 ? fmt::format("{:.0f}B", v) : fmt::format("{:.3g}{}", v, p[i]);
+}
+
+std::string format_one(const NetSummary& s, bool markdown) {
+  std::string o;
+  const std::string title = fmt::format("{} net '{}' (batch {}): {} parameters, {} forward FLOPs per image", s.phase,
+                                        s.name, s.batch, with_commas(s.total.params),
+                                        human(s.total.flops_per_image, ""));
+  auto row = [&](const LayerSummary& l) {
+    const std::string params = with_commas(l.params);
+    if (markdown)
+      return fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} |\n", l.name, l.type, l.top_shape, params,
+                         human(l.flops_per_image, ""), human(l.flops, ""), human_bytes(l.act_bytes),
+                         human_bytes(l.param_bytes));
+    return fmt::format("  {:<18} {:<13} {:<22} {:>11} {:>10} {:>10} {:>10} {:>10}\n", l.name, l.type, l.top_shape,
+                       params, human(l.flops_per_image, ""), human(l.flops, ""), human_bytes(l.act_bytes),
+                       human_bytes(l.param_bytes));
+  };
+  if (markdown) {
+    o += "**" + title + "**\n\n";
+    o += "| layer | type | top shape | params | FLOPs/image | FLOPs/batch | act mem | param mem |\n";
+    o += "|---|---|---|--:|--:|--:|--:|--:|\n";
+  } else {
+    o += title + "\n";
+    o += fmt::format("  {:<18} {:<13} {:<22} {:>11} {:>10} {:>10} {:>10} {:>10}\n", "layer", "type", "top shape",
+                     "params", "FLOPs/img", "FLOPs", "act mem", "param mem");
+  }
+  for (const auto& l : s.layers) o += row(l);
+  LayerSummary t = s.total;
+  if (markdown) t.name = "**total**";
+  o += row(t);
+  const std::string note = fmt::format(
+      "  (FLOPs: forward, multiply-add = 2; act mem: top values{}; param mem: values only, {} training adds "
+      "the same again for gradients and for momentum)\n",
+      s.phase == "TRAIN" ? " + gradients" : "", s.phase == "TRAIN" ? "and" : "");
+  if (s.phase == "TRAIN") o += markdown ? "\n" + note.substr(2) : note;
+  return o;
 }
 
 }  // namespace
 
-void print_net_summary(const Net& train, const Net* test, const DefaultsLog& defaults) {
-  print_one(train);
-  if (test) print_one(*test);
-  if (!defaults.entries.empty()) {
-    std::printf("defaults filled in:\n");
-    for (const auto& d : defaults.entries) std::printf("  %s\n", d.c_str());
+std::string with_commas(int64_t v) {
+  std::string digits = std::to_string(v < 0 ? -v : v);
+  std::string o;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) o += ',';
+    o += digits[i];
   }
+  return v < 0 ? "-" + o : o;
+}
+
+NetSummary summarize_net(const Net& net) {
+  NetSummary s;
+  s.phase = phase_name(net.phase());
+  s.name = net.name();
+  s.batch = net.batch_size();
+  s.total.name = "total";
+  const double per = static_cast<double>(std::max<int64_t>(s.batch, 1));
+  for (int i = 0; i < net.num_layers(); ++i) {
+    const Layer& l = net.layer(i);
+    LayerSummary r;
+    r.name = l.name();
+    r.type = l.type();
+    for (const auto& p : l.param_specs()) r.params += p.shape.count();
+    for (Blob* t : net.tops(i)) {
+      r.act_bytes += static_cast<double>(t->value.count()) * 4.0 + static_cast<double>(t->grad.count()) * 4.0;
+      r.top_shape += (r.top_shape.empty() ? "" : " ") + t->shape().str();
+    }
+    r.flops = l.forward_flops();
+    r.flops_per_image = r.flops / per;
+    r.param_bytes = static_cast<double>(r.params) * 4.0;
+    s.total.params += r.params;
+    s.total.flops += r.flops;
+    s.total.flops_per_image += r.flops_per_image;
+    s.total.act_bytes += r.act_bytes;
+    s.total.param_bytes += r.param_bytes;
+    s.layers.push_back(std::move(r));
+  }
+  return s;
+}
+
+std::vector<std::string> compact_defaults(const DefaultsLog& defaults) {
+  // "layers[12](conv1_3).pad = [1]" -> key "pad = [1]", layer "conv1_3".
+  std::vector<std::string> out;
+  std::vector<std::pair<std::string, std::vector<std::string>>> groups;  // first-seen order
+  for (const auto& e : defaults.entries) {
+    const size_t open = e.find('('), close = e.find(").");
+    if (e.rfind("layers[", 0) != 0 || open == std::string::npos || close == std::string::npos || close < open) {
+      out.push_back(e);
+      continue;
+    }
+    const std::string layer = e.substr(open + 1, close - open - 1);
+    const std::string key = e.substr(close + 2);
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == key; });
+    if (it == groups.end()) groups.push_back({key, {layer}});
+    else it->second.push_back(layer);
+  }
+  for (const auto& g : groups) {
+    std::string line = "layers." + g.first + ": ";
+    for (size_t i = 0; i < g.second.size(); ++i) line += (i ? ", " : "") + g.second[i];
+    out.push_back(line);
+  }
+  return out;
+}
+
+std::string format_net_summary(const Net& train, const Net* test, const DefaultsLog& defaults,
+                               const SummaryOptions& opts) {
+  std::string o = format_one(summarize_net(train), opts.markdown);
+  if (test) o += "\n" + format_one(summarize_net(*test), opts.markdown);
+  if (opts.defaults && !defaults.entries.empty()) {
+    o += opts.markdown ? "\n**defaults filled in**\n\n" : "\ndefaults filled in:\n";
+    for (const auto& d : compact_defaults(defaults)) o += (opts.markdown ? "- `" + d + "`" : "  " + d) + "\n";
+  }
+  return o;
+}
+
+void print_net_summary(const Net& train, const Net* test, const DefaultsLog& defaults, const SummaryOptions& opts) {
+  std::fflush(stderr);
+  const std::string s = format_net_summary(train, test, defaults, opts);
+  std::fwrite(s.data(), 1, s.size(), stdout);
+  std::fflush(stdout);
+}
+
+// ---- synthetic data ----------------------------------------------------------------------------
+
+void use_synthetic_data(LoadedConfig& cfg, const std::string& shape) {
+  std::vector<int64_t> forced;
+  if (!shape.empty()) {
+    std::stringstream ss(shape);
+    for (std::string p; std::getline(ss, p, ',');) {
+      try {
+        size_t pos = 0;
+        long long v = std::stoll(p, &pos);
+        if (pos != p.size() || v <= 0) throw std::invalid_argument(p);
+        forced.push_back(v);
+      } catch (...) {
+        input_error("synthetic shape '{}': expected C,H,W with positive integers", shape);
+      }
+    }
+    if (forced.size() != 3) input_error("synthetic shape '{}': expected C,H,W", shape);
+  }
+  YAML::Node data = cfg.root["data"];
+  if (!data.IsDefined() || !data.IsMap()) return;
+  for (const char* phase : {"train", "test"}) {
+    YAML::Node sec = data[phase];
+    if (!sec.IsDefined() || !sec.IsMap()) continue;
+    const std::string where = fmt::format("data.{}", phase);
+    const std::string kind = sec["source"].IsScalar() ? sec["source"].Scalar() : "";
+    std::vector<int64_t> dims = forced;
+    if (dims.empty()) {
+      if (kind == "mnist") {
+        dims = {1, 28, 28};
+      } else if (kind == "cifar10") {
+        dims = {3, 32, 32};
+      } else if (kind == "synthetic") {
+        continue;
+      } else if (kind == "image_list" && sec["resize"].IsDefined()) {
+        const int64_t c = sec["channels"].IsDefined() ? sec["channels"].as<int64_t>() : 3;
+        YAML::Node r = sec["resize"];
+        if (r.IsSequence() && r.size() == 2) dims = {c, r[0].as<int64_t>(), r[1].as<int64_t>()};
+        else if (r.IsScalar()) dims = {c, r.as<int64_t>(), r.as<int64_t>()};
+      }
+      if (dims.empty())
+        input_error("{}: cannot tell the sample shape of a '{}' source without reading it; give --synthetic-shape C,H,W",
+                    where, kind);
+    }
+    YAML::Node out(YAML::NodeType::Map);
+    out["source"] = "synthetic";
+    YAML::Node sh(YAML::NodeType::Sequence);
+    for (int64_t d : dims) sh.push_back(d);
+    sh.SetStyle(YAML::EmitterStyle::Flow);
+    out["shape"] = sh;
+    out["num_classes"] = sec["num_classes"].IsDefined() ? sec["num_classes"].as<int64_t>() : 10;
+    for (const char* k : {"batch_size", "scale", "crop", "pad", "mirror", "shuffle", "prefetch", "limit"})
+      if (sec[k].IsDefined()) out[k] = sec[k];
+    if (sec["mean"].IsDefined()) out["mean"] = sec["mean"];
+    const int64_t batch = sec["batch_size"].IsScalar() ? sec["batch_size"].as<int64_t>() : 1;
+    out["num_samples"] = std::max<int64_t>(256, 2 * batch);
+    data[phase] = out;
+  }
+}
+
+// ---- timing ------------------------------------------------------------------------------------
+
+NetTiming time_net(Net& net, int64_t iterations, int64_t at_iter, uint64_t seed) {
+  using clock = std::chrono::steady_clock;
+  if (iterations <= 0) input_error("--iterations must be > 0, got {}", iterations);
+  DN_CHECK(net.phase() == Phase::Train, "time_net needs a TRAIN net");
+  const Device dev = net.device();
+  NetTiming t;
+  t.name = net.name();
+  t.device = dev.str();
+  t.batch = net.batch_size();
+  t.iterations = iterations;
+  t.at_iter = at_iter;
+  const int n = net.num_layers();
+  t.layers.resize(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    t.layers[i].name = net.layer(i).name();
+    t.layers[i].type = net.layer(i).type();
+    t.layers[i].flops = net.layer(i).forward_flops();
+    t.layers[i].has_backward = net.layer_needs_backward(i);
+  }
+  RunContext ctx{Phase::Train, at_iter, seed, 0};
+  // Untimed warm-up: first-touch allocations, caches, cuBLAS/cuDNN handles, prefetch threads.
+  net.forward(ctx);
+  net.backward(ctx);
+  device_synchronize(dev);
+  std::vector<double> fwd(static_cast<size_t>(n), 0.0), bwd(static_cast<size_t>(n), 0.0);
+  for (int64_t it = 0; it < iterations; ++it) {
+    ctx.rng_step = static_cast<uint32_t>(it + 1);
+    for (int i = 0; i < n; ++i) {
+      const auto t0 = clock::now();
+      net.forward_layer(i, ctx);
+      device_synchronize(dev);
+      fwd[i] += std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+    }
+    for (int i = n; i-- > 0;) {
+      const auto t0 = clock::now();
+      net.backward_layer(i, ctx);
+      device_synchronize(dev);
+      bwd[i] += std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+    }
+  }
+  // Gradients were accumulated without an update; leave the arena clean.
+  net.zero_param_grads();
+  const double inv = 1.0 / static_cast<double>(iterations);
+  for (int i = 0; i < n; ++i) {
+    t.layers[i].forward_ms = fwd[i] * inv;
+    t.layers[i].backward_ms = bwd[i] * inv;
+    t.forward_ms += t.layers[i].forward_ms;
+    t.backward_ms += t.layers[i].backward_ms;
+  }
+  return t;
+}
+
+std::string format_timing(const NetTiming& t, bool markdown) {
+  std::string o = fmt::format("{} on {}: batch {}, {} iterations (after 1 untimed warm-up), layers at iteration {}\n",
+                              t.name, t.device, t.batch, t.iterations, t.at_iter);
+  auto gflops = [](double flops, double ms) { return ms > 0 ? fmt::format("{:.2f}", flops / ms / 1e6) : "-"; };
+  if (markdown) {
+    o += "\n| layer | type | forward ms | backward ms | forward GFLOP/s |\n|---|---|--:|--:|--:|\n";
+  } else {
+    o += fmt::format("  {:<18} {:<13} {:>11} {:>12} {:>10}\n", "layer", "type", "forward ms", "backward ms",
+                     "fwd GFLOP/s");
+  }
+  for (const auto& l : t.layers) {
+    const std::string b = l.has_backward ? fmt::format("{:.4f}", l.backward_ms) : "-";
+    if (markdown)
+      o += fmt::format("| {} | {} | {:.4f} | {} | {} |\n", l.name, l.type, l.forward_ms, b,
+                       l.flops > 0 ? gflops(l.flops, l.forward_ms) : "-");
+    else
+      o += fmt::format("  {:<18} {:<13} {:>11.4f} {:>12} {:>10}\n", l.name, l.type, l.forward_ms, b,
+                       l.flops > 0 ? gflops(l.flops, l.forward_ms) : "-");
+  }
+  o += fmt::format("{}Average Forward pass: {:.4f} ms.\n", markdown ? "\n" : "", t.forward_ms);
+  o += fmt::format("Average Backward pass: {:.4f} ms.\n", t.backward_ms);
+  o += fmt::format("Average Forward-Backward: {:.4f} ms per iteration, {:.1f} images/s.\n", t.total_ms(),
+                   t.images_per_s());
+  return o;
+}
+
+// ---- evaluation --------------------------------------------------------------------------------
+
+double EvalResult::output(const std::string& name) const {
+  for (const auto& kv : outputs)
+    if (kv.first == name) return kv.second;
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
+EvalResult evaluate_net(Net& net, int64_t batches, int64_t iter, uint64_t seed) {
+  if (batches <= 0) input_error("--iterations must be > 0, got {}", batches);
+  EvalResult r;
+  r.batches = batches;
+  int loss_layer = -1;
+  for (int i = 0; i < net.num_layers() && loss_layer < 0; ++i)
+    if (net.layer(i).type() == "softmax_loss") loss_layer = i;
+  Blob* scores = nullptr;
+  Blob* labels = nullptr;
+  if (loss_layer >= 0) {
+    scores = net.bottoms(loss_layer)[0];
+    labels = net.bottoms(loss_layer)[1];
+    r.scores_blob = scores->name;
+  }
+  SoftmaxParams sp{};
+  if (scores) {
+    const Shape& s = scores->shape();
+    sp = SoftmaxParams{s.n(), s.ndim() >= 2 ? s[1] : 1, s.ndim() >= 2 ? s.count_from(2) : 1, 0, false};
+    r.classes = sp.classes;
+  }
+  const auto& outs = net.outputs();
+  std::vector<double> sums(outs.size(), 0.0);
+  double hits1 = 0, hits5 = 0, positions = 0;
+  RunContext ctx{Phase::Test, iter, seed, 0};
+  for (int64_t b = 0; b < batches; ++b) {
+    ctx.rng_step = static_cast<uint32_t>(b);
+    net.forward(ctx);
+    for (size_t o = 0; o < outs.size(); ++o) {
+      std::vector<float> v = outs[o]->value.to_host();
+      double s = 0;
+      for (float x : v) s += x;
+      sums[o] += s / static_cast<double>(std::max<size_t>(v.size(), 1));
+    }
+    r.samples += net.batch_size();
+    if (scores) {
+      const std::vector<float> x = scores->value.to_host();
+      const std::vector<float> y = labels->value.to_host();
+      const double n = static_cast<double>(sp.outer * sp.inner);
+      float acc = 0.f;
+      accuracy_forward_cpu(sp, 1, x.data(), y.data(), &acc);
+      hits1 += acc * n;
+      if (sp.classes >= 5) {
+        accuracy_forward_cpu(sp, 5, x.data(), y.data(), &acc);
+        hits5 += acc * n;
+      }
+      positions += n;
+    }
+  }
+  for (size_t o = 0; o < outs.size(); ++o) r.outputs.emplace_back(outs[o]->name, sums[o] / static_cast<double>(batches));
+  if (loss_layer >= 0) r.loss = r.output(net.tops(loss_layer)[0]->name);
+  if (positions > 0) {
+    r.top1 = hits1 / positions;
+    if (sp.classes >= 5) r.top5 = hits5 / positions;
+  }
+  return r;
 }
 
 }  // namespace dropnet

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# A rank that stalls or dies makes every other rank exit non-zero within the communication
+# timeout, with a message that names the operation and the missing rank (tests/scripts.cmake,
+# label mpi). DROPNET_TEST_FAULT makes rank 1 stop (stall) or SIGKILL itself (kill) at iteration 5.
+# usage: mpi_fault.sh MPIEXEC DROPNET_TRAIN WORK_DIR stall|kill
+set -uo pipefail
+mpiexec=$1 train=$2 work=$3 mode=$4
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+flags=()
+version=$("$mpiexec" --version 2>&1 || true)
+if [[ $version == *"Open MPI"* || $version == *OpenRTE* ]]; then flags=(--oversubscribe --allow-run-as-root); fi
+rm -rf "$work"
+mkdir -p "$work"
+cat >"$work/dp.yaml" <<'YAML'
+name: fault
+seed: 3
+device: cpu
+data:
+  train: {source: synthetic, shape: [1, 12, 12], num_classes: 5, num_samples: 96, batch_size: 8, scale: 0.0039}
+solver: {base_lr: 0.01, max_iter: 100000, display: 0}
+layers:
+  - {name: data, type: data, top: [data, label]}
+  - {name: conv1, type: conv, bottom: data, top: conv1, num_output: 4, kernel: 3, weight_filler: {type: xavier}}
+  - {name: fc, type: fc, bottom: conv1, top: fc, num_output: 5, weight_filler: {type: xavier}}
+  - {name: loss, type: softmax_loss, bottom: [fc, label], top: loss}
+YAML
+timeout_s=4
+start=$(date +%s.%N)
+DROPNET_TEST_FAULT="$mode:1:5" timeout -k 5 90 "$mpiexec" "${flags[@]}" -np 3 "$train" "$work/dp.yaml" \
+  --out "$work/run" --comm-timeout $timeout_s >"$work/log" 2>&1
+rc=$?
+elapsed=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+echo "mpirun exited $rc after ${elapsed} s"
+grep -v " I " "$work/log"
+fail() { echo "FAIL: $*"; exit 1; }
+[ $rc -ne 0 ] || fail "the job exited 0"
+[ $rc -ne 124 ] && [ $rc -ne 137 -o "$mode" = kill ] || fail "the job hung until timeout(1) killed it"
+grep -q "rank 1: DROPNET_TEST_FAULT: $mode at iteration 5" "$work/log" || fail "the fault was not injected"
+if [ "$mode" = stall ]; then
+  # Detection within the timeout plus the diagnosis grace (1 s) and start-up.
+  awk -v e="$elapsed" -v t=$timeout_s 'BEGIN { exit !(e < t + 15) }' || fail "took ${elapsed} s"
+  for r in 0 2; do
+    grep -q "error: rank $r: all-reduce .* during iteration 5 (collective #[0-9]*) did not complete within $timeout_s s; no answer from rank 1" "$work/log" \
+      || fail "rank $r did not report the stalled rank 1 and the operation"
+  done
+else
+  # The launcher sees the death at once and ends the job; the survivors name the operation they
+  # were waiting in when its SIGTERM arrived, the launcher names the dead rank.
+  awk -v e="$elapsed" -v t=$timeout_s 'BEGIN { exit !(e < t + 15) }' || fail "took ${elapsed} s"
+  grep -Eq "rank 1 .*(signal 9|Killed)|no answer from rank 1" "$work/log" || fail "nothing names the dead rank 1"
+fi
+echo "PASS"

@@ -1,0 +1,4 @@
+# PyTorch conformance (label torch): needs Debian's python3-torch; skips (exit 77) without it.
+add_test(NAME torch_conformance
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/torch_conformance.py --dump $<TARGET_FILE:dropnet-dump>)
+set_tests_properties(torch_conformance PROPERTIES LABELS torch SKIP_RETURN_CODE 77 TIMEOUT 300)

@@ -1,0 +1,67 @@
+// dropnet-summary CONFIG [key.path=value ...] [--markdown] [--no-defaults] [--batch N]
+//                 [--synthetic] [--synthetic-shape C,H,W]
+// Prints, for the TRAIN and TEST nets, per layer: type, top shape, parameters, forward FLOPs,
+// activation and parameter memory, with totals; then every default that was filled in (the same
+// table as `dropnet-train --dry-run`). Nothing is run; the data sources are only opened (or,
+// with --synthetic, replaced by synthetic ones of the same shape).
+#include <spdlog/spdlog.h>
+
+#include "core/error.h"
+#include "data/sources.h"
+#include "optim/solver.h"
+#include "tools/cli_common.h"
+#include "tools/run_support.h"
+
+using namespace dropnet;
+
+namespace {
+
+const char* kUsage =
+    "usage: dropnet-summary CONFIG [key.path=value ...] [--markdown] [--no-defaults] [--batch N]\n"
+    "                       [--synthetic] [--synthetic-shape C,H,W]\n"
+    "  --markdown         GitHub tables (for a README)\n"
+    "  --batch N          batch size of both phases (default: as configured)\n"
+    "  --synthetic        replace the data sources by synthetic ones of the same shape (no dataset needed)";
+
+int summary_main(int argc, char** argv) {
+  cli::Args args(argc, argv);
+  SummaryOptions opts;
+  opts.markdown = args.take_flag("markdown");
+  opts.defaults = !args.take_flag("no-defaults");
+  const int64_t batch = args.take_int("batch", 0);
+  const bool synthetic = args.take_flag("synthetic");
+  const std::string synthetic_shape = args.take("synthetic-shape");
+  std::vector<std::string> pos = args.positional(kUsage);
+  if (pos.empty()) input_error("missing CONFIG\n{}", kUsage);
+  if (batch < 0) input_error("--batch must be > 0, got {}", batch);
+  std::vector<std::string> overrides(pos.begin() + 1, pos.end());
+  for (const auto& o : overrides)
+    if (o.find('=') == std::string::npos) input_error("unexpected argument '{}' (overrides are key.path=value)", o);
+
+  cli::init_logging();
+  spdlog::set_level(spdlog::level::warn);  // stdout is the product; keep the source banners out
+  LoadedConfig cfg = load_config_file(pos[0], overrides);
+  if (synthetic || !synthetic_shape.empty()) use_synthetic_data(cfg, synthetic_shape);
+  // Shapes and counts do not depend on the engine; build on the CPU with the native one so that
+  // cuDNN/cuBLAS configs can be summarized on any machine.
+  if (cfg.root["engine"].IsDefined()) cfg.root["engine"] = "native";
+  for (YAML::Node l : cfg.root["layers"])
+    if (l.IsMap() && l["engine"].IsDefined()) l["engine"] = "native";
+  cli::RunSettings run = cli::read_run_settings(cfg);
+  SolverOptions so;
+  so.device = Device::cpu();  // shapes only: no device memory needed
+  so.seed = run.seed;
+  so.source_factory = make_batch_source;
+  so.default_engine = "native";
+  so.batch_override = batch;
+  so.quiet = true;
+  Solver solver(cfg, so);
+  print_net_summary(solver.train_net(), solver.test_net(), *cfg.defaults, opts);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return cli::run_main("dropnet-summary", [&] { return summary_main(argc, argv); });
+}

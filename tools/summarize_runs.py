@@ -1,0 +1,83 @@
+#!/usr/bin/python3
+"""Summarizes a directory of dropnet runs (each RUN/metrics.jsonl) into results.md and learning-curve
+PNGs grouped by figure prefix (fig2_*, fig3_*), like the paper's Figures 2 and 3.
+
+usage: summarize_runs.py OUT [--scale S] [--command CMD]
+"""
+import argparse
+import json
+import os
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("out")
+ap.add_argument("--scale", default="1")
+ap.add_argument("--command", default="")
+ap.add_argument("--converged", type=float, default=0.5, help="final test accuracy that counts as converged")
+a = ap.parse_args()
+
+runs = {}
+for name in sorted(os.listdir(a.out)):
+    path = os.path.join(a.out, name, "metrics.jsonl")
+    if not os.path.isfile(path):
+        continue
+    tests, trains = [], []
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            (tests if r["kind"] == "test" else trains).append(r)
+    log = os.path.join(a.out, name + ".log")
+    err = ""
+    if os.path.isfile(log):
+        for line in open(log):
+            if "error" in line:
+                err = line.strip().split("error: ", 1)[-1][:80]
+    runs[name] = (tests, trains, err)
+
+
+def final_acc(tests):
+    return tests[-1].get("accuracy") if tests else None
+
+
+rows = ["| run | final test accuracy | iterations to 80% of final | converged (>= %.0f%%) | note |" % (100 * a.converged),
+        "|---|---|---|---|---|"]
+for name, (tests, trains, err) in runs.items():
+    acc = final_acc(tests)
+    if acc is None or acc != acc:
+        rows.append(f"| {name} | - | - | no | {err or 'no test result'} |")
+        continue
+    it80 = next((t["iter"] for t in tests if t.get("accuracy", 0) >= 0.8 * acc), None)
+    rows.append(f"| {name} | {acc:.4f} | {it80} | {'yes' if acc >= a.converged else 'no'} | {err} |")
+
+with open(os.path.join(a.out, "results.md"), "w") as f:
+    f.write("# MNIST-style DropIn experiments (paper Figures 2 and 3)\n\n")
+    f.write(f"Made by: `{a.command}` (scale {a.scale}: iterations, DropIn lengths and test interval x{a.scale}).\n\n")
+    f.write("\n".join(rows) + "\n")
+
+groups = {}
+for name in runs:
+    m = re.match(r"(fig\d)_(lenet\d+(?:_relu)?)_(\w+?)_(plain|L\d+)$", name)
+    if m:
+        groups.setdefault(f"{m.group(1)}_{m.group(2)}_{m.group(3)}", []).append((m.group(4), name))
+for g, members in groups.items():
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, name in sorted(members, key=lambda x: (x[0] != "plain", int(x[0][1:]) if x[0] != "plain" else 0)):
+        tests = runs[name][0]
+        xs = [t["iter"] for t in tests if "accuracy" in t]
+        ys = [t["accuracy"] for t in tests if "accuracy" in t]
+        ax.plot(xs, ys, marker=".", label="no DropIn" if label == "plain" else f"DropIn length {int(label[1:])}")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(g.replace("_", " "))
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(os.path.join(a.out, g + ".png"), dpi=110)
+    plt.close(fig)
+print(open(os.path.join(a.out, "results.md")).read())
