@@ -19,7 +19,8 @@ Shape::Shape(const std::vector<int64_t>& dims) {
 
 int64_t Shape::count_from(int start) const {
   int64_t c = 1;
-  for (int i = start; i < ndim_; ++i) c *= d_[i];
+  for (int i = start; i < ndim_; ++i)
+    if (__builtin_mul_overflow(c, d_[i], &c)) input_error("shape {} has too many elements", str());
   return c;
 }
 

@@ -60,6 +60,7 @@ std::unique_ptr<BatchSource> make_batch_source(SourceRequest& req) {
 
   SamplerOptions so;
   so.batch_size = cfg.get_positive_int("batch_size");
+  if (so.batch_size > (int64_t{1} << 20)) cfg.fail("batch_size", fmt::format("{} is too large (at most 1048576)", so.batch_size));
   so.shuffle = cfg.get_bool("shuffle", false);
   so.seed = req.seed;
   so.rank = req.rank;

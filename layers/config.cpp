@@ -262,7 +262,7 @@ std::vector<ConfigNode> ConfigNode::children(const std::string& key) {
   size_t i = 0;
   for (const auto& e : v) {
     std::string p = fmt::format("{}[{}]", key_path(key), i);
-    if (e.IsMap() && e["name"].IsScalar()) p += "(" + e["name"].Scalar() + ")";
+    if (e.IsMap() && e["name"].IsDefined() && e["name"].IsScalar()) p += "(" + e["name"].Scalar() + ")";
     if (!e.IsMap()) {
       ConfigNode(e, p, file_, defaults_, marks_).fail("", fmt::format("expected a map, got {}", describe(e)));
     }
@@ -397,7 +397,7 @@ void expand_layers(const YAML::Node& seq, Vars vars, const std::string& file, YA
       } else {
         fail_at(file, r, "repeat: missing 'to' or 'count'");
       }
-      if (to - from > 100000) fail_at(file, r, "repeat: more than 100000 iterations");
+      if (to - from > 10000) fail_at(file, r, "repeat: more than 10000 iterations");
       if (!r["layers"].IsSequence()) fail_at(file, r, "repeat: 'layers' must be a list");
       for (int64_t i = from; i <= to; ++i) {
         Vars inner = vars;
@@ -405,6 +405,7 @@ void expand_layers(const YAML::Node& seq, Vars vars, const std::string& file, YA
         expand_layers(r["layers"], inner, file, out, depth + 1, marks);
       }
     } else {
+      if (out->size() >= 10000) fail_at(file, item, "more than 10000 layers after expanding repeat blocks");
       (*marks)[fmt::format("layers[{}]", out->size())] = item.Mark();
       out->push_back(substitute_tree(item, vars, file));
     }
@@ -419,7 +420,8 @@ YAML::Node resolve_path(YAML::Node root, const std::vector<std::string>& parts, 
     if (cur.IsSequence()) {
       YAML::Node found(YAML::NodeType::Undefined);
       for (size_t j = 0; j < cur.size(); ++j)
-        if (cur[j].IsMap() && cur[j]["name"].IsScalar() && cur[j]["name"].Scalar() == p) found = cur[j];
+        if (cur[j].IsMap() && cur[j]["name"].IsDefined() && cur[j]["name"].IsScalar() && cur[j]["name"].Scalar() == p)
+          found = cur[j];
       int64_t idx;
       if (!found.IsDefined() && parse_int(p, &idx) && idx >= 0 && static_cast<size_t>(idx) < cur.size()) found = cur[idx];
       if (!found.IsDefined()) input_error("override '{}': no element named '{}'", spec, p);

@@ -119,6 +119,19 @@ void Net::build(const LoadedConfig& cfg) {
     }
     DN_CHECK(top_shapes.size() == info.tops.size(), "layer {} returned {} top shapes for {} tops", info.name,
              top_shapes.size(), info.tops.size());
+    // Absurd sizes (a typo like num_output: 5000000) are input errors, not allocation failures.
+    const double kMaxBlobFloats = opts_.max_blob_floats;
+    for (const Shape& ts : top_shapes) {
+      double c = 1;
+      for (int d = 0; d < ts.ndim(); ++d) c *= static_cast<double>(ts[d]);
+      if (c > kMaxBlobFloats) node.fail("", fmt::format("top shape {} is too large ({:.3g} values)", ts.str(), c));
+    }
+    for (const ParamSpec& ps : layer->param_specs()) {
+      double c = 1;
+      for (int d = 0; d < ps.shape.ndim(); ++d) c *= static_cast<double>(ps.shape[d]);
+      if (c > kMaxBlobFloats)
+        node.fail("", fmt::format("parameter '{}' of shape {} is too large ({:.3g} values)", ps.name, ps.shape.str(), c));
+    }
     std::vector<Blob*> tops;
     for (size_t t = 0; t < info.tops.size(); ++t) {
       const std::string& tn = info.tops[t];

@@ -28,6 +28,8 @@ struct NetOptions {
   // Compute gradients for every blob, data layer outputs included (Caffe's force_backward; used
   // by dropnet-dump for conformance checks).
   bool force_backward = false;
+  // Largest blob or parameter (in floats) a config may ask for; bigger is an input error.
+  double max_blob_floats = 2147483648.0;  // 8 GiB of float32
 };
 
 // One learnable parameter inside the arena.

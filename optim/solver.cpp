@@ -90,6 +90,7 @@ Solver::Solver(const LoadedConfig& cfg, const SolverOptions& opts) : opts_(opts)
   no.source_factory = opts.source_factory;
   no.default_engine = opts.default_engine;
   no.batch_override = opts.batch_override;
+  no.max_blob_floats = opts.max_blob_floats;
   if (opts.reducer) {
     no.rank = opts.reducer->rank();
     no.world = opts.reducer->world();

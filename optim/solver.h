@@ -90,6 +90,7 @@ struct SolverOptions {
   std::string default_engine = "native";
   int64_t batch_override = 0;  // both phases (0 = as configured)
   bool quiet = false;
+  double max_blob_floats = 2147483648.0;  // see NetOptions
 };
 
 class Solver {

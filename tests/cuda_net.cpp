@@ -1,14 +1,22 @@
 // A whole net on CUDA against the CPU: a LeNet with a gradual DropIn over an added conv (the
 // paper's LeNet(2N) wiring: the skip input feeds two layers, so its gradient accumulates), a
 // regularizing DropIn and dropout on the fc part (RNG masks, bit-identical across backends),
-// trained 100 iterations with Caffe's LeNet solver on synthetic MNIST-shaped data from the same
-// seed on both devices. The loss curves must match (tight early, looser as rounding differences
+// trained 100 iterations with Caffe's LeNet solver from the same seed on both devices. The data is
+// a generated, learnable MNIST-format set (IDX files written by the test: a bright square whose
+// position is the class, on noise): random labels would make training chaotic (memorizing noise
+// amplifies rounding differences exponentially), so the curves could not be compared. The loss curves must match (tight early, looser as rounding differences
 // are amplified by training) and the final parameters must be close. Run for each conv engine.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -29,10 +37,54 @@ using testing::all_close;
 
 constexpr int kIters = 100;
 
+// Writes `n` 28x28 images and labels in MNIST's IDX format: noise in [0, 96) plus a 7x7 square of
+// 255 whose position (a 2 x 5 grid, jittered by up to 2 pixels) is the class.
+void write_idx(const std::string& images_path, const std::string& labels_path, int n) {
+  std::mt19937 rng(1234);
+  std::vector<uint8_t> pixels(static_cast<size_t>(n) * 28 * 28), labels(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    const int label = static_cast<int>(rng() % 10);
+    labels[static_cast<size_t>(i)] = static_cast<uint8_t>(label);
+    uint8_t* img = pixels.data() + static_cast<size_t>(i) * 28 * 28;
+    for (int k = 0; k < 28 * 28; ++k) img[k] = static_cast<uint8_t>(rng() % 96);
+    const int r0 = 3 + (label / 5) * 13 + static_cast<int>(rng() % 5) - 2;
+    const int c0 = 1 + (label % 5) * 5 + static_cast<int>(rng() % 3) - 1;
+    for (int r = r0; r < r0 + 7; ++r)
+      for (int c = c0; c < c0 + 7; ++c)
+        if (r >= 0 && r < 28 && c >= 0 && c < 28) img[r * 28 + c] = 255;
+  }
+  const auto be32 = [](std::ofstream& f, uint32_t v) {
+    const char b[4] = {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+    f.write(b, 4);
+  };
+  std::ofstream fi(images_path, std::ios::binary), fl(labels_path, std::ios::binary);
+  be32(fi, 2051);
+  be32(fi, static_cast<uint32_t>(n));
+  be32(fi, 28);
+  be32(fi, 28);
+  fi.write(reinterpret_cast<const char*>(pixels.data()), static_cast<std::streamsize>(pixels.size()));
+  be32(fl, 2049);
+  be32(fl, static_cast<uint32_t>(n));
+  fl.write(reinterpret_cast<const char*>(labels.data()), static_cast<std::streamsize>(labels.size()));
+  if (!fi || !fl) ADD_FAILURE() << "could not write the IDX files " << images_path << ", " << labels_path;
+}
+
+// The data directory, written once per process.
+const std::string& data_dir() {
+  static const std::string dir = [] {
+    const std::filesystem::path d =
+        std::filesystem::temp_directory_path() / ("dropnet_cuda_net_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(d);
+    write_idx((d / "images.idx").string(), (d / "labels.idx").string(), 1024);
+    return d.string();
+  }();
+  return dir;
+}
+
 std::string lenet_dropin_yaml(const std::string& engine) {
   return fmt::format(R"(name: lenet_dropin_cuda_check
 data:
-  train: {{source: synthetic, shape: [1, 28, 28], num_classes: 10, num_samples: 512, batch_size: 64,
+  train: {{source: mnist, images: {dir}/images.idx, labels: {dir}/labels.idx, batch_size: 64,
           scale: 0.00390625, shuffle: true}}
 solver: {{base_lr: 0.01, momentum: 0.9, weight_decay: 0.0005, lr_policy: inv, gamma: 0.0001, power: 0.75,
          max_iter: {iters}, display: 0}}
@@ -58,7 +110,7 @@ layers:
       weight_filler: {{type: xavier}}}}
   - {{name: loss, type: softmax_loss, bottom: [ip2, label], top: loss}}
 )",
-                     fmt::arg("iters", kIters), fmt::arg("engine", engine));
+                     fmt::arg("iters", kIters), fmt::arg("engine", engine), fmt::arg("dir", data_dir()));
 }
 
 struct TrainingRun {

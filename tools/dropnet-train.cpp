@@ -18,6 +18,7 @@
 #include "optim/snapshot.h"
 #include "optim/solver.h"
 #include "tools/cli_common.h"
+#include "tools/progress.h"
 #include "tools/run_support.h"
 
 using namespace dropnet;
@@ -27,7 +28,10 @@ namespace {
 const char* kUsage =
     "usage: dropnet-train CONFIG [key.path=value ...] [--threads N] [--device cpu|cuda|cuda:N|auto]\n"
     "                     [--out DIR] [--resume DIR|FILE] [--weights FILE] [--dry-run] [--quiet]\n"
-    "                     [--comm-timeout SECONDS]  (mpirun -np N dropnet-train ...: data parallel)";
+    "                     [--comm-timeout SECONDS] [--caffe-log] [--progress auto|tty|log]\n"
+    "  (mpirun -np N dropnet-train ...: data parallel)\n"
+    "  --progress    auto: one updating line when stderr is a terminal, else log lines\n"
+    "  --caffe-log   also Caffe-style lines (\"Iteration 100, loss = 0.3\") for Caffe's log parsers";
 
 std::atomic<int> g_signal{0};
 void on_signal(int sig) { g_signal = sig; }
@@ -41,6 +45,10 @@ int train_main(int argc, char** argv) {
   const std::string weights = args.take("weights");
   const bool dry_run = args.take_flag("dry-run");
   const bool quiet = args.take_flag("quiet");
+  const bool caffe_log = args.take_flag("caffe-log");
+  const std::string progress_mode = args.take("progress", "auto");
+  if (progress_mode != "auto" && progress_mode != "tty" && progress_mode != "log")
+    input_error("--progress must be auto, tty or log, got '{}'", progress_mode);
   const std::string timeout_arg = args.take("comm-timeout", "120");
   std::vector<std::string> pos = args.positional(kUsage);
   if (pos.empty()) input_error("missing CONFIG\n{}", kUsage);
@@ -66,7 +74,7 @@ int train_main(int argc, char** argv) {
   so.seed = run.seed;
   so.source_factory = make_batch_source;
   so.default_engine = run.engine;
-  so.quiet = quiet;
+  so.quiet = true;  // display records are printed by the Progress reporter (rank 0)
   so.reducer = comm.get();
   Solver solver(cfg, so);
   if (dry_run) {
@@ -83,8 +91,20 @@ int train_main(int argc, char** argv) {
     restore_snapshot(solver, resume);
     spdlog::info("resumed from {} at iteration {}", resume, solver.iter());
   }
+  std::unique_ptr<Progress> progress;
+  if (root) {
+    ProgressOptions po;
+    po.max_iter = solver.config().max_iter;
+    po.start_iter = solver.iter();
+    po.caffe_log = caffe_log;
+    po.quiet = quiet;
+    po.tty = progress_mode == "tty" || (progress_mode == "auto" && stderr_is_tty());
+    progress = std::make_unique<Progress>(po);
+    progress->attach_to_spdlog();
+  }
   solver.on_record = [&](const TrainRecord& r) {
     if (rd) rd->write_record(r);
+    if (progress) progress->on_record(r);
   };
   const SolverConfig& sc = solver.config();
   const std::string prefix = sc.snapshot_prefix.empty() ? run.name : sc.snapshot_prefix;
@@ -105,6 +125,13 @@ int train_main(int argc, char** argv) {
     comm->allreduce_sum_double(&stop, 1);
     return stop > 0;
   };
+  if (progress) {
+    solver.should_stop = [&, check = solver.should_stop] {
+      progress->tick(solver.iter());
+      return check();
+    };
+    progress->start(run.name);
+  }
   solver.solve();
   if (g_signal.load() != 0) {
     spdlog::warn("signal {} received at iteration {}: writing a snapshot and stopping", g_signal.load(), solver.iter());
@@ -112,6 +139,7 @@ int train_main(int argc, char** argv) {
     return 130;
   }
   if (sc.snapshot > 0 && solver.iter() % sc.snapshot != 0) snapshot(solver.iter());
+  if (progress) progress->done(solver.iter());
   spdlog::info("done: {} iterations", solver.iter());
   return 0;
 }

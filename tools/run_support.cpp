@@ -103,10 +103,9 @@ std::string format_one(const NetSummary& s, bool markdown) {
   LayerSummary t = s.total;
   if (markdown) t.name = "**total**";
   o += row(t);
-  const std::string note = fmt::format(
-      "  (FLOPs: forward, multiply-add = 2; act mem: top values{}; param mem: values only, {} training adds "
-      "the same again for gradients and for momentum)\n",
-      s.phase == "TRAIN" ? " + gradients" : "", s.phase == "TRAIN" ? "and" : "");
+  const std::string note =
+      "  (FLOPs: forward, multiply-add = 2; act mem: top values + gradients; param mem: values, training adds as "
+      "much again for gradients and again for momentum)\n";
   if (s.phase == "TRAIN") o += markdown ? "\n" + note.substr(2) : note;
   return o;
 }
@@ -138,7 +137,8 @@ NetSummary summarize_net(const Net& net) {
     for (const auto& p : l.param_specs()) r.params += p.shape.count();
     for (Blob* t : net.tops(i)) {
       r.act_bytes += static_cast<double>(t->value.count()) * 4.0 + static_cast<double>(t->grad.count()) * 4.0;
-      r.top_shape += (r.top_shape.empty() ? "" : " ") + t->shape().str();
+      if (!r.top_shape.empty()) r.top_shape += ' ';
+      r.top_shape += t->shape().str();
     }
     r.flops = l.forward_flops();
     r.flops_per_image = r.flops / per;

@@ -1,0 +1,109 @@
+// dropnet-test CONFIG --weights FILE [key.path=value ...] [--iterations N] [--device D] [--batch N]
+//               [--iter T] [--threads N] [--json FILE]
+// Evaluates a weights snapshot on the TEST net: every net output (loss, accuracy layers) averaged
+// over N batches, plus top-1 / top-5 computed from the loss layer's score input (Caffe's
+// accuracy rule), so nets without accuracy layers are covered too. DropIn layers see the
+// snapshot's iteration (from the weights file; --iter overrides), as they did in training.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "core/error.h"
+#include "core/safetensors.h"
+#include "data/sources.h"
+#include "layers/net.h"
+#include "optim/snapshot.h"
+#include "optim/solver.h"
+#include "tools/cli_common.h"
+#include "tools/run_support.h"
+
+using namespace dropnet;
+
+namespace {
+
+const char* kUsage =
+    "usage: dropnet-test CONFIG --weights FILE [key.path=value ...] [--iterations N] [--device D]\n"
+    "                    [--batch N] [--iter T] [--threads N] [--json FILE]\n"
+    "  --iterations N  TEST batches (default: solver.test_iter, or 50)\n"
+    "  --iter T        the training iteration the layers see (default: the snapshot's)\n"
+    "  --json FILE     also write the results as JSON";
+
+std::string num(double v) { return std::isfinite(v) ? fmt::format("{:.9g}", v) : "null"; }
+
+int test_main(int argc, char** argv) {
+  cli::Args args(argc, argv);
+  const std::string weights = args.take("weights");
+  int64_t iterations = args.take_int("iterations", 0);
+  const std::string device_arg = args.take("device");
+  const int64_t batch = args.take_int("batch", 0);
+  int64_t iter = args.take_int("iter", -1);
+  const int64_t threads = args.take_int("threads", 0);
+  const std::string json = args.take("json");
+  std::vector<std::string> pos = args.positional(kUsage);
+  if (pos.empty()) input_error("missing CONFIG\n{}", kUsage);
+  if (weights.empty()) input_error("missing --weights FILE\n{}", kUsage);
+  if (iterations < 0) input_error("--iterations must be > 0, got {}", iterations);
+  if (batch < 0) input_error("--batch must be > 0, got {}", batch);
+  std::vector<std::string> overrides(pos.begin() + 1, pos.end());
+  for (const auto& o : overrides)
+    if (o.find('=') == std::string::npos) input_error("unexpected argument '{}' (overrides are key.path=value)", o);
+
+  cli::set_threads(threads);
+  cli::init_logging();
+  LoadedConfig cfg = load_config_file(pos[0], overrides);
+  cli::RunSettings run = cli::read_run_settings(cfg);
+  const SolverConfig sc = SolverConfig::parse(cfg.node().child("solver"));
+  if (iterations == 0) iterations = sc.test_iter > 0 ? sc.test_iter : 50;
+  if (iter < 0) {
+    const SafeTensors w = SafeTensors::read(weights);
+    auto it = w.metadata().find("iteration");
+    iter = it != w.metadata().end() ? w.meta_int("iteration") : 0;
+  }
+  const Device dev = parse_device(device_arg.empty() ? run.device : device_arg);
+  if (dev.is_cuda()) cuda_set_device(dev.index);
+  NetOptions no;
+  no.phase = Phase::Test;
+  no.device = dev;
+  no.seed = run.seed;
+  no.source_factory = make_batch_source;
+  no.default_engine = run.engine;
+  no.batch_override = batch;
+  Net net(cfg, no);
+  load_weights(net, weights);
+  EvalResult r = evaluate_net(net, iterations, iter, run.seed);
+
+  std::fflush(stderr);
+  std::printf("%s: %lld batches x %lld = %lld TEST samples, weights %s (iteration %lld)\n", net.name().c_str(),
+              static_cast<long long>(r.batches), static_cast<long long>(net.batch_size()),
+              static_cast<long long>(r.samples), weights.c_str(), static_cast<long long>(iter));
+  for (const auto& kv : r.outputs) std::printf("  %s = %.6g\n", kv.first.c_str(), kv.second);
+  if (!r.scores_blob.empty()) {
+    std::printf("  top-1 = %.6g", r.top1);
+    if (std::isfinite(r.top5)) std::printf(", top-5 = %.6g", r.top5);
+    std::printf("  (from '%s', %lld classes)\n", r.scores_blob.c_str(), static_cast<long long>(r.classes));
+  } else {
+    std::printf("  (no softmax_loss layer: top-1/top-5 not computed)\n");
+  }
+  std::fflush(stdout);
+  if (!json.empty()) {
+    std::ofstream f(json);
+    if (!f) input_error("cannot write '{}'", json);
+    f << fmt::format("{{\"net\": \"{}\", \"weights\": \"{}\", \"iteration\": {}, \"batches\": {}, \"samples\": {}",
+                     json_escape(net.name()), json_escape(weights), iter, r.batches, r.samples);
+    f << fmt::format(", \"loss\": {}, \"top1\": {}, \"top5\": {}, \"outputs\": {{", num(r.loss), num(r.top1),
+                     num(r.top5));
+    for (size_t i = 0; i < r.outputs.size(); ++i)
+      f << fmt::format("{}\"{}\": {}", i ? ", " : "", json_escape(r.outputs[i].first), num(r.outputs[i].second));
+    f << "}}\n";
+    if (!f) input_error("cannot write '{}'", json);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return cli::run_main("dropnet-test", [&] { return test_main(argc, argv); });
+}

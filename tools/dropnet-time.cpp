@@ -1,0 +1,97 @@
+// dropnet-time CONFIG [key.path=value ...] [--iterations 50] [--device D] [--batch N] [--at-iter T]
+//               [--threads N] [--markdown] [--json FILE] [--synthetic] [--synthetic-shape C,H,W]
+// Caffe's `time`: builds the TRAIN net, runs one untimed forward/backward, then times every
+// layer's forward and backward (the data layer included) over --iterations, synchronizing the
+// device around each layer; no solver update. Prints the per-layer mean ms, the forward, backward
+// and total ms per iteration and images/s.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+
+#include "core/error.h"
+#include "data/sources.h"
+#include "layers/net.h"
+#include "tools/cli_common.h"
+#include "tools/run_support.h"
+
+using namespace dropnet;
+
+namespace {
+
+const char* kUsage =
+    "usage: dropnet-time CONFIG [key.path=value ...] [--iterations 50] [--device cpu|cuda|cuda:N|auto]\n"
+    "                    [--batch N] [--at-iter T] [--threads N] [--markdown] [--json FILE]\n"
+    "                    [--synthetic] [--synthetic-shape C,H,W]\n"
+    "  --batch N       TRAIN batch size (default: as configured)\n"
+    "  --at-iter T     the solver iteration the layers see (DropIn p; default 0)\n"
+    "  --synthetic     synthetic data of the configured shape (no dataset needed)";
+
+void write_json(const std::string& path, const NetTiming& t) {
+  std::ofstream f(path);
+  if (!f) input_error("cannot write '{}'", path);
+  f << fmt::format("{{\"net\": \"{}\", \"device\": \"{}\", \"batch\": {}, \"iterations\": {}, \"at_iter\": {},\n",
+                   json_escape(t.name), json_escape(t.device), t.batch, t.iterations, t.at_iter);
+  f << fmt::format(" \"forward_ms\": {:.6g}, \"backward_ms\": {:.6g}, \"total_ms\": {:.6g}, \"images_per_s\": {:.6g},\n",
+                   t.forward_ms, t.backward_ms, t.total_ms(), t.images_per_s());
+  f << " \"layers\": [";
+  for (size_t i = 0; i < t.layers.size(); ++i) {
+    const LayerTiming& l = t.layers[i];
+    f << fmt::format("{}\n  {{\"name\": \"{}\", \"type\": \"{}\", \"forward_ms\": {:.6g}, \"backward_ms\": {:.6g}, "
+                     "\"flops\": {:.6g}}}",
+                     i ? "," : "", json_escape(l.name), json_escape(l.type), l.forward_ms, l.backward_ms, l.flops);
+  }
+  f << "]}\n";
+  if (!f) input_error("cannot write '{}'", path);
+}
+
+int time_main(int argc, char** argv) {
+  cli::Args args(argc, argv);
+  const int64_t iterations = args.take_int("iterations", 50);
+  const std::string device_arg = args.take("device");
+  const int64_t batch = args.take_int("batch", 0);
+  const int64_t at_iter = args.take_int("at-iter", 0);
+  const int64_t threads = args.take_int("threads", 0);
+  const bool markdown = args.take_flag("markdown");
+  const std::string json = args.take("json");
+  const bool synthetic = args.take_flag("synthetic");
+  const std::string synthetic_shape = args.take("synthetic-shape");
+  std::vector<std::string> pos = args.positional(kUsage);
+  if (pos.empty()) input_error("missing CONFIG\n{}", kUsage);
+  if (iterations <= 0) input_error("--iterations must be > 0, got {}", iterations);
+  if (batch < 0) input_error("--batch must be > 0, got {}", batch);
+  if (at_iter < 0) input_error("--at-iter must be >= 0, got {}", at_iter);
+  std::vector<std::string> overrides(pos.begin() + 1, pos.end());
+  for (const auto& o : overrides)
+    if (o.find('=') == std::string::npos) input_error("unexpected argument '{}' (overrides are key.path=value)", o);
+
+  cli::set_threads(threads);
+  cli::init_logging();
+  LoadedConfig cfg = load_config_file(pos[0], overrides);
+  if (synthetic || !synthetic_shape.empty()) use_synthetic_data(cfg, synthetic_shape);
+  cli::RunSettings run = cli::read_run_settings(cfg);
+  const Device dev = parse_device(device_arg.empty() ? run.device : device_arg);
+  if (dev.is_cuda()) cuda_set_device(dev.index);
+  NetOptions no;
+  no.phase = Phase::Train;
+  no.device = dev;
+  no.seed = run.seed;
+  no.source_factory = make_batch_source;
+  no.default_engine = run.engine;
+  no.batch_override = batch;
+  Net net(cfg, no);
+  spdlog::info("dropnet-time: {} on {}, batch {}, {} iterations", net.name(), dev.str(), net.batch_size(), iterations);
+  NetTiming t = time_net(net, iterations, at_iter, run.seed);
+  std::fflush(stderr);
+  const std::string table = format_timing(t, markdown);
+  std::fwrite(table.data(), 1, table.size(), stdout);
+  std::fflush(stdout);
+  if (!json.empty()) write_json(json, t);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return cli::run_main("dropnet-time", [&] { return time_main(argc, argv); });
+}
