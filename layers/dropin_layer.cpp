@@ -3,6 +3,8 @@
 // 0, 1)), p (regularize), test (expectation | sample, regularize at TEST), unit (element | channel).
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "kernels/dropin.h"
 #include "kernels/dropin_math.h"
@@ -104,23 +106,47 @@ class DropinLayer : public Layer {
   int64_t n_ = 0, c_ = 0, hw_ = 0;
 };
 
+// dropout: key ratio (0.5), or ratio_schedule {from, to, length, start (0)}: the ratio moves
+// linearly from `from` to `to` over iterations [start, start + length] (dropnet-probe width: the
+// paper's Section 5 sweep from 0.9 down to 0.1 over a run); the current ratio is a layer metric.
 class DropoutLayer : public Layer {
  public:
   DropoutLayer(LayerInfo info, ConfigNode& cfg) : Layer(std::move(info)) {
-    ratio_ = static_cast<float>(cfg.get_float("ratio", 0.5));
-    if (!(ratio_ >= 0.f && ratio_ < 1.f)) cfg.fail("ratio", fmt::format("must be in [0, 1), got {}", ratio_));
+    ConfigNode sched = cfg.optional_child("ratio_schedule");
+    if (sched.valid()) {
+      if (cfg.has("ratio")) cfg.fail("ratio", "give either ratio or ratio_schedule, not both");
+      scheduled_ = true;
+      from_ = sched.get_float("from");
+      to_ = sched.get_float("to");
+      for (auto [key, v] : {std::pair<const char*, double>{"from", from_}, {"to", to_}})
+        if (!(v >= 0.0 && v < 1.0)) sched.fail(key, fmt::format("must be in [0, 1), got {}", v));
+      length_ = sched.get_positive_int("length");
+      start_ = sched.get_int("start", 0);
+      if (start_ < 0) sched.fail("start", "must be >= 0");
+      sched.finish();
+      ratio_ = static_cast<float>(from_);
+    } else {
+      ratio_ = static_cast<float>(cfg.get_float("ratio", 0.5));
+      if (!(ratio_ >= 0.f && ratio_ < 1.f)) cfg.fail("ratio", fmt::format("must be in [0, 1), got {}", ratio_));
+    }
   }
   int num_bottoms() const override { return 1; }
   int num_tops() const override { return 1; }
   std::vector<Shape> reshape(const std::vector<Shape>& b) override { return {b[0]}; }
 
+  float current_ratio(const RunContext& ctx) const {
+    if (!scheduled_) return ratio_;
+    const double t = std::clamp(static_cast<double>(ctx.iter - start_) / static_cast<double>(length_), 0.0, 1.0);
+    return static_cast<float>(from_ + (to_ - from_) * t);
+  }
+
   DropoutParams params(const RunContext& ctx, int64_t count) const {
-    return DropoutParams{count, ratio_, ctx.seed, info_.rng_stream, ctx.rng_step};
+    return DropoutParams{count, current_ratio(ctx), ctx.seed, info_.rng_stream, ctx.rng_step};
   }
 
   void forward(const std::vector<Blob*>& bottom, const std::vector<Blob*>& top, const RunContext& ctx) override {
     Tensor& y = top[0]->value;
-    if (ctx.phase == Phase::Test || ratio_ == 0.f) {
+    if (ctx.phase == Phase::Test || current_ratio(ctx) == 0.f) {
       y.copy_from(bottom[0]->value);
       return;
     }
@@ -133,15 +159,22 @@ class DropoutLayer : public Layer {
                 const RunContext& ctx) override {
     if (!bg[0].needed) return;
     DropoutParams p = params(ctx, top[0]->grad.count());
-    if (ratio_ == 0.f) p.ratio = 0.f;
     const float* dy = top[0]->grad.data();
     float* dx = bottom[0]->grad.data();
     DN_DISPATCH(device(), dropout_backward_cpu(p, dy, bg[0].beta, dx),
                 dropout_backward_cuda(p, dy, bg[0].beta, dx, cuda_stream()));
   }
 
+  std::vector<std::pair<std::string, double>> metrics(const RunContext& ctx) const override {
+    if (!scheduled_) return {};
+    return {{"ratio", current_ratio(ctx)}};
+  }
+
  private:
   float ratio_;
+  bool scheduled_ = false;
+  double from_ = 0, to_ = 0;
+  int64_t length_ = 1, start_ = 0;
 };
 
 }  // namespace

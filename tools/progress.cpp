@@ -221,6 +221,7 @@ void Progress::on_record(const TrainRecord& r) {
           test_acc_ = kv.second;
       // The solver logs the test results itself; Caffe's format comes in addition.
       if (opts_.caffe_log) lines = caffe_lines(r);
+      if (opts_.tty && !opts_.quiet && drawn_ && !finished_) draw_locked();
     } else {
       if (!have_rate_) {
         have_rate_ = true;
