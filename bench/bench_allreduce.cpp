@@ -14,7 +14,9 @@
 // are averaged over ranks; rank 0 alone prints.
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -115,18 +117,29 @@ std::unique_ptr<Solver> make_lenet(double bucket_mb, GradientReducer* reducer) {
   return std::make_unique<Solver>(cfg, so);
 }
 
-constexpr int kLenetIters = 40, kWarmup = 5;
+constexpr int kLenetIters = 60, kWarmup = 5;
 // bucket_mb of the overlapped run: ip1's 1.6 MB gradient is ready after the first layers of
 // backward and is reduced while conv2 and conv1 still run; the conv layers form the last bucket.
 constexpr double kOverlapBucketMb = 0.5;
-double g_exposed = 0, g_comm_span = 0;
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// The four LeNet measurements interleaved iteration by iteration, so that the load of this shared
+// machine drifts over all of them alike; medians over the iterations.
 void register_lenet() {
-  benchmark::RegisterBenchmark("lenet/backward_only", [](benchmark::State& state) {
-    auto s = make_lenet(25, nullptr);
-    Net& net = s->train_net();
-    double sum = 0;
-    int64_t it = 0;
+  benchmark::RegisterBenchmark("lenet/interleaved", [](benchmark::State& state) {
+    auto plain = make_lenet(25, nullptr);
+    auto no_overlap = make_lenet(1e6, g_comm);  // one bucket larger than the arena: reduced in finish()
+    auto overlap = make_lenet(kOverlapBucketMb, g_comm);
+    no_overlap->step(kWarmup);
+    overlap->step(kWarmup);
+    Net& net = plain->train_net();
+    Tensor& arena = plain->train_net().param_grads();
+    std::map<std::string, std::vector<double>> t;
+    int64_t it = 0, buckets = 0;
     for (auto _ : state) {
       RunContext ctx{Phase::Train, it, 1, static_cast<uint32_t>(it)};
       ++it;
@@ -134,59 +147,31 @@ void register_lenet() {
       g_comm->barrier();
       auto t0 = Clock::now();
       net.backward(ctx);
-      const double t = mean_over_ranks(seconds_since(t0));
-      state.SetIterationTime(t);
-      sum += t;
-    }
-    g_seconds["backward"] = sum / static_cast<double>(state.iterations());
-  })->Iterations(kLenetIters)->UseManualTime()->Unit(benchmark::kMicrosecond);
+      t["backward"].push_back(mean_over_ranks(seconds_since(t0)));
 
-  benchmark::RegisterBenchmark("lenet/allreduce_arena", [](benchmark::State& state) {
-    auto s = make_lenet(25, nullptr);
-    Tensor& g = s->train_net().param_grads();
-    double sum = 0;
-    for (auto _ : state) {
       g_comm->barrier();
-      auto t0 = Clock::now();
-      g_comm->allreduce_sum(g.data(), g.count(), Device::cpu());
-      const double t = mean_over_ranks(seconds_since(t0));
-      state.SetIterationTime(t);
-      sum += t;
-    }
-    g_seconds["allreduce"] = sum / static_cast<double>(state.iterations());
-    state.counters["MB"] = static_cast<double>(g.count()) * 4 / (1 << 20);
-  })->Iterations(kLenetIters)->UseManualTime()->Unit(benchmark::kMicrosecond);
+      t0 = Clock::now();
+      g_comm->allreduce_sum(arena.data(), arena.count(), Device::cpu());
+      t["allreduce"].push_back(mean_over_ranks(seconds_since(t0)));
 
-  for (bool overlap : {false, true}) {
-    const std::string name = overlap ? "lenet/iteration_overlap" : "lenet/iteration_no_overlap";
-    benchmark::RegisterBenchmark(name.c_str(), [overlap](benchmark::State& state) {
-      // No overlap: one bucket larger than the arena, started in finish() after backward.
-      auto s = make_lenet(overlap ? kOverlapBucketMb : 1e6, g_comm);
-      s->step(kWarmup);
-      double sum = 0, exposed = 0, span = 0;
-      int buckets = 0;
-      for (auto _ : state) {
+      for (bool ov : {false, true}) {
+        Solver& s = ov ? *overlap : *no_overlap;
+        const std::string key = ov ? "overlap" : "no_overlap";
         g_comm->barrier();
-        auto t0 = Clock::now();
-        s->step(1);
-        const double t = mean_over_ranks(seconds_since(t0));
-        state.SetIterationTime(t);
-        sum += t;
-        exposed += g_comm->last_reduction().wait_seconds;
-        span += g_comm->last_reduction().comm_seconds;
-        buckets = g_comm->last_reduction().buckets;
+        t0 = Clock::now();
+        s.step(1);
+        t[key].push_back(mean_over_ranks(seconds_since(t0)));
+        t["wait_" + key].push_back(mean_over_ranks(g_comm->last_reduction().wait_seconds));
+        if (ov) buckets = g_comm->last_reduction().buckets;
       }
-      const auto n = static_cast<double>(state.iterations());
-      g_seconds[overlap ? "overlap" : "no_overlap"] = sum / n;
-      state.counters["buckets"] = buckets;
-      state.counters["finish_wait_us"] = mean_over_ranks(exposed / n) * 1e6;
-      state.counters["comm_span_us"] = mean_over_ranks(span / n) * 1e6;
-      if (overlap) {
-        g_exposed = mean_over_ranks(exposed / n);
-        g_comm_span = mean_over_ranks(span / n);
-      }
-    })->Iterations(kLenetIters)->UseManualTime()->Unit(benchmark::kMicrosecond);
-  }
+      state.SetIterationTime(t["overlap"].back());
+    }
+    for (auto& kv : t) g_seconds[kv.first] = median(kv.second);
+    for (const char* k : {"backward", "allreduce", "no_overlap", "overlap"})
+      state.counters[std::string(k) + "_us"] = g_seconds[k] * 1e6;
+    state.counters["buckets"] = static_cast<double>(buckets);
+    state.counters["arena_MB"] = static_cast<double>(arena.count()) * 4 / (1 << 20);
+  })->Iterations(kLenetIters)->UseManualTime()->Unit(benchmark::kMicrosecond);
 }
 
 class SilentReporter : public benchmark::BenchmarkReporter {
@@ -202,6 +187,7 @@ int main(int argc, char** argv) {
   using namespace dropnet;
   std::unique_ptr<dist::Communicator> comm = dist::make_communicator(Device::cpu(), dist::CommOptions{60.0});
   g_comm = comm.get();
+  spdlog::set_level(spdlog::level::warn);  // the data sources' announcements
   const bool root = comm->rank() == 0;
   if (root)
     std::printf("bench_allreduce: %d rank%s (%s)%s\n", comm->world(), comm->world() > 1 ? "s" : "",
@@ -216,17 +202,19 @@ int main(int argc, char** argv) {
     SilentReporter silent;
     benchmark::RunSpecifiedBenchmarks(&silent);
   }
-  if (root && g_seconds.count("overlap") && g_seconds.count("no_overlap") && g_seconds.count("allreduce")) {
+  if (root && g_seconds.count("overlap")) {
     const double bw = g_seconds["backward"], ar = g_seconds["allreduce"];
     const double no = g_seconds["no_overlap"], ov = g_seconds["overlap"];
-    std::printf("\nLeNet, batch 64 per rank, %d ranks (mean over ranks, per iteration):\n", comm->world());
-    std::printf("  backward %.0f us, all-reduce of the gradient arena %.0f us (%.0f%% of backward)\n", bw * 1e6,
-                ar * 1e6, 100 * ar / bw);
-    std::printf("  iteration: no overlap %.0f us, overlap (bucket_mb %.1f) %.0f us, saved %.0f us\n", no * 1e6,
-                kOverlapBucketMb, ov * 1e6, (no - ov) * 1e6);
-    std::printf("  all-reduce hidden under backward: %.0f%% (saved / all-reduce time)\n", 100 * (no - ov) / ar);
-    std::printf("  reducer clocks with overlap: buckets in flight %.0f us, finish() waited %.0f us -> %.0f%% hidden\n",
-                g_comm_span * 1e6, g_exposed * 1e6, g_comm_span > 0 ? 100 * (1 - g_exposed / g_comm_span) : 0.0);
+    const double wn = g_seconds["wait_no_overlap"], wo = g_seconds["wait_overlap"];
+    std::printf("\nLeNet, batch 64 per rank, %d rank%s, medians over %d interleaved iterations (mean over ranks):\n",
+                comm->world(), comm->world() > 1 ? "s" : "", kLenetIters);
+    std::printf("  backward %.0f us; all-reduce of the %.2f MB gradient arena %.0f us (%.0f%% of backward)\n", bw * 1e6,
+                static_cast<double>(g_comm->last_reduction().bytes) / (1 << 20), ar * 1e6, 100 * ar / bw);
+    std::printf("  iteration: no overlap %.0f us, overlap (bucket_mb %.1f) %.0f us: %.0f us saved = %.0f%% of the "
+                "all-reduce hidden under backward\n",
+                no * 1e6, kOverlapBucketMb, ov * 1e6, (no - ov) * 1e6, ar > 0 ? 100 * (no - ov) / ar : 0.0);
+    std::printf("  finish() waited (reducer clock): %.0f us without overlap, %.0f us with -> %.0f%% hidden\n", wn * 1e6,
+                wo * 1e6, wn > 0 ? 100 * (1 - wo / wn) : 0.0);
   }
   benchmark::Shutdown();
   return 0;

@@ -112,6 +112,7 @@ struct MpiComm::Impl {
   std::condition_variable work_cv, done_cv;
   std::deque<OpPtr> queue;
   bool stop = false;
+  std::atomic<int> waiters{0};  // callers blocked in wait()
   std::string failure;  // the first failure; every later operation reports it
 
   // Buckets of the current reduction and, for CUDA gradients, their host mirror.
@@ -171,9 +172,10 @@ void MpiComm::Impl::loop() {
   }
 }
 
-// Posts the collective and polls it against the deadline. Spins (yielding) for the first
-// microseconds, then sleeps in short, growing steps so that a waiting rank leaves the cores to
-// the computation it overlaps with.
+// Posts the collective and polls it against the deadline. While the caller blocks in wait() the
+// thread spins (yielding): nothing else needs the core and latency counts. While the caller
+// computes (a gradient bucket overlapping backward) it sleeps between polls, 20 us growing to
+// 200 us, so as to leave the cores to that computation.
 void MpiComm::Impl::run_collective(Op& op) {
   MPI_Request req = MPI_REQUEST_NULL;
   int rc;
@@ -212,10 +214,12 @@ void MpiComm::Impl::run_collective(Op& op) {
       op.error = diagnosis(op.what, op.seq, fmt::format("did not complete within {:g} s", timeout_s));
       return;
     }
-    if (polls < 200)
+    if (waiters.load(std::memory_order_relaxed) > 0) {
       std::this_thread::yield();
-    else
-      std::this_thread::sleep_for(std::chrono::microseconds(std::min(200, 5 * (polls - 199))));
+      polls = 0;
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(std::min(200, 20 + 10 * polls)));
+    }
   }
 }
 
@@ -301,6 +305,11 @@ void MpiComm::Impl::wait(const OpPtr& op) {
   const auto limit = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                         std::chrono::duration<double>(timeout_s + diag_grace_s() + 30.0));
   std::unique_lock<std::mutex> lk(mu);
+  ++waiters;
+  struct Leave {
+    std::atomic<int>& w;
+    ~Leave() { --w; }
+  } leave{waiters};
   while (!op->done) {
     if (done_cv.wait_until(lk, limit) == std::cv_status::timeout && !op->done) {
       g_failed = true;

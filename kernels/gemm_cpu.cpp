@@ -198,20 +198,14 @@ constexpr auto kKernels = kernel_table(std::make_integer_sequence<int, kMr>{});
 
 inline int64_t panel_vectors(int64_t nr) { return (nr + kW - 1) / kW; }
 
-// The packers also prefetch (into L2) the source of the next panel, `next_nr` columns right
-// after this one (0: none): its rows are far apart in memory, beyond what the hardware
-// prefetchers follow, and without this the pack stalls on the misses (M = 50, N = 4096, K = 500:
-// 8 MB of B).
-constexpr int kFloatsPerLine = 16;
 
 // One panel of op(B) = B (row p at b + p*ldb), nr columns.
-void pack_panel_b_n(const float* b, int64_t ldb, int64_t kc, int64_t nr, float* out, int64_t next_nr) {
+void pack_panel_b_n(const float* b, int64_t ldb, int64_t kc, int64_t nr, float* out) {
   const int64_t nv = panel_vectors(nr);
   const int64_t w = nv * kW;
   const Simd::Mask last = Simd::mask(nr - (nv - 1) * kW);
   for (int64_t p = 0; p < kc; ++p) {
     const float* src = b + p * ldb;
-    for (int64_t q = 0; q < next_nr; q += kFloatsPerLine) __builtin_prefetch(src + kNr + q, 0, 2);
     float* dst = out + p * w;
     for (int64_t v = 0; v + 1 < nv; ++v) Simd::store(dst + v * kW, Simd::load(src + v * kW));
     Simd::store(dst + (nv - 1) * kW, Simd::load(src + (nv - 1) * kW, last));
@@ -252,16 +246,13 @@ inline void transpose16(__m512 r[16]) {
 
 // One panel of op(B) = B^T: column j of the panel is row j of the stored B (b + j*ldb),
 // op(B)(p, j) = b[j*ldb + p].
-void pack_panel_b_t(const float* b, int64_t ldb, int64_t kc, int64_t nr, float* out, int64_t next_nr) {
+void pack_panel_b_t(const float* b, int64_t ldb, int64_t kc, int64_t nr, float* out) {
   const int64_t nv = panel_vectors(nr);
   const int64_t w = nv * kW;
-  const float* next = b + kNr * ldb;  // row j of the next panel: next + j*ldb
 #if defined(__AVX512F__)
   for (int64_t g = 0; g < nv; ++g) {
     const int64_t rows = std::min<int64_t>(16, nr - g * 16);
     for (int64_t p0 = 0; p0 < kc; p0 += 16) {
-      // Rows g*16.. of the next panel (when it has them), this 16-k block.
-      for (int64_t i = g * 16; i < std::min(next_nr, g * 16 + 16); ++i) __builtin_prefetch(next + i * ldb + p0, 0, 2);
       const int64_t kk = std::min<int64_t>(16, kc - p0);
       const __mmask16 km = Simd::mask(kk);
       __m512 r[16];
@@ -273,8 +264,6 @@ void pack_panel_b_t(const float* b, int64_t ldb, int64_t kc, int64_t nr, float* 
     }
   }
 #else
-  for (int64_t j = 0; j < next_nr; ++j)
-    for (int64_t p = 0; p < kc; p += kFloatsPerLine) __builtin_prefetch(next + j * ldb + p, 0, 2);
   for (int64_t p = 0; p < kc; ++p) {
     float* dst = out + p * w;
     for (int64_t j = 0; j < nr; ++j) dst[j] = b[j * ldb + p];
@@ -339,9 +328,8 @@ void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
       const float* bblk = tb ? b + jc * ldb + pc : b + pc * ldb + jc;
       auto pack_panel = [&](int64_t jr, float* dst) {
         const int64_t nr = std::min(kNr, nc - jr);
-        const int64_t next_nr = std::max<int64_t>(0, std::min(kNr, nc - jr - kNr));
-        if (tb) pack_panel_b_t(bblk + jr * ldb, ldb, kc, nr, dst, next_nr);
-        else pack_panel_b_n(bblk + jr, ldb, kc, nr, dst, next_nr);
+        if (tb) pack_panel_b_t(bblk + jr * ldb, ldb, kc, nr, dst);
+        else pack_panel_b_n(bblk + jr, ldb, kc, nr, dst);
       };
       if (!fused)
         for (int64_t jr = 0; jr < nc; jr += kNr) pack_panel(jr, bpack + (jr / kNr) * kc * kNr);

@@ -16,33 +16,18 @@
 #include "data/sources.h"
 #include "layers/config.h"
 #include "optim/solver.h"
+#include "tests/testing/configs.h"
 #include "tools/cli_common.h"
 
 using namespace dropnet;
 
 namespace {
 
-const std::string kConfigs = std::string(DROPNET_SOURCE_DIR) + "/configs";
-
-// Shipped configs with their data swapped for small synthetic sources of the right shape.
+// Shipped configs with small synthetic data and one iteration.
 std::vector<std::pair<std::string, std::string>> shipped_texts() {
-  std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& e : std::filesystem::directory_iterator(kConfigs)) {
-    if (e.path().extension() != ".yaml") continue;
-    LoadedConfig cfg = load_config_file(e.path().string());
-    std::string src = cfg.root["data"]["train"]["source"].as<std::string>();
-    std::string shape = src == "mnist" ? "[1, 28, 28]" : src == "cifar10" ? "[3, 32, 32]" : "[3, 227, 227]";
-    if (cfg.root["data"]["train"]["crop"].IsDefined() && cfg.root["data"]["train"]["crop"].as<int>() == 224)
-      shape = "[3, 224, 224]";
-    for (const char* phase : {"train", "test"})
-      cfg.root["data"][phase] = YAML::Load("{source: synthetic, shape: " + shape +
-                                           ", num_classes: 10, num_samples: 8, batch_size: 2}");
-    cfg.root["solver"]["max_iter"] = 1;
-    cfg.root.remove("vars");  // already substituted
-    out.emplace_back(e.path().filename().string(), dump_config(cfg));
-  }
-  std::sort(out.begin(), out.end());
-  return out;
+  auto texts = dropnet::testing::shipped_configs_synthetic();
+  for (auto& [name, text] : texts) text += "\n";
+  return texts;
 }
 
 enum class Outcome { Built, InputError, OtherError };

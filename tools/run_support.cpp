@@ -219,7 +219,8 @@ void use_synthetic_data(LoadedConfig& cfg, const std::string& shape) {
     YAML::Node sec = data[phase];
     if (!sec.IsDefined() || !sec.IsMap()) continue;
     const std::string where = fmt::format("data.{}", phase);
-    const std::string kind = sec["source"].IsScalar() ? sec["source"].Scalar() : "";
+    auto scalar = [](const YAML::Node& n) { return n.IsDefined() && n.IsScalar(); };
+    const std::string kind = scalar(sec["source"]) ? sec["source"].Scalar() : "";
     std::vector<int64_t> dims = forced;
     if (dims.empty()) {
       if (kind == "mnist") {
@@ -229,10 +230,10 @@ void use_synthetic_data(LoadedConfig& cfg, const std::string& shape) {
       } else if (kind == "synthetic") {
         continue;
       } else if (kind == "image_list" && sec["resize"].IsDefined()) {
-        const int64_t c = sec["channels"].IsDefined() ? sec["channels"].as<int64_t>() : 3;
+        const int64_t c = scalar(sec["channels"]) ? sec["channels"].as<int64_t>() : 3;
         YAML::Node r = sec["resize"];
         if (r.IsSequence() && r.size() == 2) dims = {c, r[0].as<int64_t>(), r[1].as<int64_t>()};
-        else if (r.IsScalar()) dims = {c, r.as<int64_t>(), r.as<int64_t>()};
+        else if (scalar(r)) dims = {c, r.as<int64_t>(), r.as<int64_t>()};
       }
       if (dims.empty())
         input_error("{}: cannot tell the sample shape of a '{}' source without reading it; give --synthetic-shape C,H,W",
@@ -244,11 +245,11 @@ void use_synthetic_data(LoadedConfig& cfg, const std::string& shape) {
     for (int64_t d : dims) sh.push_back(d);
     sh.SetStyle(YAML::EmitterStyle::Flow);
     out["shape"] = sh;
-    out["num_classes"] = sec["num_classes"].IsDefined() ? sec["num_classes"].as<int64_t>() : 10;
+    out["num_classes"] = scalar(sec["num_classes"]) ? sec["num_classes"].as<int64_t>() : 10;
     for (const char* k : {"batch_size", "scale", "crop", "pad", "mirror", "shuffle", "prefetch", "limit"})
       if (sec[k].IsDefined()) out[k] = sec[k];
     if (sec["mean"].IsDefined()) out["mean"] = sec["mean"];
-    const int64_t batch = sec["batch_size"].IsScalar() ? sec["batch_size"].as<int64_t>() : 1;
+    const int64_t batch = scalar(sec["batch_size"]) ? sec["batch_size"].as<int64_t>() : 1;
     out["num_samples"] = std::max<int64_t>(256, 2 * batch);
     data[phase] = out;
   }
