@@ -88,6 +88,47 @@ bool peek_dimensions(const std::vector<uint8_t>& b, int64_t* w, int64_t* h) {
   return false;
 }
 
+// Debian's stb_image (2.27-era) writes past its Huffman tables when a JPEG DHT segment declares
+// more than 256 codes (fixed upstream in nothings/stb#1297, found here by the libFuzzer harness).
+// Walks every marker segment, including those between the scans of a progressive JPEG, and
+// refuses such tables before stb sees them. Returns "" when the tables are sane.
+std::string jpeg_huffman_problem(const std::vector<uint8_t>& b) {
+  if (b.size() < 4 || b[0] != 0xff || b[1] != 0xd8) return "";
+  size_t i = 2;
+  while (i + 3 < b.size()) {
+    if (b[i] != 0xff) {
+      ++i;  // entropy-coded data after SOS: scan for the next marker
+      continue;
+    }
+    const uint8_t m = b[i + 1];
+    if (m == 0xff || m == 0x00 || (m >= 0xd0 && m <= 0xd7) || m == 0x01 || m == 0xd8) {
+      i += (m == 0xff) ? 1 : 2;
+      continue;
+    }
+    if (m == 0xd9) return "";
+    const size_t len = (static_cast<size_t>(b[i + 2]) << 8) | b[i + 3];
+    if (len < 2) return "";
+    if (m == 0xc4) {
+      size_t k = i + 4;
+      const size_t end = i + 2 + len;
+      if (end > b.size()) return "JPEG DHT segment is truncated";
+      while (k < end) {
+        if (k + 17 > end) return "JPEG DHT segment is truncated";
+        const int tc = b[k] >> 4, th = b[k] & 15;
+        if (tc > 1 || th > 3) return "JPEG DHT table class/id out of range";
+        size_t n = 0;
+        for (int j = 1; j <= 16; ++j) n += b[k + j];
+        if (n > 256) return fmt::format("JPEG Huffman table declares {} codes (at most 256)", n);
+        k += 17 + n;
+      }
+      if (k != end) return "JPEG DHT segment length does not match its tables";
+    }
+    if (i + 2 + len > b.size()) return "";  // truncated elsewhere: stb reports it
+    i += 2 + len;
+  }
+  return "";
+}
+
 }  // namespace
 
 void resize_bilinear_hwc(const uint8_t* in, int h, int w, int c, uint8_t* out, int oh, int ow) {
@@ -245,9 +286,14 @@ std::string ImageListDataset::decode(int64_t i, std::vector<uint8_t>& scratch, i
   if (bytes.size() > static_cast<size_t>(INT32_MAX)) return fmt::format("file of {} bytes is too large", bytes.size());
   int64_t pw = 0, ph = 0;
   auto too_large = [&](int64_t ww, int64_t hh) {
-    return fmt::format("image of {}x{} = {} pixels exceeds max_pixels {}", ww, hh, ww * hh, opt_.max_pixels);
+    // Header fields reach 2^32 each: the product is formatted in double, never overflows.
+    return fmt::format("image of {}x{} = {:.0f} pixels exceeds max_pixels {}", ww, hh,
+                       static_cast<double>(ww) * static_cast<double>(hh), opt_.max_pixels);
   };
-  if (peek_dimensions(bytes, &pw, &ph) && pw * ph > opt_.max_pixels) return too_large(pw, ph);
+  if (peek_dimensions(bytes, &pw, &ph) &&
+      static_cast<double>(pw) * static_cast<double>(ph) > static_cast<double>(opt_.max_pixels))
+    return too_large(pw, ph);
+  if (std::string why = jpeg_huffman_problem(bytes); !why.empty()) return "corrupt JPEG: " + why;
   int w = 0, h = 0, comp = 0;
   const int len = static_cast<int>(bytes.size());
   if (!stbi_info_from_memory(bytes.data(), len, &w, &h, &comp))

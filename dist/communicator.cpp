@@ -62,9 +62,12 @@ void Communicator::finish() {
   // The rest, down to the start of the arena (layers below the last bucket, and any padding).
   launch(0, unlaunched_hi_);
   unlaunched_hi_ = 0;
-  auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = std::chrono::steady_clock::now();
   wait_buckets(&stats_);
-  stats_.wait_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto t1 = std::chrono::steady_clock::now();
+  stats_.wait_seconds = std::chrono::duration<double>(t1 - t0).count();
+  stats_.finish_begin = std::chrono::duration<double>(t0.time_since_epoch()).count();
+  stats_.finish_end = std::chrono::duration<double>(t1.time_since_epoch()).count();
 }
 
 bool launched_under_mpi() {

@@ -31,6 +31,9 @@ struct ReductionStats {
   int64_t bytes = 0;
   double comm_seconds = 0.0;  // first bucket started -> last bucket completed
   double wait_seconds = 0.0;  // time finish() blocked its caller: communication not hidden under backward
+  // finish()'s start and end on the steady clock (seconds since its epoch, shared by the processes
+  // of a machine): the exposed communication is end - the last rank's start, free of rank skew.
+  double finish_begin = 0.0, finish_end = 0.0;
 };
 
 class Communicator : public GradientReducer {

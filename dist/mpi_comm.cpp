@@ -93,6 +93,7 @@ struct Op {
   int64_t seq = 0;
   std::function<int(MPI_Comm, MPI_Request*)> post;  // a nonblocking collective
   std::function<void()> task;                       // or any other work for the thread
+  bool blocking = true;                             // the caller waits for it right away
   bool done = false, ok = false;
   std::string error;
   Clock::time_point t_start, t_end;
@@ -135,7 +136,7 @@ struct MpiComm::Impl {
   void loop();
   void run_collective(Op& op);
   std::string diagnosis(const std::string& what, int64_t seq, const std::string& problem);
-  OpPtr submit(std::string what, std::function<int(MPI_Comm, MPI_Request*)> post);
+  OpPtr submit(std::string what, std::function<int(MPI_Comm, MPI_Request*)> post, bool blocking = true);
   void wait(const OpPtr& op);
 };
 
@@ -172,10 +173,10 @@ void MpiComm::Impl::loop() {
   }
 }
 
-// Posts the collective and polls it against the deadline. While the caller blocks in wait() the
-// thread spins (yielding): nothing else needs the core and latency counts. While the caller
-// computes (a gradient bucket overlapping backward) it sleeps between polls, 20 us growing to
-// 200 us, so as to leave the cores to that computation.
+// Posts the collective and polls it against the deadline. For a blocking collective, or once the
+// caller waits in wait(), the thread spins (yielding): nothing else needs the core and latency
+// counts. While the caller computes (a gradient bucket overlapping backward) it sleeps between
+// polls, 20 us growing to 200 us, so as to leave the cores to that computation.
 void MpiComm::Impl::run_collective(Op& op) {
   MPI_Request req = MPI_REQUEST_NULL;
   int rc;
@@ -214,7 +215,7 @@ void MpiComm::Impl::run_collective(Op& op) {
       op.error = diagnosis(op.what, op.seq, fmt::format("did not complete within {:g} s", timeout_s));
       return;
     }
-    if (waiters.load(std::memory_order_relaxed) > 0) {
+    if (op.blocking || waiters.load(std::memory_order_relaxed) > 0) {
       std::this_thread::yield();
       polls = 0;
     } else {
@@ -287,8 +288,9 @@ std::string MpiComm::Impl::diagnosis(const std::string& what, int64_t seq, const
   return msg;
 }
 
-OpPtr MpiComm::Impl::submit(std::string what, std::function<int(MPI_Comm, MPI_Request*)> post) {
+OpPtr MpiComm::Impl::submit(std::string what, std::function<int(MPI_Comm, MPI_Request*)> post, bool blocking) {
   auto op = std::make_shared<Op>();
+  op->blocking = blocking;
   op->what = std::move(what);
   op->post = std::move(post);
   {
@@ -467,9 +469,10 @@ void MpiComm::start_bucket(float* p, int64_t n, Device dev, const std::string& w
   for (int64_t off = 0; off < n; off += kMaxChunk) {
     const int cnt = static_cast<int>(std::min(kMaxChunk, n - off));
     float* q = host + off;
-    m.buckets.push_back(m.submit(what, [q, cnt](MPI_Comm c, MPI_Request* r) {
-      return MPI_Iallreduce(MPI_IN_PLACE, q, cnt, MPI_FLOAT, MPI_SUM, c, r);
-    }));
+    m.buckets.push_back(m.submit(
+        what,
+        [q, cnt](MPI_Comm c, MPI_Request* r) { return MPI_Iallreduce(MPI_IN_PLACE, q, cnt, MPI_FLOAT, MPI_SUM, c, r); },
+        /*blocking=*/false));
   }
 }
 

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <ostream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -52,6 +53,9 @@ const ConvCase kCases[] = {
     {"alexnet_conv1_like", 2, 3, 227, 227, 96, 11, 11, 4, 4, 0, 0, 1, true},
     {"alexnet_conv2_like", 2, 96, 27, 27, 256, 5, 5, 1, 1, 2, 2, 2, true},
 };
+
+// gtest prints parameters in failure messages: the case name, not the struct's bytes.
+void PrintTo(const ConvCase& k, std::ostream* os) { *os << k.name; }
 
 ConvParams params_of(const ConvCase& k) {
   return ConvParams{k.n, k.c, k.h, k.w, k.out, conv_out_size(k.h, k.kh, k.sh, k.ph),

@@ -37,22 +37,24 @@ using testing::all_close;
 
 constexpr int kIters = 100;
 
-// Writes `n` 28x28 images and labels in MNIST's IDX format: noise in [0, 128) plus a faint 5x5
-// square of 176 whose position (a 2 x 5 grid, jittered) is the class. Faint enough that the loss
-// is still well above 0 after 100 iterations (relative loss differences stay meaningful).
+// Writes `n` 28x28 images and labels in MNIST's IDX format: noise in [0, 64) plus a 7x7 square of
+// 255 whose position (a 2 x 5 grid, jittered) is the class; 15% of the labels are replaced by
+// random ones. A strong signal makes the loss fall from the first iterations (no plateau followed
+// by a sudden, rounding-sensitive transition), and the label noise keeps it well above 0, so
+// relative loss differences stay meaningful over the 100 iterations.
 void write_idx(const std::string& images_path, const std::string& labels_path, int n) {
   std::mt19937 rng(1234);
   std::vector<uint8_t> pixels(static_cast<size_t>(n) * 28 * 28), labels(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) {
     const int label = static_cast<int>(rng() % 10);
-    labels[static_cast<size_t>(i)] = static_cast<uint8_t>(label);
+    labels[static_cast<size_t>(i)] = static_cast<uint8_t>(rng() % 100 < 15 ? rng() % 10 : label);
     uint8_t* img = pixels.data() + static_cast<size_t>(i) * 28 * 28;
-    for (int k = 0; k < 28 * 28; ++k) img[k] = static_cast<uint8_t>(rng() % 128);
+    for (int k = 0; k < 28 * 28; ++k) img[k] = static_cast<uint8_t>(rng() % 64);
     const int r0 = 4 + (label / 5) * 13 + static_cast<int>(rng() % 7) - 3;
     const int c0 = 1 + (label % 5) * 5 + static_cast<int>(rng() % 3) - 1;
-    for (int r = r0; r < r0 + 5; ++r)
-      for (int c = c0; c < c0 + 5; ++c)
-        if (r >= 0 && r < 28 && c >= 0 && c < 28) img[r * 28 + c] = 176;
+    for (int r = r0; r < r0 + 7; ++r)
+      for (int c = c0; c < c0 + 7; ++c)
+        if (r >= 0 && r < 28 && c >= 0 && c < 28) img[r * 28 + c] = 255;
   }
   const auto be32 = [](std::ofstream& f, uint32_t v) {
     const char b[4] = {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
@@ -114,9 +116,11 @@ layers:
                      fmt::arg("iters", kIters), fmt::arg("engine", engine), fmt::arg("dir", data_dir()));
 }
 
+constexpr int kEarlyIters = 10;  // parameters are also compared after this many updates
+
 struct TrainingRun {
-  std::vector<float> losses;  // one per iteration
-  std::vector<float> params;  // the arena after the last update
+  std::vector<float> losses;                         // one per iteration
+  std::vector<float> init, early, final;             // the parameter arena: initial, after 10, after 100
   std::vector<std::pair<std::string, std::pair<int64_t, int64_t>>> layout;  // name -> (offset, count)
 };
 
@@ -128,11 +132,13 @@ TrainingRun train(const std::string& engine, Device dev) {
   so.quiet = true;
   Solver s(load_config_text(lenet_dropin_yaml(engine), "lenet_dropin.yaml"), so);
   TrainingRun r;
+  r.init = s.train_net().param_values().to_host();
   for (int i = 0; i < kIters; ++i) {
     s.step(1);
     r.losses.push_back(s.loss_window().back());
+    if (i + 1 == kEarlyIters) r.early = s.train_net().param_values().to_host();
   }
-  r.params = s.train_net().param_values().to_host();
+  r.final = s.train_net().param_values().to_host();
   for (const ParamRef& p : s.train_net().params()) r.layout.push_back({p.name, {p.offset, p.count}});
   return r;
 }
@@ -142,6 +148,23 @@ const TrainingRun& cpu_run() {
   return r;
 }
 
+// || (b - init) - (a - init) || / || a - init || over one parameter tensor: the difference of the
+// two runs' updates relative to the size of the update (robust to single elements that chaos moved).
+double update_difference(const std::vector<float>& init, const std::vector<float>& a, const std::vector<float>& b,
+                         int64_t offset, int64_t count) {
+  double num = 0, den = 0;
+  for (int64_t k = offset; k < offset + count; ++k) {
+    const double d = static_cast<double>(b[k]) - a[k], u = static_cast<double>(a[k]) - init[k];
+    num += d * d;
+    den += u * u;
+  }
+  return den > 0 ? std::sqrt(num / den) : (num > 0 ? INFINITY : 0.0);
+}
+
+// Loss bound per iteration: 1e-3 relative for the first 20, then growing like the exponential
+// divergence of two training runs whose arithmetic differs in rounding, capped at 5%.
+float loss_bound(int i) { return i < 20 ? 1e-3f : std::min(0.05f, 1e-3f * std::exp((i - 20) / 20.f)); }
+
 class CudaNet : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CudaNet, LenetDropinTrainsLikeCpu) {
@@ -149,36 +172,42 @@ TEST_P(CudaNet, LenetDropinTrainsLikeCpu) {
   const TrainingRun& cpu = cpu_run();
   const TrainingRun gpu = train(GetParam(), Device::cuda());
   ASSERT_EQ(cpu.losses.size(), gpu.losses.size());
-  ASSERT_EQ(cpu.params.size(), gpu.params.size());
+  ASSERT_EQ(cpu.final.size(), gpu.final.size());
+  // Same seed, same fillers: the same starting point.
+  ASSERT_TRUE(all_close(cpu.init, gpu.init, 1e-6f, 1e-5f)) << "initial parameters differ";
 
   // The run must actually train (otherwise matching curves prove little).
   const float first = cpu.losses.front(), last = cpu.losses.back();
   EXPECT_TRUE(std::isfinite(first) && std::isfinite(last));
-  EXPECT_LT(last, 0.8f * first) << "the CPU reference did not learn: loss " << first << " -> " << last;
+  EXPECT_LT(last, 0.5f * first) << "the CPU reference did not learn: loss " << first << " -> " << last;
 
-  // Relative loss difference per iteration: 1e-3 for the first 20 iterations, then a bound that
-  // grows with the iteration (rounding differences compound through the updates).
   float worst = 0.f;
   int worst_iter = 0;
   for (int i = 0; i < kIters; ++i) {
     const float rel = std::fabs(gpu.losses[i] - cpu.losses[i]) / std::max(std::fabs(cpu.losses[i]), 1e-3f);
-    const float bound = i < 20 ? 1e-3f : 1e-3f + 2e-4f * static_cast<float>(i - 20);
     if (rel > worst) {
       worst = rel;
       worst_iter = i;
     }
-    EXPECT_LE(rel, bound) << "iteration " << i << ": cpu loss " << cpu.losses[i] << ", cuda loss " << gpu.losses[i];
+    if (i % 10 == 0 || i == kIters - 1)
+      std::printf("  iteration %3d: loss cpu %.6f cuda %.6f (relative difference %.2e, bound %.1e)\n", i,
+                  cpu.losses[i], gpu.losses[i], rel, loss_bound(i));
+    EXPECT_LE(rel, loss_bound(i)) << "iteration " << i << ": cpu loss " << cpu.losses[i] << ", cuda loss "
+                                  << gpu.losses[i];
   }
-  std::printf("engine %s: loss %.5f -> %.5f (cpu) / %.5f -> %.5f (cuda); worst relative difference %.2e at iteration %d\n",
+  std::printf("engine %s: loss %.5f -> %.5f (cpu) / %.5f -> %.5f (cuda); worst relative difference %.2e at "
+              "iteration %d\n",
               GetParam().c_str(), first, last, gpu.losses.front(), gpu.losses.back(), worst, worst_iter);
 
-  // Final parameters, per tensor so a failure names it.
+  // Parameters, per tensor so a failure names it: after 10 updates the runs must still agree
+  // closely (a wrong gradient anywhere shows here as an O(1) difference), after 100 loosely.
   for (const auto& [name, range] : cpu.layout) {
-    const auto b = cpu.params.begin() + range.first;
-    const std::vector<float> ref(b, b + range.second);
-    const auto g = gpu.params.begin() + range.first;
-    const std::vector<float> got(g, g + range.second);
-    EXPECT_TRUE(all_close(ref, got, 2e-3f, 2e-2f)) << "parameter " << name;
+    const double early = update_difference(cpu.init, cpu.early, gpu.early, range.first, range.second);
+    const double late = update_difference(cpu.init, cpu.final, gpu.final, range.first, range.second);
+    std::printf("  %-16s update difference after %d: %.2e, after %d: %.2e\n", name.c_str(), kEarlyIters, early,
+                kIters, late);
+    EXPECT_LE(early, 2e-3) << "parameter " << name << " after " << kEarlyIters << " iterations";
+    EXPECT_LE(late, 0.15) << "parameter " << name << " after " << kIters << " iterations";
   }
 }
 
