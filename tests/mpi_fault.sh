@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A rank that stalls or dies makes every other rank exit non-zero within the communication
 # timeout, with a message that names the operation and the missing rank (tests/scripts.cmake,
-# label mpi). DROPNET_TEST_FAULT makes rank 1 stop (stall) or SIGKILL itself (kill) at iteration 5.
+# label mpi). DROPNET_TEST_FAULT makes rank 1 stop (stall) or SIGKILL itself (kill) at iteration 5,
+# after the iteration's stop-flag all-reduce: the others block in a gradient bucket.
 # usage: mpi_fault.sh MPIEXEC DROPNET_TRAIN WORK_DIR stall|kill
 set -uo pipefail
 mpiexec=$1 train=$2 work=$3 mode=$4
@@ -40,7 +41,7 @@ if [ "$mode" = stall ]; then
   # Detection within the timeout plus the diagnosis grace (1 s) and start-up.
   awk -v e="$elapsed" -v t=$timeout_s 'BEGIN { exit !(e < t + 15) }' || fail "took ${elapsed} s"
   for r in 0 2; do
-    grep -Eq "error: rank $r: all-reduce .* during iteration 5 \(collective #[0-9]+\) did not complete within $timeout_s s; no answer from ranks? ([0-9]+, )*1[,; ]" "$work/log" \
+    grep -Eq "error: rank $r: all-reduce of gradient bucket [0-9]+ \(layers [0-9.]+, [0-9.]+ MB\) during iteration 5 \(collective #[0-9]+\) did not complete within $timeout_s s; no answer from ranks? ([0-9]+, )*1[,; ]" "$work/log" \
       || fail "rank $r did not report the stalled rank 1 and the operation"
   done
 else
