@@ -1,9 +1,10 @@
 // CPU SGEMM throughput: the native kernel next to OpenBLAS on the GEMMs of Caffe's LeNet
 // (batch 64, im2col over the whole batch) and on squares, at 1 and 2 OpenMP threads.
 // Cases are named gemm/<impl>/<shape>/threads:<t>; each reports a `flops` rate counter. Every
-// case runs 3 repetitions (the `max` aggregate of the counter is the best repetition; of the
-// times, the worst) and a native/OpenBLAS table of the best repetitions is printed at the end: these machines are shared and noisy, and
-// load only ever slows a run down, so compare ratios of maxima, not lone numbers.
+// case runs 5 repetitions (the `max` aggregate of the counter is the best repetition, of the
+// times the worst), and a native/OpenBLAS table of the best repetitions is printed at the end:
+// these machines are shared and noisy and load only ever slows a run down, so compare ratios of
+// maxima from the same run, not lone numbers.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -114,7 +115,8 @@ int main(int argc, char** argv) {
             std::string("gemm/") + impl + "/" + s.name + "/threads:" + std::to_string(threads);
         benchmark::RegisterBenchmark(name.c_str(), bm_gemm, fn, s, threads)
             ->UseRealTime()
-            ->Repetitions(3)
+            ->MinTime(0.1)
+            ->Repetitions(5)
             ->DisplayAggregatesOnly(true)
             ->ComputeStatistics("max", [](const std::vector<double>& v) {
               return *std::max_element(v.begin(), v.end());

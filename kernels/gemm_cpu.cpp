@@ -117,11 +117,12 @@ constexpr int64_t kNr = int64_t(kW) * kNv;
 
 // Cache blocking: the ir loop streams MR x KC slivers of A past one KC x NR panel of packed B
 // (64 KiB at KC = 256, NR = 64: it lives in L1/L2; the 6 x 64 kernel needs only 256 bytes of B
-// per 12 cycles, and KC = 128, 192, 384 measured the same on Zen 5); an MC x KC block of A and
-// the KC x NC block of packed B are sized for the 1 MiB L2.
+// per 12 cycles, and KC = 128, 192, 384 measured the same on Zen 5); an MC x KC block of A
+// (144 KiB) stays in the 1 MiB L2, the KC x NC block of packed B (1 MiB) in L2/L3 (NC from 512
+// to 4096 measured the same).
 constexpr int64_t kKc = 256;
 constexpr int64_t kMc = 144;  // a multiple of MR
-constexpr int64_t kNc = 2048;
+constexpr int64_t kNc = 1024;
 static_assert(kMc % kMr == 0);
 // Problems smaller than this (2*M*N*K) run on one thread: the fork/join costs more.
 constexpr double kMinParallelFlops = 4.0e6;

@@ -1,5 +1,6 @@
 // dropnet-train CONFIG [key.path=value ...] [--threads N] [--device D] [--out DIR]
 //               [--resume DIR|FILE] [--weights FILE] [--dry-run] [--quiet] [--comm-timeout S]
+//               [--caffe-log] [--progress auto|tty|log]
 // Trains a net described by a YAML config; writes metrics.jsonl, the resolved config and
 // snapshots into the run directory. Under mpirun: data parallel (dist/), rank 0 alone logs and
 // writes files.
