@@ -14,7 +14,8 @@ void softmax_loss_backward_cpu(const SoftmaxParams& p, const float* prob, const 
 void accuracy_forward_cpu(const SoftmaxParams& p, int top_k, const float* x, const float* labels, float* accuracy);
 
 #if DROPNET_HAVE_CUDA
-// `scratch` holds outer*inner floats (per-position losses / hits), reduced deterministically.
+// `scratch` holds 2 * outer * inner floats (per-position losses / hits and validity), reduced
+// deterministically.
 void softmax_loss_forward_cuda(const SoftmaxParams& p, const float* x, const float* labels, float* prob,
                                float* scratch, float* loss, Stream stream);
 void softmax_loss_backward_cuda(const SoftmaxParams& p, const float* prob, const float* labels, float loss_weight,

@@ -2,8 +2,12 @@
 # The one script a GPU session runs (DESIGN.md §8): build the CUDA backend, run the `cuda` tests,
 # the kernel benchmarks and a short AlexNet-13 training timing, within a time budget (default
 # 470 s, under 8 minutes on an H100 from a fresh machine). Everything goes to $OUT: summary.txt
-# (what ran, what failed, the key figures) and one log per step (at most 8 files in all, so the
-# whole folder can be fetched back from a lent GPU machine).
+# (what ran, what failed, the key figures), env.log (nvidia-smi) and one log per step (at most 8
+# files in all, so the whole folder can be fetched back from a lent GPU machine).
+#
+# On a GPU machine without the Debian -dev packages (and no way to install them): make the bundle
+# on a development machine first (--make-bundle), copy build-gpu-bundle/dropnet-gpu.tar.xz into
+# the checkout there, and run tools/gpu-check.sh (it picks the bundle up).
 #
 #   tools/gpu-check.sh                       configure + build (Ninja, CUDA on, sm_90) in build-gpu-check/
 #   tools/gpu-check.sh --build-dir DIR       use an existing CUDA build directory (no build)
@@ -94,7 +98,7 @@ if [ "$MAKE_BUNDLE" = 1 ]; then
       [ -e "$stage/lib/$name" ] || cp -L "$path" "$stage/lib/$name"
     done
   done
-  git -C "$ROOT" rev-parse HEAD > "$stage/COMMIT" 2>/dev/null || true
+  git -C "$ROOT" describe --always --dirty > "$stage/COMMIT" 2>/dev/null || true
   tar -C "$stage" -cJf "$DEFAULT_BUNDLE" .
   echo "gpu-check.sh: wrote $DEFAULT_BUNDLE ($(du -h "$DEFAULT_BUNDLE" | cut -f1)); libraries: $(ls "$stage/lib" | tr '\n' ' ')"
   exit 0
@@ -150,13 +154,15 @@ finish() {
 }
 
 export PATH="/usr/local/cuda/bin:$PATH"
-say "dropnet gpu-check, $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
-if command -v nvidia-smi >/dev/null 2>&1; then
+say "dropnet gpu-check, $(date -u '+%Y-%m-%d %H:%M:%S UTC'), checkout $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')"
+GPU_PRESENT=0
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
+  GPU_PRESENT=1
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader \
     2>&1 | sed 's/^/gpu: /' | tee -a "$SUMMARY"
-  nvidia-smi > "$OUT/build.log" 2>&1
+  nvidia-smi > "$OUT/env.log" 2>&1
 else
-  say "gpu: nvidia-smi not found"
+  say "gpu: none (nvidia-smi missing or lists no GPU)"
 fi
 command -v nvcc >/dev/null 2>&1 && say "nvcc: $(nvcc --version | tail -1)"
 
@@ -199,7 +205,7 @@ else
   if [ ${#missing[@]} -gt 0 ]; then
     say "[FAIL] build: cannot build here, missing: ${missing[*]}"
     say "       (Debian: tools/setup.sh installs them; on a machine without package access run"
-    say "        'tools/gpu-check.sh --make-bundle' where they exist and carry build-gpu-bundle/)"
+    say "        'tools/gpu-check.sh --make-bundle' where they exist and carry build-gpu-bundle/dropnet-gpu.tar.xz)"
     FAILED+=("build (missing dependencies)")
     finish 3
   fi
@@ -217,16 +223,39 @@ else
   grep -E "dropnet: CUDA=" "$OUT/build.log" | tail -1 | sed 's/^-- /build: /' | tee -a "$SUMMARY"
 fi
 
-# The loader: CUDA's libraries first, cuDNN from the pip wheel when the toolkit has none.
+# The loader: the toolkit's libraries; anything still missing (cuDNN, cuBLAS on an image that has
+# them only as pip wheels) is looked up in the toolkit folders and the `nvidia` wheels.
 export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}/usr/local/cuda/lib64"
-if ! ldconfig -p 2>/dev/null | grep -q 'libcudnn\.so\.9' && [ ! -e /usr/local/cuda/lib64/libcudnn.so.9 ]; then
-  if d="$(find_cudnn_lib_dir)"; then
-    export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
-    say "cudnn: $d"
-  else
-    say "cudnn: not found (binaries linked against cuDNN will not start)"
-  fi
-fi
+pip_nvidia_lib_dirs() {
+  command -v python3 >/dev/null 2>&1 || return 0
+  python3 -c 'import nvidia, os; [print(os.path.join(p, d, "lib")) for p in nvidia.__path__ for d in sorted(os.listdir(p))]' \
+    2>/dev/null
+}
+find_lib_dir() {
+  local d
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib $(pip_nvidia_lib_dirs); do
+    [ -e "$d/$1" ] && { echo "$d"; return 0; }
+  done
+  return 1
+}
+resolve_libs() {
+  local bin=$1 name d missing=()
+  [ -x "$bin" ] || return 0
+  for _ in 1 2 3; do
+    mapfile -t missing < <(ldd "$bin" 2>/dev/null | awk '/not found/ {print $1}' | sort -u)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    for name in "${missing[@]}"; do
+      if d="$(find_lib_dir "$name")" && [[ ":$LD_LIBRARY_PATH:" != *":$d:"* ]]; then
+        export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
+        say "loader: $name from $d"
+      fi
+    done
+  done
+  say "loader: $(basename "$bin") still misses ${missing[*]} (it will not start)"
+}
+resolve_libs "$BIN_TOOLS/dropnet-train"
+resolve_libs "$BIN_BENCH/bench_conv_cuda"
+resolve_libs "$BIN_TESTS/cuda_conv"
 export DROPNET_SOURCE_DIR="$ROOT"
 
 # ---- tests -------------------------------------------------------------------------------------
@@ -234,15 +263,15 @@ say ""
 if [ "$USE_CTEST" = 1 ]; then
   # Every gtest case is one ctest test (one process each): run 8 at a time. -V keeps the tests'
   # own figures (the net test's loss curves) in the log.
-  run_step ctest 200 ctest --test-dir "$BUILD" -L cuda -j 8 -V --output-on-failure --timeout 150
-  grep -E "tests passed|tests failed" "$OUT/ctest.log" | tail -1 | sed 's/^/tests: /' | tee -a "$SUMMARY"
-  skipped=$(sed -n '/The following tests did not run/,/^$/p' "$OUT/ctest.log" | grep -c 'Skipped')
+  run_step tests 200 ctest --test-dir "$BUILD" -L cuda -j 8 -V --output-on-failure --timeout 150
+  grep -E "tests passed|tests failed" "$OUT/tests.log" | tail -1 | sed 's/^/tests: /' | tee -a "$SUMMARY"
+  skipped=$(sed -n '/The following tests did not run/,/^$/p' "$OUT/tests.log" | grep -c 'Skipped')
   [ "$skipped" -gt 0 ] && say "tests: $skipped skipped (a cuda test skips only without a usable device)"
-  sed -n '/The following tests FAILED/,$p' "$OUT/ctest.log" | grep -E '^\s+[0-9]+ - ' | sed 's/^\s*/  failed: /' |
+  sed -n '/The following tests FAILED/,$p' "$OUT/tests.log" | grep -E '^\s+[0-9]+ - ' | sed 's/^\s*/  failed: /' |
     tee -a "$SUMMARY"
 else
   # No usable ctest tree: run each test binary (cwd = the build dir, as ctest would).
-  run_step ctest 200 bash -c '
+  run_step tests 200 bash -c '
     rc=0
     for t in "$0"/cuda_*; do
       [ -x "$t" ] || continue
@@ -250,12 +279,16 @@ else
       (cd "$1" && timeout 150 "$t" --gtest_color=no) || rc=1
     done
     exit $rc' "$BIN_TESTS" "$BUILD"
-  passed=$(grep -hE '^\[  PASSED  \] [0-9]+ test' "$OUT/ctest.log" | awk '{s += $4} END {print s + 0}')
-  skipped=$(grep -hE '^\[  SKIPPED \] [0-9]+ test' "$OUT/ctest.log" | awk '{s += $4} END {print s + 0}')
-  say "tests: $passed passed, $(grep -cE '^\[  FAILED  \] [^0-9]' "$OUT/ctest.log") failed, $skipped skipped"
-  grep -E '^\[  FAILED  \] [A-Za-z]' "$OUT/ctest.log" | sort -u | sed 's/^/  failed: /' | tee -a "$SUMMARY"
+  passed=$(grep -hE '^\[  PASSED  \] [0-9]+ test' "$OUT/tests.log" | awk '{s += $4} END {print s + 0}')
+  skipped=$(grep -hE '^\[  SKIPPED \] [0-9]+ test' "$OUT/tests.log" | awk '{s += $4} END {print s + 0}')
+  say "tests: $passed passed, $(grep -cE '^\[  FAILED  \] [^0-9]' "$OUT/tests.log") failed, $skipped skipped"
+  grep -E '^\[  FAILED  \] [A-Za-z]' "$OUT/tests.log" | sort -u | sed 's/^/  failed: /' | tee -a "$SUMMARY"
 fi
-grep -hoE 'engine (native|cublas|cudnn): loss.*' "$OUT/ctest.log" | sort -u | sed 's/^/  net: /' | tee -a "$SUMMARY"
+if [ "${skipped:-0}" -gt 0 ] && [ "$GPU_PRESENT" = 1 ]; then
+  say "[FAIL] tests: $skipped cuda tests skipped although nvidia-smi lists a GPU (the device is not usable)"
+  FAILED+=("tests skipped")
+fi
+grep -hoE 'engine (native|cublas|cudnn): loss.*' "$OUT/tests.log" | sort -u | sed 's/^/  net: /' | tee -a "$SUMMARY"
 
 # ---- kernel benchmarks -------------------------------------------------------------------------
 say ""
