@@ -187,18 +187,20 @@ std::vector<std::string> ConfigNode::get_string_list(const std::string& key) {
   return out;
 }
 
-std::vector<int64_t> ConfigNode::get_int_list(const std::string& key, const std::vector<int64_t>& def) {
+// A scalar or a list of scalars, each parsed by `parse`; `what` names the expected type.
+template <typename T, typename Parse>
+std::vector<T> ConfigNode::get_list(const std::string& key, const std::vector<T>& def, Parse parse,
+                                    const char* what) {
   mark(key);
   if (!has(key)) {
     note_default(key, fmt::format("[{}]", fmt::join(def, ", ")));
     return def;
   }
   YAML::Node v = value_node(key);
-  std::vector<int64_t> out;
+  std::vector<T> out;
   auto take = [&](const YAML::Node& e) {
-    int64_t x;
-    if (!e.IsScalar() || !parse_int(e.Scalar(), &x))
-      fail(key, fmt::format("expected an integer or a list of integers, got {}", describe(e)));
+    T x;
+    if (!e.IsScalar() || !parse(e.Scalar(), &x)) fail(key, fmt::format("expected {}, got {}", what, describe(e)));
     out.push_back(x);
   };
   if (v.IsSequence()) {
@@ -209,26 +211,12 @@ std::vector<int64_t> ConfigNode::get_int_list(const std::string& key, const std:
   return out;
 }
 
+std::vector<int64_t> ConfigNode::get_int_list(const std::string& key, const std::vector<int64_t>& def) {
+  return get_list<int64_t>(key, def, parse_int, "an integer or a list of integers");
+}
+
 std::vector<double> ConfigNode::get_float_list(const std::string& key, const std::vector<double>& def) {
-  mark(key);
-  if (!has(key)) {
-    note_default(key, fmt::format("[{}]", fmt::join(def, ", ")));
-    return def;
-  }
-  YAML::Node v = value_node(key);
-  std::vector<double> out;
-  auto take = [&](const YAML::Node& e) {
-    double x;
-    if (!e.IsScalar() || !parse_double(e.Scalar(), &x))
-      fail(key, fmt::format("expected a number or a list of numbers, got {}", describe(e)));
-    out.push_back(x);
-  };
-  if (v.IsSequence()) {
-    for (const auto& e : v) take(e);
-  } else {
-    take(v);
-  }
-  return out;
+  return get_list<double>(key, def, parse_double, "a number or a list of numbers");
 }
 
 int64_t ConfigNode::get_positive_int(const std::string& key) {

@@ -66,6 +66,8 @@ class ConfigNode {
   int64_t get_positive_int(const std::string& key, int64_t def);
 
  private:
+  template <typename T, typename Parse>
+  std::vector<T> get_list(const std::string& key, const std::vector<T>& def, Parse parse, const char* what);
   YAML::Node value_node(const std::string& key) const;
   YAML::Node required(const std::string& key);
   void mark(const std::string& key);
