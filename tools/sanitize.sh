@@ -12,5 +12,6 @@ fi
 cmake --build "$build" -j "$(nproc)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-# The libFuzzer harness builds its own sanitized binary (label fuzz, run by the main suite).
-ctest --test-dir "$build" --output-on-failure -j "$(nproc)" -E "libfuzzer|torch_conformance" "$@"
+# The libFuzzer harness builds its own sanitized binary and the e2e/torch tests (whole trainings,
+# every shipped config) run in the main suite: here the unit, gradcheck and fuzz labels.
+ctest --test-dir "$build" --output-on-failure -j "$(nproc)" -E "libfuzzer" -LE "e2e|torch" "$@"
