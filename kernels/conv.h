@@ -1,6 +1,6 @@
 // 2-D convolution (cross-correlation, Caffe semantics): weights (out_c, c / group, kh, kw).
-// Native path = im2col over a chunk of images + SGEMM; the CPU path caches the column buffer
-// between forward and backward when the whole batch fits in one chunk.
+// Native path = im2col + SGEMM: image by image on the CPU (threads over images), over chunks of
+// images on CUDA.
 #pragma once
 
 #include <cstdint>
@@ -10,12 +10,13 @@
 
 namespace dropnet {
 
-// Scratch owned by one conv layer (column buffer, GEMM output staging).
+// Scratch owned by one conv layer. CUDA: column buffer (c * kh * kw, chunk * out_h * out_w) and
+// GEMM output staging (out_c, chunk * out_h * out_w). CPU: one image's column buffer per thread
+// and, in backward, per-thread weight-gradient accumulators (in ytmp).
 struct ConvScratch {
-  Tensor col;      // (c * kh * kw, chunk * out_h * out_w)
-  Tensor ytmp;     // (out_c, chunk * out_h * out_w)
-  bool col_valid = false;  // col holds im2col of the last forward's single chunk
-  int64_t chunk = 0;       // images per chunk
+  Tensor col;
+  Tensor ytmp;
+  int64_t chunk = 0;  // CUDA: images per chunk
 };
 
 // Images per chunk so the column buffer stays under `max_floats`.

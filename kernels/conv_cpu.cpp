@@ -1,6 +1,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include <omp.h>
+
 #include "core/error.h"
 #include "kernels/conv.h"
 #include "kernels/eltwise.h"
@@ -83,78 +85,105 @@ void col2im_cpu(const ConvParams& p, const float* col, int64_t images, float bet
 
 namespace {
 
-constexpr int64_t kMaxColFloats = 16 << 20;  // 64 MB column buffer at most
+// The CPU path works image by image: one image's column buffer (c*kh*kw x out_h*out_w) stays in
+// the core's L2, the GEMM writes straight into the output's (out_c, out_h*out_w) plane, and no
+// batch-wide transposes are needed. Images are spread over the OpenMP threads, each with its own
+// column buffer (and, in backward, its own weight-gradient accumulator, summed in thread order
+// at the end so results do not depend on scheduling).
+int conv_threads(const ConvParams& p) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(omp_in_parallel() ? 1 : omp_get_max_threads(), p.n)));
+}
 
-void prepare(const ConvParams& p, ConvScratch& s, Device dev) {
-  s.chunk = conv_chunk_images(p, kMaxColFloats);
-  const int64_t cols = s.chunk * p.out_h * p.out_w;
-  Shape col_shape({p.c * p.kh * p.kw, cols}), y_shape({p.out_c, cols});
-  if (s.col.empty() || s.col.device() != dev) s.col = Tensor(col_shape, dev);
-  else s.col.reshape(col_shape);
-  if (s.ytmp.empty() || s.ytmp.device() != dev) s.ytmp = Tensor(y_shape, dev);
-  else s.ytmp.reshape(y_shape);
+bool is_pointwise(const ConvParams& p) {
+  return p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.ph == 0 && p.pw == 0;
+}
+
+void ensure(Tensor& t, int64_t floats) {
+  if (t.empty() || !t.device().is_cpu() || t.count() < floats) t = Tensor(Shape({floats}), Device::cpu());
 }
 
 }  // namespace
 
 void conv_forward_cpu(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
                       ConvScratch& s) {
-  prepare(p, s, Device::cpu());
-  const int64_t ohw = p.out_h * p.out_w;
+  const int64_t ohw = p.out_h * p.out_w, in_plane = p.c * p.h * p.w;
   const int64_t cg = p.c / p.group, og = p.out_c / p.group, kg = cg * p.kh * p.kw;
-  for (int64_t n0 = 0; n0 < p.n; n0 += s.chunk) {
-    const int64_t b = std::min(s.chunk, p.n - n0);
-    const int64_t cols = b * ohw;
-    float* col = s.col.data();
-    im2col_cpu(p, x + n0 * p.c * p.h * p.w, b, col);
-    float* yt = b == 1 ? y + n0 * p.out_c * ohw : s.ytmp.data();
-    for (int g = 0; g < p.group; ++g)
-      sgemm_cpu(false, false, og, cols, kg, 1.f, w + g * og * kg, kg, col + g * kg * cols, cols, 0.f,
-                yt + g * og * cols, cols);
-    if (b > 1) {
-      // (out_c, b, ohw) -> (b, out_c, ohw)
-#pragma omp parallel for collapse(2) schedule(static)
-      for (int64_t i = 0; i < b; ++i)
-        for (int64_t co = 0; co < p.out_c; ++co)
-          std::memcpy(y + ((n0 + i) * p.out_c + co) * ohw, yt + co * cols + i * ohw, sizeof(float) * ohw);
+  const int64_t col_floats = p.c * p.kh * p.kw * ohw;
+  const int threads = conv_threads(p);
+  const bool pointwise = is_pointwise(p);
+  if (!pointwise) ensure(s.col, threads * col_floats);
+#pragma omp parallel num_threads(threads)
+  {
+    float* col = pointwise ? nullptr : s.col.data() + omp_get_thread_num() * col_floats;
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < p.n; ++b) {
+      const float* xb = x + b * in_plane;
+      const float* cb = xb;  // a 1x1 stride-1 conv reads the image itself as its column buffer
+      if (!pointwise) {
+        im2col_cpu(p, xb, 1, col);
+        cb = col;
+      }
+      float* yb = y + b * p.out_c * ohw;
+      for (int g = 0; g < p.group; ++g)
+        sgemm_cpu(false, false, og, ohw, kg, 1.f, w + g * og * kg, kg, cb + g * kg * ohw, ohw, 0.f, yb + g * og * ohw,
+                  ohw);
+      if (bias != nullptr) bias_forward_cpu(1, p.out_c, ohw, bias, yb);
     }
-    s.col_valid = (b == p.n);
   }
-  if (bias != nullptr) bias_forward_cpu(p.n, p.out_c, ohw, bias, y);
 }
 
 void conv_backward_cpu(const ConvParams& p, const float* x, const float* w, const float* dy, float* dw, float* db,
                        float beta, float* dx, ConvScratch& s) {
-  prepare(p, s, Device::cpu());
-  const int64_t ohw = p.out_h * p.out_w;
+  const int64_t ohw = p.out_h * p.out_w, in_plane = p.c * p.h * p.w;
   const int64_t cg = p.c / p.group, og = p.out_c / p.group, kg = cg * p.kh * p.kw;
+  const int64_t col_floats = p.c * p.kh * p.kw * ohw;
+  const int64_t w_floats = p.out_c * kg;
+  const int threads = conv_threads(p);
+  const bool pointwise = is_pointwise(p);
   if (db != nullptr) bias_backward_cpu(p.n, p.out_c, ohw, dy, db);
-  for (int64_t n0 = 0; n0 < p.n; n0 += s.chunk) {
-    const int64_t b = std::min(s.chunk, p.n - n0);
-    const int64_t cols = b * ohw;
-    float* col = s.col.data();
-    if (!(s.col_valid && b == p.n)) im2col_cpu(p, x + n0 * p.c * p.h * p.w, b, col);
-    const float* dyt = dy + n0 * p.out_c * ohw;
-    if (b > 1) {
-      float* t = s.ytmp.data();
-#pragma omp parallel for collapse(2) schedule(static)
-      for (int64_t i = 0; i < b; ++i)
-        for (int64_t co = 0; co < p.out_c; ++co)
-          std::memcpy(t + co * cols + i * ohw, dy + ((n0 + i) * p.out_c + co) * ohw, sizeof(float) * ohw);
-      dyt = t;
-    }
-    for (int g = 0; g < p.group; ++g)
-      sgemm_cpu(false, true, og, kg, cols, 1.f, dyt + g * og * cols, cols, col + g * kg * cols, cols, 1.f,
-                dw + g * og * kg, kg);
-    if (dx != nullptr) {
-      // The column buffer is reused for d(col): x's columns are no longer needed.
+  // Thread 0 accumulates into dw directly; the others into private buffers summed afterwards.
+  ensure(s.col, threads * col_floats * (pointwise && dx == nullptr ? 0 : 1) + 1);
+  if (threads > 1) {
+    ensure(s.ytmp, (threads - 1) * w_floats);
+    std::memset(s.ytmp.data(), 0, sizeof(float) * (threads - 1) * w_floats);
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    float* col = s.col.data() + t * col_floats;
+    float* dwt = t == 0 ? dw : s.ytmp.data() + (t - 1) * w_floats;
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < p.n; ++b) {
+      const float* xb = x + b * in_plane;
+      const float* dyb = dy + b * p.out_c * ohw;
+      const float* cb = xb;
+      if (!pointwise) {
+        im2col_cpu(p, xb, 1, col);
+        cb = col;
+      }
       for (int g = 0; g < p.group; ++g)
-        sgemm_cpu(true, false, kg, cols, og, 1.f, w + g * og * kg, kg, dyt + g * og * cols, cols, 0.f,
-                  col + g * kg * cols, cols);
-      col2im_cpu(p, col, b, beta, dx + n0 * p.c * p.h * p.w);
+        sgemm_cpu(false, true, og, kg, ohw, 1.f, dyb + g * og * ohw, ohw, cb + g * kg * ohw, ohw, 1.f,
+                  dwt + g * og * kg, kg);
+      if (dx != nullptr) {
+        float* dxb = dx + b * in_plane;
+        if (pointwise) {
+          // d(col) is dx itself.
+          for (int g = 0; g < p.group; ++g)
+            sgemm_cpu(true, false, kg, ohw, og, 1.f, w + g * og * kg, kg, dyb + g * og * ohw, ohw, beta,
+                      dxb + g * kg * ohw, ohw);
+        } else {
+          for (int g = 0; g < p.group; ++g)
+            sgemm_cpu(true, false, kg, ohw, og, 1.f, w + g * og * kg, kg, dyb + g * og * ohw, ohw, 0.f,
+                      col + g * kg * ohw, ohw);
+          col2im_cpu(p, col, 1, beta, dxb);
+        }
+      }
     }
   }
-  s.col_valid = false;
+  for (int t = 1; t < threads; ++t) {
+    const float* part = s.ytmp.data() + (t - 1) * w_floats;
+    for (int64_t i = 0; i < w_floats; ++i) dw[i] += part[i];
+  }
 }
 
 }  // namespace dropnet
