@@ -76,11 +76,7 @@ std::vector<std::string> engines() {
 }
 
 #if DROPNET_HAVE_CUDA
-Tensor on_device(const std::vector<float>& v) {
-  Tensor t(Shape{static_cast<int64_t>(v.size())}, Device::cuda());
-  t.from_host(v);
-  return t;
-}
+using testing::on_device;
 
 // ---- im2col / col2im: the same index maps on both backends, so equality is exact ----------------
 

@@ -16,11 +16,7 @@ namespace {
 using testing::all_close;
 using testing::random_vector;
 
-Tensor on_device(const std::vector<float>& v) {
-  Tensor t(Shape{static_cast<int64_t>(v.size())}, Device::cuda());
-  t.from_host(v);
-  return t;
-}
+using testing::on_device;
 
 DropinParams make(DropinMode mode, DropinUnit unit, int64_t n, int64_t c, int64_t hw, float p, bool sample,
                   uint32_t step) {

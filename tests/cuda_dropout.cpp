@@ -14,11 +14,7 @@ namespace {
 using testing::all_close;
 using testing::random_vector;
 
-Tensor on_device(const std::vector<float>& v) {
-  Tensor t(Shape{static_cast<int64_t>(v.size())}, Device::cuda());
-  t.from_host(v);
-  return t;
-}
+using testing::on_device;
 
 TEST(CudaDropout, MatchesCpuExactly) {
   DN_REQUIRE_CUDA();

@@ -21,11 +21,7 @@ namespace {
 using testing::all_close;
 using testing::random_vector;
 
-Tensor on_device(const std::vector<float>& v) {
-  Tensor t(Shape{static_cast<int64_t>(v.size())}, Device::cuda());
-  t.from_host(v);
-  return t;
-}
+using testing::on_device;
 
 std::string describe(const LrnParams& p) {
   return std::string(p.across_channels ? "across" : "within") + " n" + std::to_string(p.local_size) +

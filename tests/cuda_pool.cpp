@@ -20,11 +20,7 @@ namespace {
 using testing::all_close;
 using testing::random_vector;
 
-Tensor on_device(const std::vector<float>& v) {
-  Tensor t(Shape{static_cast<int64_t>(v.size())}, Device::cuda());
-  t.from_host(v);
-  return t;
-}
+using testing::on_device;
 
 // An int32 device buffer (argmax).
 struct DeviceInts {

@@ -17,11 +17,7 @@ namespace {
 using testing::all_close;
 using testing::random_vector;
 
-Tensor on_device(const std::vector<float>& v) {
-  Tensor t(Shape{static_cast<int64_t>(v.size())}, Device::cuda());
-  t.from_host(v);
-  return t;
-}
+using testing::on_device;
 
 struct Sizes {
   int64_t n, c, h, w, oc, oh, ow;

@@ -49,4 +49,10 @@ Tensor random_tensor(const Shape& s, uint64_t seed, float lo, float hi, Device d
 
 bool cuda_present() { return cuda_device_count() > 0; }
 
+Tensor on_device(const std::vector<float>& v, Device dev) {
+  Tensor t(Shape{static_cast<int64_t>(v.size())}, dev);
+  t.from_host(v);
+  return t;
+}
+
 }  // namespace dropnet::testing

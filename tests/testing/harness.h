@@ -24,6 +24,9 @@ Tensor random_tensor(const Shape& s, uint64_t seed, float lo = -1.f, float hi = 
 
 bool cuda_present();
 
+// A 1-D tensor holding `v` on `dev` (CUDA by default: the cuda_* tests' inputs).
+Tensor on_device(const std::vector<float>& v, Device dev = Device::cuda());
+
 }  // namespace dropnet::testing
 
 // First statement of every `cuda`-labelled test.
