@@ -44,7 +44,7 @@ def final_acc(tests):
     return tests[-1].get("accuracy") if tests else None
 
 
-rows = ["| run | final test accuracy | iterations to 80% of final | converged (>= %.0f%%) | note |" % (100 * a.converged),
+rows = [f"| run | final test accuracy | iterations to 80% of final | converged (>= {100 * a.converged:.0f}%) | note |",
         "|---|---|---|---|---|"]
 for name, (tests, trains, err) in runs.items():
     acc = final_acc(tests)
@@ -70,7 +70,10 @@ for g, members in groups.items():
         tests = runs[name][0]
         xs = [t["iter"] for t in tests if "accuracy" in t]
         ys = [t["accuracy"] for t in tests if "accuracy" in t]
-        ax.plot(xs, ys, marker=".", label="no DropIn" if label == "plain" else f"DropIn length {int(label[1:])}")
+        name_label = "no DropIn" if label == "plain" else f"DropIn length {int(label[1:])}"
+        if runs[name][2]:
+            name_label += f" (stopped at iteration {runs[name][1][-1]['iter'] if runs[name][1] else 0}: diverged)"
+        ax.plot(xs, ys, marker=".", label=name_label)
     ax.set_xlabel("iteration")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1)
