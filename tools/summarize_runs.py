@@ -71,8 +71,9 @@ for g, members in groups.items():
         xs = [t["iter"] for t in tests if "accuracy" in t]
         ys = [t["accuracy"] for t in tests if "accuracy" in t]
         name_label = "no DropIn" if label == "plain" else f"DropIn length {int(label[1:])}"
-        if runs[name][2]:
-            name_label += f" (stopped at iteration {runs[name][1][-1]['iter'] if runs[name][1] else 0}: diverged)"
+        stop = re.search(r"at iteration (\d+)", runs[name][2])
+        if stop:
+            name_label += f" (diverged at iteration {stop.group(1)})"
         ax.plot(xs, ys, marker=".", label=name_label)
     ax.set_xlabel("iteration")
     ax.set_ylabel("test accuracy")
