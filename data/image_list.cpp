@@ -114,6 +114,65 @@ std::string jpeg_huffman_problem(const std::vector<uint8_t>& b) {
       remaining -= 17 + n;
     }
   }
+  // stb also decodes with a Huffman table that no DHT has defined (uninitialized memory; upstream
+  // nothings/stb#1291): in stream order, every table a scan uses must have been defined before it.
+  unsigned defined[2] = {0, 0};  // bit th set: DC (0) / AC (1) table th defined
+  bool progressive = false;
+  size_t k = i + 1;
+  while (k + 3 < b.size()) {
+    if (b[k] != 0xff) {
+      ++k;
+      continue;
+    }
+    const int mk = b[k + 1];
+    if (mk == 0xff || mk == 0x00 || mk == 0x01 || (mk >= 0xd0 && mk <= 0xd8)) {
+      k += (mk == 0xff) ? 1 : 2;
+      continue;
+    }
+    if (mk == 0xd9) break;
+    const size_t len = static_cast<size_t>((b[k + 2] << 8) | b[k + 3]);
+    if (mk == 0xc2) progressive = true;
+    if (mk == 0xc4) {
+      size_t t = k + 4;
+      while (t + 17 <= k + 2 + len && t < b.size()) {
+        const int tc = at(t) >> 4, th = at(t) & 15;
+        if (tc > 1 || th > 3) break;
+        int n = 0;
+        for (int j = 1; j <= 16; ++j) n += at(t + j);
+        defined[tc] |= 1u << th;
+        t += 17 + static_cast<size_t>(n);
+      }
+    }
+    if (mk == 0xda) {
+      const int ns = at(k + 4);
+      const int ss = at(k + 5 + 2 * ns);
+      for (int c = 0; c < ns; ++c) {
+        const int sel = at(k + 6 + 2 * c);
+        const bool uses_dc = !progressive || ss == 0, uses_ac = !progressive || ss != 0;
+        if ((uses_dc && !(defined[0] & (1u << ((sel >> 4) & 3)))) || (uses_ac && !(defined[1] & (1u << (sel & 3)))))
+          return "JPEG scan uses a Huffman table that was never defined";
+      }
+    }
+    k += 2 + len;
+  }
+  return "";
+}
+
+// stb_image grows its IDAT buffer to the size a PNG chunk header claims before reading the chunk,
+// so a 200-byte file can make it allocate gigabytes (found by the libFuzzer harness). Every
+// chunk must fit in the file.
+std::string png_chunk_problem(const std::vector<uint8_t>& b) {
+  static const uint8_t kPng[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
+  if (b.size() < 8 || std::memcmp(b.data(), kPng, 8) != 0) return "";
+  size_t i = 8;
+  while (i + 8 <= b.size()) {
+    const uint64_t len = (static_cast<uint64_t>(b[i]) << 24) | (static_cast<uint64_t>(b[i + 1]) << 16) |
+                         (static_cast<uint64_t>(b[i + 2]) << 8) | b[i + 3];
+    if (len > b.size() - i - 8) return fmt::format("PNG chunk at byte {} claims {} bytes, the file has {}", i, len,
+                                                   b.size() - i - 8);
+    if (std::memcmp(b.data() + i + 4, "IEND", 4) == 0) return "";
+    i += 12 + static_cast<size_t>(len);  // length, type, data, crc
+  }
   return "";
 }
 
@@ -282,6 +341,7 @@ std::string ImageListDataset::decode(int64_t i, std::vector<uint8_t>& scratch, i
       static_cast<double>(pw) * static_cast<double>(ph) > static_cast<double>(opt_.max_pixels))
     return too_large(pw, ph);
   if (std::string why = jpeg_huffman_problem(bytes); !why.empty()) return "corrupt JPEG: " + why;
+  if (std::string why = png_chunk_problem(bytes); !why.empty()) return "corrupt PNG: " + why;
   int w = 0, h = 0, comp = 0;
   const int len = static_cast<int>(bytes.size());
   if (!stbi_info_from_memory(bytes.data(), len, &w, &h, &comp))

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harnesses (clang, ASan + UBSan) and runs each for a bounded time.
-# Usage: tools/run_fuzzers.sh [--seconds 60] [--seed 1] [--workdir DIR]   (--seed 0: random)
+# Usage: tools/run_fuzzers.sh [--seconds 60 | --runs N] [--seed 1] [--workdir DIR]   (--seed 0: random)
+# --runs with a fixed seed is deterministic (CI); --seconds depends on the machine's speed.
 # Exit 0 when no finding; non-zero (and the crashing input kept in WORKDIR) otherwise.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 seconds=60
+runs=""
 seed=1
 work="${TMPDIR:-/tmp}/dropnet-fuzz"
 while [ $# -gt 0 ]; do
@@ -12,6 +14,7 @@ while [ $# -gt 0 ]; do
     --seconds) seconds="$2"; shift 2 ;;
     --workdir) work="$2"; shift 2 ;;
     --seed) seed="$2"; shift 2 ;;
+    --runs) runs="$2"; shift 2 ;;
     *) echo "run_fuzzers.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -37,5 +40,7 @@ for fmt in ("PNG", "JPEG"):
     open(f"{out}/seed_{fmt.lower()}", "wb").write(b"\x00" + b.getvalue())
 open(f"{out}/seed_list", "wb").write(b"\x01a.jpg 1\nb.png 2\n")
 PY
-"$bin" "$work/corpus" -seed="$seed" -max_total_time="$seconds" -max_len=4096 -rss_limit_mb=2048 -timeout=10 \
+limit=(-max_total_time="$seconds")
+[ -n "$runs" ] && limit=(-runs="$runs")
+"$bin" "$work/corpus" -seed="$seed" "${limit[@]}" -max_len=4096 -rss_limit_mb=2048 -timeout=10 \
   -artifact_prefix="$work/" -print_final_stats=1 2>&1 | tail -n 25
