@@ -370,9 +370,13 @@ int MpiComm::local_size() const { return impl_->local_size; }
 bool MpiComm::process_failed() { return g_failed.load(); }
 void MpiComm::mark_process_failed() { g_failed = true; }
 
-void MpiComm::allreduce_sum(float* data, int64_t n, Device dev) {
+namespace {
+
+// A float collective on `n` values of `data` (host or CUDA memory, staged through the host), in
+// chunks of at most kMaxChunk (MPI counts are int); `post(ptr, count, comm, request)` posts one.
+template <typename ImplT, typename Post>
+void host_float_collective(ImplT& m, float* data, int64_t n, Device dev, const std::string& what, Post post) {
   if (n <= 0) return;
-  Impl& m = *impl_;
   std::vector<float> staging;
   float* host = data;
   if (dev.is_cuda()) {
@@ -384,12 +388,19 @@ void MpiComm::allreduce_sum(float* data, int64_t n, Device dev) {
   for (int64_t off = 0; off < n; off += kMaxChunk) {
     const int cnt = static_cast<int>(std::min(kMaxChunk, n - off));
     float* p = host + off;
-    ops.push_back(m.submit(describe(fmt::format("all-reduce of {} floats", n)), [p, cnt](MPI_Comm c, MPI_Request* r) {
-      return MPI_Iallreduce(MPI_IN_PLACE, p, cnt, MPI_FLOAT, MPI_SUM, c, r);
-    }));
+    ops.push_back(m.submit(what, [p, cnt, post](MPI_Comm c, MPI_Request* r) { return post(p, cnt, c, r); }));
   }
   for (auto& op : ops) m.wait(op);
   if (dev.is_cuda()) device_copy(data, dev, staging.data(), Device::cpu(), static_cast<size_t>(n) * sizeof(float));
+}
+
+}  // namespace
+
+void MpiComm::allreduce_sum(float* data, int64_t n, Device dev) {
+  host_float_collective(*impl_, data, n, dev, describe(fmt::format("all-reduce of {} floats", n)),
+                        [](float* p, int cnt, MPI_Comm c, MPI_Request* r) {
+                          return MPI_Iallreduce(MPI_IN_PLACE, p, cnt, MPI_FLOAT, MPI_SUM, c, r);
+                        });
 }
 
 void MpiComm::allreduce_sum_double(double* data, int64_t n) {
@@ -402,25 +413,10 @@ void MpiComm::allreduce_sum_double(double* data, int64_t n) {
 }
 
 void MpiComm::broadcast(float* data, int64_t n, Device dev) {
-  if (n <= 0) return;
-  Impl& m = *impl_;
-  std::vector<float> staging;
-  float* host = data;
-  if (dev.is_cuda()) {
-    staging.resize(static_cast<size_t>(n));
-    device_copy(staging.data(), Device::cpu(), data, dev, static_cast<size_t>(n) * sizeof(float));
-    host = staging.data();
-  }
-  std::vector<OpPtr> ops;
-  for (int64_t off = 0; off < n; off += kMaxChunk) {
-    const int cnt = static_cast<int>(std::min(kMaxChunk, n - off));
-    float* p = host + off;
-    ops.push_back(m.submit(describe(fmt::format("broadcast of {} floats from rank 0", n)), [p, cnt](MPI_Comm c, MPI_Request* r) {
-      return MPI_Ibcast(p, cnt, MPI_FLOAT, 0, c, r);
-    }));
-  }
-  for (auto& op : ops) m.wait(op);
-  if (dev.is_cuda()) device_copy(data, dev, staging.data(), Device::cpu(), static_cast<size_t>(n) * sizeof(float));
+  host_float_collective(*impl_, data, n, dev, describe(fmt::format("broadcast of {} floats from rank 0", n)),
+                        [](float* p, int cnt, MPI_Comm c, MPI_Request* r) {
+                          return MPI_Ibcast(p, cnt, MPI_FLOAT, 0, c, r);
+                        });
 }
 
 void MpiComm::broadcast_bytes(void* data, int64_t bytes, const std::string& what) {
