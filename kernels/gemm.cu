@@ -1,17 +1,13 @@
 // CUDA SGEMM, row-major (kernels/gemm.h): a hand-written tiled kernel and the cuBLAS wrapper.
 //
-// sgemm_cuda computes C row-major directly (no C^T trick): a block of 256 threads owns a BM x BN
-// tile of C (128 x 128, 8 x 8 per thread; 64 x 64, 4 x 4 per thread when the 128-tile grid would
-// leave SMs idle) and walks K in steps of BK = 8 with double-buffered shared memory: the global
-// loads of step t + 1 are issued before the FMAs of step t and land in the other buffer, one
-// __syncthreads per step. Both operands are stored k-major in shared memory (As[k][i], Bs[k][j]),
-// so each thread reads its 4-wide row and column fragments as float4. Global loads are float4
-// along the contiguous dimension of the stored matrix when the pointer is 16-byte aligned and the
-// leading dimension a multiple of 4 (the host picks the instantiation), scalar with bounds checks
-// otherwise and at edges; transposed layouts are transposed on the way into shared memory.
-// When the grid is small and K long (weight gradients: 20 x 25 x 36864), K is split over
-// grid.z into partial tiles in a stream-ordered workspace, summed in a fixed order by a second
-// kernel: deterministic, unlike atomics.
+// sgemm_cuda computes C row-major directly (no C^T trick) with the block-level tile machinery of
+// gemm_tile.cuh: 128 x 128 tiles (8 x 8 per thread), or 64 x 64 (4 x 4) when the 128-tile grid
+// would leave SMs idle. Global loads are float4 along the contiguous dimension of the stored
+// matrix when the pointer is 16-byte aligned and the leading dimension a multiple of 4 (the host
+// picks the instantiation), scalar with bounds checks otherwise and at edges; transposed layouts
+// are transposed on the way into shared memory. When the grid is small and K long (weight
+// gradients: 20 x 25 x 36864), K is split over grid.z into partial tiles in a stream-ordered
+// workspace, summed in a fixed order by a second kernel: deterministic, unlike atomics.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -23,205 +19,16 @@
 #include "core/cuda_check.h"
 #include "kernels/cublas_check.h"
 #include "kernels/gemm.h"
+#include "kernels/gemm_tile.cuh"
 
 namespace dropnet {
 
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kBk = 8;
-constexpr int kPad = 4;  // shared-memory row padding: keeps float4 alignment, breaks bank conflicts
-
-// Loads of one operand tile (ROWS x kBk of op(X), ROWS along M or N) into registers.
-// K_CONTIG: the stored matrix is contiguous along k (A not transposed, B transposed).
-template <int ROWS, bool K_CONTIG, bool VEC>
-struct TileLoader {
-  static constexpr int kVec4 = ROWS * kBk / 4;                     // float4 slots in a tile
-  static constexpr int kPerThread = (kVec4 + kThreads - 1) / kThreads;
-  float4 reg[kPerThread];
-
-  // x: stored matrix, ld: its row stride; rows [r0, r_end) of op(X)'s M/N dim, k in [k0, k_end).
-  __device__ __forceinline__ void load(const float* __restrict__ x, int64_t ld, int r0, int r_end, int k0,
-                                       int k_end) {
-#pragma unroll
-    for (int s = 0; s < kPerThread; ++s) {
-      const int f = threadIdx.x + s * kThreads;
-      float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-      if (f < kVec4) {
-        int r, k;
-        if (K_CONTIG) {  // 4 consecutive k of one row
-          r = r0 + f / (kBk / 4);
-          k = k0 + (f % (kBk / 4)) * 4;
-        } else {  // 4 consecutive rows of one k
-          k = k0 + f / (ROWS / 4);
-          r = r0 + (f % (ROWS / 4)) * 4;
-        }
-        if (K_CONTIG) {
-          if (r < r_end) {
-            const float* p = x + int64_t(r) * ld + k;
-            if (VEC && k + 3 < k_end) {
-              v = *reinterpret_cast<const float4*>(p);
-            } else {
-              if (k + 0 < k_end) v.x = p[0];
-              if (k + 1 < k_end) v.y = p[1];
-              if (k + 2 < k_end) v.z = p[2];
-              if (k + 3 < k_end) v.w = p[3];
-            }
-          }
-        } else {
-          if (k < k_end) {
-            const float* p = x + int64_t(k) * ld + r;
-            if (VEC && r + 3 < r_end) {
-              v = *reinterpret_cast<const float4*>(p);
-            } else {
-              if (r + 0 < r_end) v.x = p[0];
-              if (r + 1 < r_end) v.y = p[1];
-              if (r + 2 < r_end) v.z = p[2];
-              if (r + 3 < r_end) v.w = p[3];
-            }
-          }
-        }
-      }
-      reg[s] = v;
-    }
-  }
-
-  // Into shared memory laid out [kBk][ROWS + kPad].
-  __device__ __forceinline__ void store(float* __restrict__ sm) const {
-#pragma unroll
-    for (int s = 0; s < kPerThread; ++s) {
-      const int f = threadIdx.x + s * kThreads;
-      if (f >= kVec4) continue;
-      if (K_CONTIG) {
-        const int r = f / (kBk / 4), k = (f % (kBk / 4)) * 4;
-        sm[(k + 0) * (ROWS + kPad) + r] = reg[s].x;
-        sm[(k + 1) * (ROWS + kPad) + r] = reg[s].y;
-        sm[(k + 2) * (ROWS + kPad) + r] = reg[s].z;
-        sm[(k + 3) * (ROWS + kPad) + r] = reg[s].w;
-      } else {
-        const int k = f / (ROWS / 4), r = (f % (ROWS / 4)) * 4;
-        *reinterpret_cast<float4*>(sm + k * (ROWS + kPad) + r) = reg[s];
-      }
-    }
-  }
-};
-
-// C tile = alpha * op(A) op(B) over k in [z * k_per_split, ...) + beta * C. Thread (ty, tx) of
-// the 16 x 16 grid owns rows g*64 + ty*4 + [0, 4) and columns h*64 + tx*4 + [0, 4).
-template <int BM, int BN, bool TA, bool TB, bool VA, bool VB>
-__global__ void __launch_bounds__(kThreads)
-    sgemm_tiled_kernel(int m, int n, int k, int k_per_split, float alpha, const float* __restrict__ a,
-                       int64_t lda, const float* __restrict__ b, int64_t ldb, float beta, float* __restrict__ c,
-                       int64_t ldc, int64_t split_stride, bool vec_c) {
-  static_assert(BM % 64 == 0 && BN % 64 == 0, "tiles are multiples of 64");
-  constexpr int GM = BM / 64, GN = BN / 64;  // 4-row / 4-column groups per thread
-  __shared__ __align__(16) float as[2][kBk][BM + kPad];
-  __shared__ __align__(16) float bs[2][kBk][BN + kPad];
-
-  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-  const int i0 = blockIdx.y * BM, j0 = blockIdx.x * BN;
-  const int k_begin = blockIdx.z * k_per_split;
-  const int k_end = min(k, k_begin + k_per_split);
-  c += blockIdx.z * split_stride;
-
-  TileLoader<BM, !TA, VA> la;
-  TileLoader<BN, TB, VB> lb;
-  float acc[GM * 4][GN * 4];
-#pragma unroll
-  for (int r = 0; r < GM * 4; ++r)
-#pragma unroll
-    for (int q = 0; q < GN * 4; ++q) acc[r][q] = 0.f;
-
-  int buf = 0;
-  if (k_begin < k_end) {
-    la.load(a, lda, i0, m, k_begin, k_end);
-    lb.load(b, ldb, j0, n, k_begin, k_end);
-    la.store(&as[0][0][0]);
-    lb.store(&bs[0][0][0]);
-  }
-  __syncthreads();
-  for (int k0 = k_begin; k0 < k_end; k0 += kBk) {
-    const bool has_next = k0 + kBk < k_end;
-    if (has_next) {  // in flight while this step's FMAs run
-      la.load(a, lda, i0, m, k0 + kBk, k_end);
-      lb.load(b, ldb, j0, n, k0 + kBk, k_end);
-    }
-#pragma unroll
-    for (int kk = 0; kk < kBk; ++kk) {
-      float fa[GM * 4], fb[GN * 4];
-#pragma unroll
-      for (int g = 0; g < GM; ++g) {
-        const float4 v = *reinterpret_cast<const float4*>(&as[buf][kk][g * 64 + ty * 4]);
-        fa[g * 4 + 0] = v.x;
-        fa[g * 4 + 1] = v.y;
-        fa[g * 4 + 2] = v.z;
-        fa[g * 4 + 3] = v.w;
-      }
-#pragma unroll
-      for (int h = 0; h < GN; ++h) {
-        const float4 v = *reinterpret_cast<const float4*>(&bs[buf][kk][h * 64 + tx * 4]);
-        fb[h * 4 + 0] = v.x;
-        fb[h * 4 + 1] = v.y;
-        fb[h * 4 + 2] = v.z;
-        fb[h * 4 + 3] = v.w;
-      }
-#pragma unroll
-      for (int r = 0; r < GM * 4; ++r)
-#pragma unroll
-        for (int q = 0; q < GN * 4; ++q) acc[r][q] = fmaf(fa[r], fb[q], acc[r][q]);
-    }
-    if (has_next) {
-      la.store(&as[buf ^ 1][0][0]);
-      lb.store(&bs[buf ^ 1][0][0]);
-    }
-    __syncthreads();
-    buf ^= 1;
-  }
-
-#pragma unroll
-  for (int g = 0; g < GM; ++g)
-#pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const int i = i0 + g * 64 + ty * 4 + r;
-      if (i >= m) continue;
-      float* crow = c + int64_t(i) * ldc;
-#pragma unroll
-      for (int h = 0; h < GN; ++h) {
-        const int j = j0 + h * 64 + tx * 4;
-        float v[4];
-#pragma unroll
-        for (int q = 0; q < 4; ++q) v[q] = acc[g * 4 + r][h * 4 + q];
-        if (vec_c && j + 3 < n) {
-          float4 out = make_float4(alpha * v[0], alpha * v[1], alpha * v[2], alpha * v[3]);
-          if (beta != 0.f) {
-            const float4 old = *reinterpret_cast<const float4*>(crow + j);
-            out.x = fmaf(beta, old.x, out.x);
-            out.y = fmaf(beta, old.y, out.y);
-            out.z = fmaf(beta, old.z, out.z);
-            out.w = fmaf(beta, old.w, out.w);
-          }
-          *reinterpret_cast<float4*>(crow + j) = out;
-        } else {
-#pragma unroll
-          for (int q = 0; q < 4; ++q)
-            if (j + q < n) crow[j + q] = beta == 0.f ? alpha * v[q] : fmaf(beta, crow[j + q], alpha * v[q]);
-        }
-      }
-    }
-}
-
-// C = alpha * sum_s partial[s] + beta * C; the partials are dense m x n, `splits` of them.
-__global__ void splitk_reduce_kernel(int64_t m, int64_t n, int splits, const float* __restrict__ partial,
-                                     float alpha, float beta, float* __restrict__ c, int64_t ldc) {
-  const int64_t total = m * n;
-  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total;
-       idx += int64_t(gridDim.x) * blockDim.x) {
-    float s = 0.f;
-    for (int z = 0; z < splits; ++z) s += partial[z * total + idx];
-    float* p = c + (idx / n) * ldc + idx % n;
-    *p = beta == 0.f ? alpha * s : fmaf(beta, *p, alpha * s);
-  }
-}
+using tile::kBk;
+using tile::kThreads;
+using tile::sgemm_tiled_kernel;
+using tile::splitk_reduce_kernel;
 
 // C = beta * C (k == 0 or alpha == 0); beta == 0 writes zeros without reading C.
 __global__ void scale_kernel(int64_t m, int64_t n, float beta, float* __restrict__ c, int64_t ldc) {
