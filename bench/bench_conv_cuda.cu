@@ -1,18 +1,19 @@
 // CUDA convolution throughput on the conv layers of AlexNet (batch 256) and VGG16 (batch 64):
-// the native engine (im2col + the hand-written SGEMM), cublas (im2col + cuBLAS) and cudnn, each
-// through the production entry points (conv_forward_cuda / conv_backward_cuda / *_cudnn).
+// the native engine's two algorithms, native (implicit GEMM, conv_*_igemm_cuda: the default) and
+// im2col (im2col + the hand-written SGEMM), cublas (im2col + cuBLAS) and cudnn, each through the
+// production entry points.
 //
 // Per shape and engine three timings (CUDA events on the compute stream, one untimed warm-up that
 // also runs cuDNN's algorithm search):
 //   fwd         y = conv(x, w) + b
 //   bwd_filter  dw += ..., db += ... (dx not needed: a first layer's backward)
 //   bwd_all     dx, dw and db
-// backward-data is derived as bwd_all - bwd_filter in the table printed at the end (the native
+// backward-data is derived as bwd_all - bwd_filter in the table printed at the end (the im2col
 // backward computes dw and dx in one pass over each chunk, so there is no dx-only entry point).
 // GFLOP/s counts 2 * N * out_c * out_h * out_w * (c / group) * kh * kw per direction.
 //
 // Own flags (before Google Benchmark's): --batch_alexnet=N (256), --batch_vgg=N (64),
-// --nets=alexnet,vgg16, --engines=native,cublas,cudnn. Without a GPU it prints a message and exits 0.
+// --nets=alexnet,vgg16, --engines=native,im2col,cublas,cudnn. Without a GPU it prints a message and exits 0.
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 
@@ -132,6 +133,11 @@ void run_conv(Buffers& b, const ConvParams& p, const std::string& engine, Dir d,
     return;
   }
 #endif
+  if (engine == "native") {
+    if (d == Dir::Fwd) conv_forward_igemm_cuda(p, b.x.data(), b.w.data(), b.b.data(), b.y.data(), s);
+    else conv_backward_igemm_cuda(p, b.x.data(), b.w.data(), b.dy.data(), b.dw.data(), b.db.data(), 0.f, dx, s);
+    return;
+  }
   if (d == Dir::Fwd) conv_forward_cuda(p, b.x.data(), b.w.data(), b.b.data(), b.y.data(), b.scratch, cublas, s);
   else conv_backward_cuda(p, b.x.data(), b.w.data(), b.dy.data(), b.dw.data(), b.db.data(), 0.f, dx, b.scratch,
                           cublas, s);
@@ -241,7 +247,7 @@ int main(int argc, char** argv) {
   const int64_t batch_alexnet = std::stoll(take_flag(&argc, argv, "batch_alexnet", "256"));
   const int64_t batch_vgg = std::stoll(take_flag(&argc, argv, "batch_vgg", "64"));
   const std::vector<std::string> nets = split(take_flag(&argc, argv, "nets", "alexnet,vgg16"));
-  std::vector<std::string> engines = split(take_flag(&argc, argv, "engines", "native,cublas,cudnn"));
+  std::vector<std::string> engines = split(take_flag(&argc, argv, "engines", "native,im2col,cublas,cudnn"));
   if (cuda_device_count() == 0) {
     std::printf("bench_conv_cuda: no CUDA device present, nothing to measure\n");
     return 0;
@@ -254,8 +260,8 @@ int main(int argc, char** argv) {
     engines = kept;
   }
   for (const std::string& e : engines)
-    if (e != "native" && e != "cublas" && e != "cudnn") {
-      std::fprintf(stderr, "bench_conv_cuda: unknown engine '%s' (native, cublas, cudnn)\n", e.c_str());
+    if (e != "native" && e != "im2col" && e != "cublas" && e != "cudnn") {
+      std::fprintf(stderr, "bench_conv_cuda: unknown engine '%s' (native, im2col, cublas, cudnn)\n", e.c_str());
       return 2;
     }
   cudaDeviceProp prop{};

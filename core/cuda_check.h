@@ -27,4 +27,14 @@ inline unsigned grid_for(long long n, int block = 256) {
   if (g > 65535LL * 8) g = 65535LL * 8;
   return static_cast<unsigned>(g);
 }
+
+// Multiprocessor count of the current device (queried once per device).
+int current_sm_count();
+
+// Stream-ordered scratch (split-K partial tiles) from the current device's pool: cudaMallocAsync
+// on `s`, freed on `s` once the kernels that use it are queued, so it is safe on any stream. The
+// pool keeps its memory (release threshold raised once per device): steady state does not return
+// to the driver.
+void* stream_scratch_alloc(size_t bytes, cudaStream_t s);
+void stream_scratch_free(void* p, cudaStream_t s);
 }  // namespace dropnet

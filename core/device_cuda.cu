@@ -1,5 +1,6 @@
 // CUDA memory: a caching allocator (freed blocks are kept in size-keyed free lists and reused,
 // so steady-state training never calls cudaMalloc), the compute stream and copies.
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -116,5 +117,40 @@ void cuda_copy(void* dst, bool dst_dev, const void* src, bool src_dev, size_t by
 void cuda_sync() { DN_CUDA_CHECK(cudaStreamSynchronize(cuda_stream())); }
 size_t cuda_bytes_in_use() { return allocator().in_use; }
 size_t cuda_bytes_cached() { return allocator().cached; }
+
+int current_sm_count() {
+  static std::mutex mu;
+  static std::vector<int> counts;
+  int device = 0;
+  DN_CUDA_CHECK(cudaGetDevice(&device));
+  std::lock_guard<std::mutex> lock(mu);
+  if (device >= int(counts.size())) counts.resize(device + 1, 0);
+  if (counts[device] == 0)
+    DN_CUDA_CHECK(cudaDeviceGetAttribute(&counts[device], cudaDevAttrMultiProcessorCount, device));
+  return counts[device];
+}
+
+void* stream_scratch_alloc(size_t bytes, cudaStream_t s) {
+  static std::mutex mu;
+  static std::vector<bool> kept;
+  int device = 0;
+  DN_CUDA_CHECK(cudaGetDevice(&device));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (device >= int(kept.size())) kept.resize(device + 1, false);
+    if (!kept[device]) {
+      cudaMemPool_t pool;
+      DN_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+      uint64_t threshold = UINT64_MAX;
+      DN_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+      kept[device] = true;
+    }
+  }
+  void* p = nullptr;
+  DN_CUDA_CHECK(cudaMallocAsync(&p, bytes, s));
+  return p;
+}
+
+void stream_scratch_free(void* p, cudaStream_t s) { DN_CUDA_CHECK(cudaFreeAsync(p, s)); }
 
 }  // namespace dropnet

@@ -1,6 +1,6 @@
 // 2-D convolution (cross-correlation, Caffe semantics): weights (out_c, c / group, kh, kw).
-// Native path = im2col + SGEMM: image by image on the CPU (threads over images), over chunks of
-// images on CUDA.
+// Native paths: im2col + SGEMM image by image on the CPU (threads over images); on CUDA implicit
+// GEMM (default) or im2col + SGEMM over chunks of images.
 #pragma once
 
 #include <cstdint>
@@ -40,6 +40,12 @@ void conv_forward_cuda(const ConvParams& p, const float* x, const float* w, cons
                        ConvScratch& s, bool use_cublas, Stream stream);
 void conv_backward_cuda(const ConvParams& p, const float* x, const float* w, const float* dy, float* dw, float* db,
                         float beta, float* dx, ConvScratch& s, bool use_cublas, Stream stream);
+// Implicit-GEMM convolution (conv_igemm.cuh): operand tiles gathered from x / dy / w, no column
+// buffer, bias fused into the forward epilogue. Same contract as the im2col path.
+void conv_forward_igemm_cuda(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
+                             Stream stream);
+void conv_backward_igemm_cuda(const ConvParams& p, const float* x, const float* w, const float* dy, float* dw,
+                              float* db, float beta, float* dx, Stream stream);
 #endif
 
 }  // namespace dropnet

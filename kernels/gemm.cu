@@ -78,33 +78,6 @@ void dispatch_tiled(bool ta, bool tb, bool va, bool vb, dim3 grid, cudaStream_t 
 #undef DN_GEMM_CASE
 }
 
-int sm_count(int device) {
-  static std::mutex mu;
-  static std::vector<int> counts;
-  std::lock_guard<std::mutex> lock(mu);
-  if (device >= int(counts.size())) counts.resize(device + 1, 0);
-  if (counts[device] == 0)
-    DN_CUDA_CHECK(cudaDeviceGetAttribute(&counts[device], cudaDevAttrMultiProcessorCount, device));
-  return counts[device];
-}
-
-// The split-K workspace comes from the device's stream-ordered pool (cudaMallocAsync on the
-// GEMM's stream, freed on it after the reduction), so it is safe whatever stream is used; the
-// pool keeps its memory (release threshold raised once per device) so steady state does not
-// return to the driver.
-void keep_pool_memory(int device) {
-  static std::mutex mu;
-  static std::vector<bool> done;
-  std::lock_guard<std::mutex> lock(mu);
-  if (device >= int(done.size())) done.resize(device + 1, false);
-  if (done[device]) return;
-  cudaMemPool_t pool;
-  DN_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
-  uint64_t threshold = UINT64_MAX;
-  DN_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
-  done[device] = true;
-}
-
 void check_args(const char* who, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                 const float* b, int64_t ldb, const float* c, int64_t ldc) {
   DN_CHECK(m >= 0 && n >= 0 && k >= 0, "{}: negative size m={} n={} k={}", who, m, n, k);
@@ -131,9 +104,7 @@ void sgemm_cuda(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
     DN_CUDA_LAUNCH_CHECK();
     return;
   }
-  int device = 0;
-  DN_CUDA_CHECK(cudaGetDevice(&device));
-  const int sms = sm_count(device);
+  const int sms = current_sm_count();
 
   // float4 loads need 16-byte aligned rows: aligned base and a leading dimension divisible by 4.
   const bool va = aligned16(a) && lda % 4 == 0;
@@ -163,8 +134,7 @@ void sgemm_cuda(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
   float out_alpha = alpha, out_beta = beta;
   bool out_vec = vc;
   if (splits > 1) {
-    keep_pool_memory(device);
-    DN_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&out), sizeof(float) * splits * m * n, s));
+    out = static_cast<float*>(stream_scratch_alloc(sizeof(float) * splits * m * n, s));
     out_ld = n;
     split_stride = m * n;
     out_alpha = 1.f;
@@ -182,7 +152,7 @@ void sgemm_cuda(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
   if (splits > 1) {
     splitk_reduce_kernel<<<grid_for(m * n), 256, 0, s>>>(m, n, splits, out, alpha, beta, c, ldc);
     DN_CUDA_LAUNCH_CHECK();
-    DN_CUDA_CHECK(cudaFreeAsync(out, s));
+    stream_scratch_free(out, s);
   }
 }
 

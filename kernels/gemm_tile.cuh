@@ -221,8 +221,9 @@ __global__ void __launch_bounds__(kThreads)
 
 // C = alpha * sum_s partial[s] + beta * C, summed in split order (deterministic); the partials
 // are dense m x n, `splits` of them.
-__global__ void splitk_reduce_kernel(int64_t m, int64_t n, int splits, const float* __restrict__ partial,
-                                     float alpha, float beta, float* __restrict__ c, int64_t ldc) {
+// static: a non-template kernel defined in a header included by several .cu files.
+static __global__ void splitk_reduce_kernel(int64_t m, int64_t n, int splits, const float* __restrict__ partial,
+                                            float alpha, float beta, float* __restrict__ c, int64_t ldc) {
   const int64_t total = m * n;
   for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < total;
        idx += int64_t(gridDim.x) * blockDim.x) {

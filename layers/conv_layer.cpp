@@ -1,6 +1,7 @@
 // conv: 2-D convolution, Caffe semantics. Keys: num_output, kernel, stride (1), pad (0), group (1),
-// bias (true), weight_filler, bias_filler, lr_mult, decay_mult. Engines: native, cublas (im2col +
-// cuBLAS), cudnn (when built with cuDNN).
+// bias (true), weight_filler, bias_filler, lr_mult, decay_mult, algo (implicit_gemm | im2col: the
+// native engine's CUDA algorithm). Engines: native (CPU: im2col + SGEMM per image; CUDA: implicit
+// GEMM by default, or im2col + the hand-written SGEMM), cublas (im2col + cuBLAS), cudnn.
 #include <fmt/format.h>
 
 #include "core/error.h"
@@ -27,6 +28,7 @@ class ConvLayer : public Layer {
     bias_filler_ = parse_filler(cfg.optional_child("bias_filler"));
     read_param_mults(cfg, &lr_mult_cfg_, &decay_mult_cfg_);
     if (num_output_ % group_ != 0) cfg.fail("group", fmt::format("num_output {} is not divisible by group {}", num_output_, group_));
+    implicit_gemm_ = cfg.get_choice("algo", {"implicit_gemm", "im2col"}, "implicit_gemm") == "implicit_gemm";
     if (info_.engine == "cudnn" && !cudnn_compiled())
       cfg.fail("engine", "conv: engine 'cudnn' is not available: this build has no cuDNN (configure with "
                          "-DDROPNET_CUDNN=ON where cuDNN is installed, or use native or cublas)");
@@ -60,6 +62,12 @@ class ConvLayer : public Layer {
       return;
     }
 #endif
+#if DROPNET_HAVE_CUDA
+    if (device().is_cuda() && info_.engine == "native" && implicit_gemm_) {
+      conv_forward_igemm_cuda(p_, x, w, bias, y, cuda_stream());
+      return;
+    }
+#endif
     DN_DISPATCH(device(), conv_forward_cpu(p_, x, w, bias, y, scratch_),
                 conv_forward_cuda(p_, x, w, bias, y, scratch_, info_.engine == "cublas", cuda_stream()));
   }
@@ -78,6 +86,12 @@ class ConvLayer : public Layer {
       return;
     }
 #endif
+#if DROPNET_HAVE_CUDA
+    if (device().is_cuda() && info_.engine == "native" && implicit_gemm_) {
+      conv_backward_igemm_cuda(p_, x, w, dy, dw, db, bg[0].beta, dx, cuda_stream());
+      return;
+    }
+#endif
     DN_DISPATCH(device(), conv_backward_cpu(p_, x, w, dy, dw, db, bg[0].beta, dx, scratch_),
                 conv_backward_cuda(p_, x, w, dy, dw, db, bg[0].beta, dx, scratch_, info_.engine == "cublas",
                                    cuda_stream()));
@@ -91,6 +105,7 @@ class ConvLayer : public Layer {
   int64_t num_output_;
   int kh_, kw_, sh_, sw_, ph_, pw_, group_;
   bool bias_;
+  bool implicit_gemm_;
   FillerSpec weight_filler_, bias_filler_;
   ConvParams p_{};
   ConvScratch scratch_;

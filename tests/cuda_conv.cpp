@@ -62,15 +62,17 @@ ConvParams params_of(const ConvCase& k) {
                     conv_out_size(k.w, k.kw, k.sw, k.pw), k.kh, k.kw, k.sh, k.sw, k.ph, k.pw, k.group};
 }
 
+// engine: native (implicit GEMM on CUDA), native_im2col (engine native, algo im2col), cublas, cudnn.
 std::string layer_yaml(const ConvCase& k, const std::string& engine) {
+  const std::string e = engine == "native_im2col" ? "native, algo: im2col" : engine;
   return fmt::format(
       "{{name: conv, type: conv, bottom: x, top: y, num_output: {}, kernel: [{}, {}], stride: [{}, {}], pad: [{}, {}], "
       "group: {}, bias: {}, engine: {}}}",
-      k.out, k.kh, k.kw, k.sh, k.sw, k.ph, k.pw, k.group, k.bias ? "true" : "false", engine);
+      k.out, k.kh, k.kw, k.sh, k.sw, k.ph, k.pw, k.group, k.bias ? "true" : "false", e);
 }
 
 std::vector<std::string> engines() {
-  std::vector<std::string> e = {"native", "cublas"};
+  std::vector<std::string> e = {"native", "native_im2col", "cublas"};
   if (cudnn_compiled()) e.push_back("cudnn");
   return e;
 }

@@ -97,6 +97,7 @@ std::vector<BadCase> bad_cases() {
       {"bad_filler", replace(b, "kernel: 3}", "kernel: 3, weight_filler: {type: xaviar}}"), {},
        {"weight_filler.type", "'xaviar' is not one of"}},
       {"engine_on_cpu", replace(b, "kernel: 3}", "kernel: 3, engine: cudnn}"), {}, {"engine 'cudnn' needs a CUDA device"}},
+      {"bad_conv_algo", replace(b, "kernel: 3}", "kernel: 3, algo: winograd}"), {}, {"algo", "'winograd' is not one of"}},
   };
 }
 
