@@ -11,6 +11,46 @@ __global__ void sgd_kernel(int64_t n, float lr, float momentum, float wd, float*
     sgd_step(w + i, g + i, v + i, lr, momentum, wd);
 }
 
+// The segment table goes through shared memory in tiles: each block loads a tile, rounding every
+// segment's rates from double once per block instead of once per element, then runs its
+// grid-stride loop over that tile's part of the arena and finds an element's segment by binary
+// search. One tile holds the parameters of every net in configs/; more only means more tiles.
+constexpr int kSegTile = 512;
+
+__global__ void sgd_arena_kernel(const SgdSegment* segs, int nsegs, double lr, float momentum, double wd,
+                                 float grad_scale, float clip_scale, float* w, float* g, float* v) {
+  __shared__ int64_t begin[kSegTile], end[kSegTile];
+  __shared__ float seg_lr[kSegTile], seg_wd[kSegTile];
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  const int64_t first = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  for (int t0 = 0; t0 < nsegs; t0 += kSegTile) {
+    const int nt = min(kSegTile, nsegs - t0);
+    __syncthreads();  // every thread is done with the previous tile
+    for (int k = threadIdx.x; k < nt; k += blockDim.x) {
+      const SgdSegment s = segs[t0 + k];
+      begin[k] = s.offset;
+      end[k] = s.offset + s.count;
+      seg_lr[k] = static_cast<float>(lr * s.lr_mult);
+      seg_wd[k] = static_cast<float>(wd * s.decay_mult);
+    }
+    __syncthreads();
+    const int64_t lo = begin[0], hi = end[nt - 1];
+    int64_t i = first;
+    if (i < lo) i += (lo - i + stride - 1) / stride * stride;  // this thread's first index in the tile
+    for (; i < hi; i += stride) {
+      int a = 0, b = nt - 1;  // the last segment that begins at or before i
+      while (a < b) {
+        const int m = (a + b + 1) / 2;
+        if (begin[m] <= i)
+          a = m;
+        else
+          b = m - 1;
+      }
+      if (i < end[a]) sgd_scaled_step(w + i, g + i, v + i, seg_lr[a], momentum, seg_wd[a], grad_scale, clip_scale);
+    }
+  }
+}
+
 __global__ void scale_kernel(int64_t n, float a, float* x) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     x[i] *= a;
@@ -60,6 +100,14 @@ double reduce(int64_t n, const float* x, int mode, Stream stream) {
 void sgd_update_cuda(int64_t n, float lr, float momentum, float weight_decay, float* w, float* g, float* v,
                      Stream stream) {
   sgd_kernel<<<grid_for(n), 256, 0, stream>>>(n, lr, momentum, weight_decay, w, g, v);
+  DN_CUDA_LAUNCH_CHECK();
+}
+
+void sgd_update_arena_cuda(const SgdSegment* device_segs, int nsegs, int64_t n, double lr, float momentum,
+                           double weight_decay, float grad_scale, float clip_scale, float* w, float* g, float* v,
+                           Stream stream) {
+  sgd_arena_kernel<<<grid_for(n), 256, 0, stream>>>(device_segs, nsegs, lr, momentum, weight_decay, grad_scale,
+                                                    clip_scale, w, g, v);
   DN_CUDA_LAUNCH_CHECK();
 }
 

@@ -14,4 +14,28 @@ DN_HD void sgd_step(float* w, float* g, float* v, float lr, float momentum, floa
   *w -= vel;
 }
 
+// A product rounded to float on its own, never contracted into an FMA with the add it feeds
+// (nvcc contracts by default). On the host GCC leaves the products of sgd_scaled_step alone
+// behind their branches; Sgd.ArenaUpdateEqualsPerParameterLoop pins that bit for bit.
+DN_HD float mul_rounded(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+// The fused arena update for one element (sgd_update_arena_*): the gradient scaled by
+// 1 / (iter_size * world), then by the clipping factor, then sgd_step. The two products are
+// rounded on their own, as the separate scale passes this replaces rounded them; each is skipped
+// at 1, where it is exact anyway.
+DN_HD void sgd_scaled_step(float* w, float* g, float* v, float lr, float momentum, float weight_decay, float grad_scale,
+                           float clip_scale) {
+  float grad = *g;
+  if (grad_scale != 1.f) grad = mul_rounded(grad, grad_scale);
+  if (clip_scale != 1.f) grad = mul_rounded(grad, clip_scale);
+  *g = grad;
+  sgd_step(w, g, v, lr, momentum, weight_decay);
+}
+
 }  // namespace dropnet

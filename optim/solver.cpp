@@ -109,6 +109,7 @@ Solver::Solver(const LoadedConfig& cfg, const SolverOptions& opts) : opts_(opts)
     auto& range = layer_grad_range_[static_cast<size_t>(r.layer)];
     if (range.first == range.second) range = {r.offset, r.offset + r.count};
     range = {std::min(range.first, r.offset), std::max(range.second, r.offset + r.count)};
+    segments_.push_back({r.offset, r.count, r.lr_mult, r.decay_mult});
   }
   if (opts.reducer && opts.reducer->world() > 1)
     opts.reducer->broadcast(train_->param_values().data(), train_->param_values().count(), opts.device);
@@ -166,35 +167,33 @@ void Solver::backward_and_reduce(const RunContext& ctx) {
 }
 
 void Solver::apply_update() {
-  Tensor& w = train_->param_values();
   Tensor& g = train_->param_grads();
-  const int64_t total = g.count();
   // One scaling: the mean over iter_size sub-batches and (summed by the reducer) over ranks.
   const int64_t div = cfg_.iter_size * (opts_.reducer ? opts_.reducer->world() : 1);
-  if (div > 1) {
-    const float inv = 1.f / static_cast<float>(div);
-    DN_DISPATCH(opts_.device, scale_cpu(total, inv, g.data()), scale_cuda(total, inv, g.data(), cuda_stream()));
-  }
+  float grad_scale = div > 1 ? 1.f / static_cast<float>(div) : 1.f, clip_scale = 1.f;
   if (cfg_.clip_gradients > 0) {
+    // The clipping norm is that of the scaled gradients: with clipping on, the scaling stays a
+    // pass of its own, ahead of the norm (the fused update then scales by the clip factor only).
+    const int64_t total = g.count();
+    if (grad_scale != 1.f) {
+      DN_DISPATCH(opts_.device, scale_cpu(total, grad_scale, g.data()),
+                  scale_cuda(total, grad_scale, g.data(), cuda_stream()));
+      grad_scale = 1.f;
+    }
     double sumsq = 0;
     DN_DISPATCH(opts_.device, sumsq = sumsq_cpu(total, g.data()), sumsq = sumsq_cuda(total, g.data(), cuda_stream()));
     const double norm = std::sqrt(sumsq);
-    if (norm > cfg_.clip_gradients) {
-      const float s = static_cast<float>(cfg_.clip_gradients / norm);
-      DN_DISPATCH(opts_.device, scale_cpu(total, s, g.data()), scale_cuda(total, s, g.data(), cuda_stream()));
-    }
+    if (norm > cfg_.clip_gradients) clip_scale = static_cast<float>(cfg_.clip_gradients / norm);
   }
   const double lr = learning_rate(cfg_, iter_);
   const float mu = static_cast<float>(cfg_.momentum);
-  for (const ParamRef& r : train_->params()) {
-    const float plr = static_cast<float>(lr * r.lr_mult);
-    const float pwd = static_cast<float>(cfg_.weight_decay * r.decay_mult);
-    float* wp = w.data() + r.offset;
-    float* gp = g.data() + r.offset;
-    float* vp = history_.data() + r.offset;
-    DN_DISPATCH(opts_.device, sgd_update_cpu(r.count, plr, mu, pwd, wp, gp, vp),
-                sgd_update_cuda(r.count, plr, mu, pwd, wp, gp, vp, cuda_stream()));
-  }
+  const int nsegs = static_cast<int>(segments_.size());
+  float *wp = train_->param_values().data(), *gp = g.data(), *vp = history_.data();
+  DN_DISPATCH(
+      opts_.device,
+      sgd_update_arena_cpu(segments_.data(), nsegs, lr, mu, cfg_.weight_decay, grad_scale, clip_scale, wp, gp, vp),
+      sgd_update_arena_cuda(device_segments_.upload(segments_, opts_.device), nsegs, g.count(), lr, mu,
+                            cfg_.weight_decay, grad_scale, clip_scale, wp, gp, vp, cuda_stream()));
 }
 
 void Solver::check_finite_or_throw(float loss) {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/sgd.h"
 #include "layers/net.h"
 
 namespace dropnet {
@@ -130,6 +131,8 @@ class Solver {
   std::unique_ptr<Net> train_, test_;
   Tensor history_;
   std::vector<std::pair<int64_t, int64_t>> layer_grad_range_;  // per layer: [begin, end) in the arena
+  std::vector<SgdSegment> segments_;                           // the parameters, for the fused update
+  SgdSegmentTable device_segments_;                            // segments_ on a CUDA device
   int64_t iter_ = 0;
   std::vector<float> losses_;  // last average_loss losses
   double images_since_display_ = 0, seconds_since_display_ = 0;

@@ -2,13 +2,16 @@
 // - softmax + loss: the per-position math is softmax_loss_math.h on both sides, but CUDA's expf /
 //   logf differ from glibc's by an ulp or two, and the loss reduction order differs: tolerances.
 // - accuracy: integer counts, the same division: exact (ties included, Caffe's >= rule).
-// - SGD update, scale: element-wise, exact up to the compilers' FMA contraction (an ulp).
+// - SGD update, scale, the fused arena update: element-wise, exact up to the compilers' FMA
+//   contraction (an ulp); elements outside the arena update's segments exactly untouched.
 // - sumsq (double accumulation, different order) close; count_nonfinite exact.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/device.h"
@@ -154,6 +157,56 @@ TEST(CudaSgd, UpdateAndScaleMatchCpu) {
     scale_cuda(n, 1.f / 3.f, x_d.data(), cuda_stream());
     EXPECT_TRUE(all_close(x, x_d.to_host(), 0.f, 0.f)) << "scale, n " << n;
   }
+}
+
+TEST(CudaSgd, ArenaUpdateMatchesCpu) {
+  DN_REQUIRE_CUDA();
+  // More segments than one shared-memory tile of the kernel's table, an empty one, gaps (at the
+  // start, between segments, at the end) and a last segment that spans many blocks.
+  std::vector<SgdSegment> segs;
+  int64_t offset = 5;
+  for (int k = 0; k < 1300; ++k) {
+    const int64_t count = k == 7 ? 0 : 1 + (k * 37) % 200;
+    segs.push_back({offset, count, k % 3 == 0 ? 2.f : 1.f, k % 4 == 0 ? 0.f : 1.f});
+    offset += count + (k % 5 == 0 ? 3 : 0);
+  }
+  segs.push_back({offset, int64_t(3) << 20, 0.1f, 3.f});
+  const int64_t n = offset + segs.back().count + 11;
+  const double lr = 0.00992565, wd = 0.0005;
+  const float mu = 0.9f;
+  std::vector<float> w = random_vector(n, 81), v = random_vector(n, 82, -0.01f, 0.01f);
+  Tensor w_d = on_device(w), v_d = on_device(v);
+  SgdSegmentTable table;
+  auto step = [&](const std::vector<SgdSegment>& sg, float grad_scale, float clip_scale, uint64_t seed) {
+    SCOPED_TRACE("segments " + std::to_string(sg.size()) + " grad_scale " + std::to_string(grad_scale) +
+                 " clip_scale " + std::to_string(clip_scale));
+    std::vector<float> g = random_vector(n, seed, -0.1f, 0.1f);
+    const std::vector<float> w0 = w_d.to_host(), g0 = g, v0 = v_d.to_host();
+    Tensor g_d = on_device(g);
+    const int nsegs = static_cast<int>(sg.size());
+    sgd_update_arena_cpu(sg.data(), nsegs, lr, mu, wd, grad_scale, clip_scale, w.data(), g.data(), v.data());
+    sgd_update_arena_cuda(table.upload(sg, Device::cuda()), nsegs, n, lr, mu, wd, grad_scale, clip_scale, w_d.data(),
+                          g_d.data(), v_d.data(), cuda_stream());
+    const std::vector<float> w_h = w_d.to_host(), g_h = g_d.to_host(), v_h = v_d.to_host();
+    EXPECT_TRUE(all_close(w, w_h, 1e-7f, 1e-6f)) << "w";
+    EXPECT_TRUE(all_close(g, g_h, 1e-7f, 1e-6f)) << "g (scaled and regularized)";
+    EXPECT_TRUE(all_close(v, v_h, 1e-8f, 1e-6f)) << "v (momentum)";
+    std::vector<bool> covered(static_cast<size_t>(n), false);
+    for (const SgdSegment& s : sg) std::fill_n(covered.begin() + s.offset, s.count, true);
+    int64_t touched = 0;
+    for (size_t i = 0; i < covered.size(); ++i)
+      if (!covered[i] && (g_h[i] != g0[i] || w_h[i] != w0[i] || v_h[i] != v0[i])) ++touched;
+    EXPECT_EQ(touched, 0) << "elements outside the segments changed";
+  };
+  const std::pair<float, float> scales[] = {{1.f, 1.f}, {0.25f, 1.f}, {1.f / 3.f, 0.7f}};  // grad, clip
+  uint64_t seed = 83;
+  for (const auto& [grad_scale, clip_scale] : scales) step(segs, grad_scale, clip_scale, seed++);
+  const SgdSegment* uploaded = table.upload(segs, Device::cuda());
+  EXPECT_EQ(table.upload(segs, Device::cuda()), uploaded) << "an unchanged table stays where it is";
+  // A changed table is uploaded again: other rates, and the big segment left alone from now on.
+  std::vector<SgdSegment> changed(segs.begin(), segs.end() - 1);
+  for (SgdSegment& s : changed) s.lr_mult *= 0.5f;
+  step(changed, 0.5f, 1.f, seed++);
 }
 
 TEST(CudaSgd, SumsqAndCountNonfiniteMatchCpu) {

@@ -1,11 +1,17 @@
 // Solver arithmetic: lr policies against known values, one SGD step against hand-computed numbers.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
 
+#include "core/error.h"
 #include "data/sources.h"
 #include "kernels/sgd.h"
 #include "optim/solver.h"
+#include "tests/testing/harness.h"
 
 using namespace dropnet;
 
@@ -65,6 +71,56 @@ TEST(Sgd, OneStepHandComputed) {
   EXPECT_FLOAT_EQ(g, 0.51f);
   EXPECT_FLOAT_EQ(v, 0.231f);
   EXPECT_FLOAT_EQ(w, 0.769f);
+}
+
+// Bitwise equality (an ulp matters here); the message names the first differing element.
+::testing::AssertionResult same_bits(const std::vector<float>& ref, const std::vector<float>& got) {
+  for (size_t i = 0; i < ref.size(); ++i)
+    if (std::bit_cast<uint32_t>(ref[i]) != std::bit_cast<uint32_t>(got[i]))
+      return ::testing::AssertionFailure() << "element " << i << ": " << got[i] << " instead of " << ref[i];
+  return ::testing::AssertionSuccess();
+}
+
+// The fused arena update is the per-parameter path it replaced (the scale passes, then one
+// sgd_update_cpu per parameter with its rates rounded from double), bit for bit, and leaves the
+// elements outside the segments alone (the reference never touches them). The large segment
+// takes the OpenMP path.
+TEST(Sgd, ArenaUpdateEqualsPerParameterLoop) {
+  const std::vector<SgdSegment> segs = {{0, 1000, 1.f, 1.f},
+                                        {1000, 7, 2.f, 0.f},
+                                        {1007, 0, 1.f, 1.f},        // empty
+                                        {1100, 300000, 0.1f, 3.f},  // after a gap of 93
+                                        {301100, 33, 1.f, 1.f}};
+  const int64_t n = 301200;  // a gap at the end too
+  const double lr = 0.00992565, wd = 0.0005;
+  const float mu = 0.9f;
+  struct Scales {
+    float grad, clip;
+  };
+  using dropnet::testing::random_vector;
+  std::vector<float> w = random_vector(n, 71), v = random_vector(n, 72, -0.01f, 0.01f);
+  std::vector<float> w_ref = w, v_ref = v;
+  uint64_t seed = 73;
+  for (const Scales sc : {Scales{1.f, 1.f}, Scales{0.25f, 1.f}, Scales{1.f / 3.f, 0.7f}, Scales{1.f, 0.37f}}) {
+    SCOPED_TRACE("grad_scale " + std::to_string(sc.grad) + " clip_scale " + std::to_string(sc.clip));
+    std::vector<float> g = random_vector(n, seed++, -0.1f, 0.1f), g_ref = g;
+    for (const SgdSegment& s : segs) {
+      float *wp = w_ref.data() + s.offset, *gp = g_ref.data() + s.offset, *vp = v_ref.data() + s.offset;
+      if (sc.grad != 1.f) scale_cpu(s.count, sc.grad, gp);
+      if (sc.clip != 1.f) scale_cpu(s.count, sc.clip, gp);
+      sgd_update_cpu(s.count, static_cast<float>(lr * s.lr_mult), mu, static_cast<float>(wd * s.decay_mult), wp, gp,
+                     vp);
+    }
+    sgd_update_arena_cpu(segs.data(), static_cast<int>(segs.size()), lr, mu, wd, sc.grad, sc.clip, w.data(), g.data(),
+                         v.data());
+    EXPECT_TRUE(same_bits(w_ref, w)) << "w";
+    EXPECT_TRUE(same_bits(g_ref, g)) << "g (scaled and regularized)";
+    EXPECT_TRUE(same_bits(v_ref, v)) << "v (momentum)";
+  }
+  // Out of arena order (the CUDA kernel's binary search relies on it) is an error, found before
+  // any element is read.
+  const std::vector<SgdSegment> swapped = {segs[1], segs[0]};
+  EXPECT_THROW(sgd_update_arena_cpu(swapped.data(), 2, lr, mu, wd, 1.f, 1.f, nullptr, nullptr, nullptr), Error);
 }
 
 // A full solver step on a tiny net equals the update computed by hand from the gradients.
