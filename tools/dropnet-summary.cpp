@@ -1,9 +1,11 @@
 // dropnet-summary CONFIG [key.path=value ...] [--markdown] [--no-defaults] [--batch N]
-//                 [--synthetic] [--synthetic-shape C,H,W]
+//                 [--synthetic] [--synthetic-shape C,H,W] [--config]
 // Prints, for the TRAIN and TEST nets, per layer: type, top shape, parameters, forward FLOPs,
 // activation and parameter memory, with totals; then every default that was filled in (the same
 // table as `dropnet-train --dry-run`). Nothing is run; the data sources are only opened (or,
 // with --synthetic, replaced by synthetic ones of the same shape).
+#include <iostream>
+
 #include <spdlog/spdlog.h>
 
 #include "core/error.h"
@@ -18,10 +20,11 @@ namespace {
 
 const char* kUsage =
     "usage: dropnet-summary CONFIG [key.path=value ...] [--markdown] [--no-defaults] [--batch N]\n"
-    "                       [--synthetic] [--synthetic-shape C,H,W]\n"
+    "                       [--synthetic] [--synthetic-shape C,H,W] [--config]\n"
     "  --markdown         GitHub tables (for a README)\n"
     "  --batch N          batch size of both phases (default: as configured)\n"
-    "  --synthetic        replace the data sources by synthetic ones of the same shape (no dataset needed)";
+    "  --synthetic        replace the data sources by synthetic ones of the same shape (no dataset needed)\n"
+    "  --config           print the resolved config (repeat blocks expanded, vars and overrides applied) as YAML";
 
 int summary_main(int argc, char** argv) {
   cli::Args args(argc, argv);
@@ -31,6 +34,7 @@ int summary_main(int argc, char** argv) {
   const int64_t batch = args.take_int("batch", 0);
   const bool synthetic = args.take_flag("synthetic");
   const std::string synthetic_shape = args.take("synthetic-shape");
+  const bool print_config = args.take_flag("config");
   std::vector<std::string> pos = args.positional(kUsage);
   if (pos.empty()) input_error("missing CONFIG\n{}", kUsage);
   if (batch < 0) input_error("--batch must be > 0, got {}", batch);
@@ -42,6 +46,10 @@ int summary_main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::warn);  // stdout is the product; keep the source banners out
   LoadedConfig cfg = load_config_file(pos[0], overrides);
   if (synthetic || !synthetic_shape.empty()) use_synthetic_data(cfg, synthetic_shape);
+  if (print_config) {
+    std::cout << dump_config(cfg);
+    return 0;
+  }
   // Shapes and counts do not depend on the engine; build on the CPU with the native one so that
   // cuDNN/cuBLAS configs can be summarized on any machine.
   if (cfg.root["engine"].IsDefined()) cfg.root["engine"] = "native";

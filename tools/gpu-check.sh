@@ -19,7 +19,8 @@
 #                                            libraries they need into build-gpu-bundle/dropnet-gpu.tar.xz
 #                                            (git-ignored; carry it to the GPU machine)
 # Environment: OUT (default /tmp/dropnet-gpu-check), GPU_CHECK_BUDGET (seconds, default 470),
-# GPU_CHECK_TRAIN_ITERS (default 200), GPU_CHECK_BENCH_MIN_TIME (default 0.05).
+# GPU_CHECK_TRAIN_ITERS (default 200), GPU_CHECK_BENCH_MIN_TIME (default 0.05), GPU_CHECK_E2E_ITERS
+# (default 30: bench/e2e_vs_pytorch.sh, dropnet native / cuDNN vs PyTorch, when time is left).
 # Exit status: 0 all steps passed, 1 a step failed, 3 the build is impossible here (missing
 # headers or libraries, listed in summary.txt).
 set -u -o pipefail
@@ -47,7 +48,7 @@ done
 # Binaries the check needs (tests: every tests/cuda_*.cpp).
 cuda_tests() { for f in "$ROOT"/tests/cuda_*.cpp; do [ -e "$f" ] && basename "$f" .cpp; done; }
 BENCHES=(bench_gemm_cuda bench_conv_cuda bench_memory_cuda)
-TOOLS=(dropnet-train dropnet-time)
+TOOLS=(dropnet-train dropnet-time dropnet-summary)
 
 pick_generator() {
   if command -v ninja >/dev/null 2>&1; then echo "Ninja"; else echo "Unix Makefiles"; fi
@@ -126,17 +127,17 @@ run_step() {
     return 1
   fi
   [ "$limit" -gt "$rem" ] && limit=$rem
-  local t0=$SECONDS rc
-  echo "\$ $*" >> "$OUT/$name.log"
-  timeout --kill-after=10 "$limit" "$@" >> "$OUT/$name.log" 2>&1
+  local t0=$SECONDS rc log="$OUT/${STEP_LOG:-$name}.log"  # STEP_LOG: share another step's log
+  echo "\$ $*" >> "$log"
+  timeout --kill-after=10 "$limit" "$@" >> "$log" 2>&1
   rc=$?
   if [ "$rc" -eq 0 ]; then
     say "[ OK ] $name ($((SECONDS - t0)) s)"
   elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-    say "[FAIL] $name: timed out after ${limit} s (log: $name.log)"
+    say "[FAIL] $name: timed out after ${limit} s (log: ${STEP_LOG:-$name}.log)"
     FAILED+=("$name (timeout)")
   else
-    say "[FAIL] $name: exit status $rc after $((SECONDS - t0)) s (log: $name.log)"
+    say "[FAIL] $name: exit status $rc after $((SECONDS - t0)) s (log: ${STEP_LOG:-$name}.log)"
     FAILED+=("$name (exit $rc)")
   fi
   return "$rc"
@@ -340,6 +341,16 @@ if ips:
 EOF
 else
   grep -E 'img/s' "$OUT/train.log" | tail -3 | sed 's/^/  /' | tee -a "$SUMMARY"
+fi
+
+# ---- end to end against PyTorch (same GPU, same run; logged into train.log: $OUT keeps 8 files) --
+say ""
+if command -v python3 >/dev/null 2>&1 && python3 -c "import torch, yaml" 2>/dev/null; then
+  STEP_LOG=train run_step e2e_vs_pytorch 240 bash "$ROOT/bench/e2e_vs_pytorch.sh" --tools "$BIN_TOOLS" \
+    --iters "${GPU_CHECK_E2E_ITERS:-30}" --warmup 10
+  sed -n '/^end to end/,$p' "$OUT/train.log" | sed 's/^/  /' | tee -a "$SUMMARY"
+else
+  say "[SKIP] e2e_vs_pytorch: python3 with torch and yaml is not available"
 fi
 
 finish 1
