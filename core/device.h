@@ -44,4 +44,29 @@ Stream cuda_stream();
 size_t cuda_bytes_in_use();
 size_t cuda_bytes_cached();
 
+// Host staging for host-to-device copies (the data layer's batches). For a CUDA target the buffer
+// is page-locked (cudaHostAlloc), so the copy queued on the compute stream is asynchronous, and an
+// event fences it: acquire() waits until the GPU has read the previous contents before handing
+// the buffer out again. For a CPU target: plain memory, no fence.
+class HostStaging {
+ public:
+  HostStaging() = default;
+  HostStaging(const HostStaging&) = delete;
+  HostStaging& operator=(const HostStaging&) = delete;
+  ~HostStaging();
+
+  // A buffer of at least n floats that no queued copy still reads.
+  float* acquire(size_t n, Device target);
+  // Queues the copy of the buffer's first n floats to dst (on the target device) and fences it.
+  void copy_to(float* dst, size_t n);
+
+ private:
+  void release();
+  float* data_ = nullptr;
+  size_t capacity_ = 0;
+  Device target_;
+  void* event_ = nullptr;  // cudaEvent_t of the last queued copy
+  bool pending_ = false;
+};
+
 }  // namespace dropnet

@@ -114,6 +114,24 @@ void cuda_copy(void* dst, bool dst_dev, const void* src, bool src_dev, size_t by
   DN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, cuda_stream()));
   if (!dst_dev) DN_CUDA_CHECK(cudaStreamSynchronize(cuda_stream()));
 }
+void* cuda_pinned_alloc(size_t bytes) {
+  void* p = nullptr;
+  DN_CUDA_CHECK(cudaHostAlloc(&p, bytes, cudaHostAllocDefault));
+  return p;
+}
+// The release paths run from destructors (possibly at exit): errors are ignored, not thrown.
+void cuda_pinned_free(void* p) { (void)cudaFreeHost(p); }
+void* cuda_event_create() {
+  cudaEvent_t e = nullptr;
+  DN_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  return e;
+}
+void cuda_event_destroy(void* e) {  // after the fenced work is done
+  (void)cudaEventSynchronize(static_cast<cudaEvent_t>(e));
+  (void)cudaEventDestroy(static_cast<cudaEvent_t>(e));
+}
+void cuda_event_record(void* e) { DN_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(e), cuda_stream())); }
+void cuda_event_wait_host(void* e) { DN_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(e))); }
 void cuda_sync() { DN_CUDA_CHECK(cudaStreamSynchronize(cuda_stream())); }
 size_t cuda_bytes_in_use() { return allocator().in_use; }
 size_t cuda_bytes_cached() { return allocator().cached; }

@@ -15,6 +15,12 @@ void cuda_zero(void* p, size_t bytes);
 void cuda_fill(float* p, size_t n, float v);
 void cuda_copy(void* dst, bool dst_dev, const void* src, bool src_dev, size_t bytes);
 void cuda_sync();
+void* cuda_pinned_alloc(size_t bytes);
+void cuda_pinned_free(void* p);
+void* cuda_event_create();
+void cuda_event_destroy(void* e);
+void cuda_event_record(void* e);
+void cuda_event_wait_host(void* e);
 #endif
 
 void* device_alloc(Device d, size_t bytes) {
@@ -82,6 +88,58 @@ void device_synchronize(Device d) {
   if (d.is_cuda()) cuda_sync();
 #else
   (void)d;
+#endif
+}
+
+HostStaging::~HostStaging() { release(); }
+
+void HostStaging::release() {
+  if (data_ == nullptr) return;
+#if DROPNET_HAVE_CUDA
+  if (target_.is_cuda()) {
+    cuda_event_destroy(event_);  // waits for a queued copy first
+    cuda_pinned_free(data_);
+    event_ = nullptr;
+    pending_ = false;
+    data_ = nullptr;
+    return;
+  }
+#endif
+  std::free(data_);
+  data_ = nullptr;
+}
+
+float* HostStaging::acquire(size_t n, Device target) {
+  if (data_ != nullptr && (n > capacity_ || !(target == target_))) release();
+  if (data_ == nullptr) {
+    target_ = target;
+    capacity_ = n;
+#if DROPNET_HAVE_CUDA
+    if (target.is_cuda()) {
+      cuda_set_device(target.index);
+      data_ = static_cast<float*>(cuda_pinned_alloc(n * sizeof(float)));
+      event_ = cuda_event_create();
+      return data_;
+    }
+#endif
+    data_ = static_cast<float*>(host_alloc(n * sizeof(float)));
+    return data_;
+  }
+#if DROPNET_HAVE_CUDA
+  if (pending_) cuda_event_wait_host(event_);
+  pending_ = false;
+#endif
+  return data_;
+}
+
+void HostStaging::copy_to(float* dst, size_t n) {
+  DN_CHECK(data_ != nullptr && n <= capacity_, "HostStaging::copy_to: {} floats from a buffer of {}", n, capacity_);
+  device_copy(dst, target_, data_, Device::cpu(), n * sizeof(float));
+#if DROPNET_HAVE_CUDA
+  if (target_.is_cuda()) {
+    cuda_event_record(event_);
+    pending_ = true;
+  }
 #endif
 }
 

@@ -27,11 +27,14 @@ void DataLayer::forward(const std::vector<Blob*>&, const std::vector<Blob*>& top
     source_->next_batch(data.data(), top.size() > 1 ? top[1]->value.data() : host_label_.data());
     return;
   }
-  host_data_.resize(static_cast<size_t>(data.count()));
-  host_label_.resize(static_cast<size_t>(source_->batch_size()));
-  source_->next_batch(host_data_.data(), host_label_.data());
-  data.from_host(host_data_);
-  if (top.size() > 1) top[1]->value.from_host(host_label_);
+  // CUDA: the batch lands in page-locked staging and is copied asynchronously on the compute
+  // stream (the staging is not refilled before the GPU has read it).
+  const auto nd = static_cast<size_t>(data.count()), nl = static_cast<size_t>(source_->batch_size());
+  float* hd = staged_data_.acquire(nd, data.device());
+  float* hl = staged_label_.acquire(nl, data.device());
+  source_->next_batch(hd, hl);
+  staged_data_.copy_to(data.data(), nd);
+  if (top.size() > 1) staged_label_.copy_to(top[1]->value.data(), nl);
 }
 
 std::unique_ptr<Layer> make_data_layer(LayerInfo info, ConfigNode& cfg) {

@@ -4,6 +4,7 @@
 
 #include <memory>
 
+#include "core/device.h"
 #include "layers/batch_source.h"
 #include "layers/layer.h"
 
@@ -23,7 +24,8 @@ class DataLayer : public Layer {
 
  private:
   std::unique_ptr<BatchSource> source_;
-  std::vector<float> host_data_, host_label_;  // staging for CUDA nets
+  std::vector<float> host_label_;             // labels of a CPU net without a label top
+  HostStaging staged_data_, staged_label_;     // CUDA nets: page-locked, fenced
 };
 
 }  // namespace dropnet

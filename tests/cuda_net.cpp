@@ -217,6 +217,11 @@ std::vector<std::string> net_engines() {
   return e;
 }
 
+TEST(CudaHostStaging, BatchesArriveIntact) {
+  DN_REQUIRE_CUDA();
+  testing::host_staging_round_trip(Device::cuda());
+}
+
 INSTANTIATE_TEST_SUITE_P(ConvEngines, CudaNet, ::testing::ValuesIn(net_engines()),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 

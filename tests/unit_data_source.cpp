@@ -10,7 +10,9 @@
 #include <thread>
 #include <vector>
 
+#include "core/device.h"
 #include "core/error.h"
+#include "core/tensor.h"
 #include "data/packed.h"
 #include "data/prefetch.h"
 #include "data/sampler.h"
@@ -18,6 +20,7 @@
 #include "data/synthetic.h"
 #include "layers/config.h"
 #include "layers/layer.h"
+#include "tests/testing/harness.h"
 
 namespace dropnet {
 namespace {
@@ -230,6 +233,8 @@ TEST_F(SourceTest, ConfigErrorsNameTheKey) {
   expect_error("source: packed\npath: /nonexistent/p.pack\nbatch_size: 2", {"/nonexistent/p.pack"});
   expect_error("source: mnist\nimages: a\nbatch_size: 2", {"src.yaml:", "labels"});
 }
+
+TEST(HostStaging, CpuTargetBatchesArriveIntact) { testing::host_staging_round_trip(Device::cpu()); }
 
 }  // namespace
 }  // namespace dropnet

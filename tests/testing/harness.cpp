@@ -55,4 +55,22 @@ Tensor on_device(const std::vector<float>& v, Device dev) {
   return t;
 }
 
+void host_staging_round_trip(Device target) {
+  HostStaging staging;
+  std::vector<Tensor> dst;
+  for (int round = 0; round < 4; ++round) {
+    const size_t n = round < 2 ? 1000 : 3000;  // grows once: reallocated
+    float* h = staging.acquire(n, target);
+    for (size_t i = 0; i < n; ++i) h[i] = static_cast<float>(round * 10000 + static_cast<int>(i));
+    dst.emplace_back(Shape({static_cast<int64_t>(n)}), target);
+    staging.copy_to(dst.back().data(), n);
+  }
+  for (int round = 0; round < 4; ++round) {
+    const std::vector<float> got = dst[static_cast<size_t>(round)].to_host();
+    std::vector<float> want(got.size());
+    for (size_t i = 0; i < want.size(); ++i) want[i] = static_cast<float>(round * 10000 + static_cast<int>(i));
+    EXPECT_TRUE(all_close(want, got, 0.f, 0.f)) << "batch " << round;
+  }
+}
+
 }  // namespace dropnet::testing

@@ -27,6 +27,10 @@ bool cuda_present();
 // A 1-D tensor holding `v` on `dev` (CUDA by default: the cuda_* tests' inputs).
 Tensor on_device(const std::vector<float>& v, Device dev = Device::cuda());
 
+// HostStaging (the data layer's batch staging) to `target`: four fills, one regrow, every copied
+// batch intact although each refill reuses the buffer (the fence must hold).
+void host_staging_round_trip(Device target);
+
 }  // namespace dropnet::testing
 
 // First statement of every `cuda`-labelled test.
