@@ -10,6 +10,10 @@
 #include <map>
 #include <sstream>
 
+#include <yaml-cpp/anchor.h>
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/parser.h>
+
 #include "core/error.h"
 
 namespace dropnet {
@@ -481,8 +485,82 @@ LoadedConfig finish_load(YAML::Node root, const std::string& name, const std::ve
 
 namespace {
 
+// yaml-cpp keeps the last of two equal keys in a map without a word; a config with a repeated key
+// almost always means an edit that did not take. This walks the parser's events and refuses the
+// second occurrence, naming both places and the key path.
+class DuplicateKeyFinder : public YAML::EventHandler {
+ public:
+  explicit DuplicateKeyFinder(std::string name) : name_(std::move(name)) {}
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& m, YAML::anchor_t) override { node(m, nullptr); }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { node(m, nullptr); }
+  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t, const std::string& value) override {
+    node(m, &value);
+  }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    node(m, nullptr);
+    frames_.push_back(Frame{false});
+  }
+  void OnSequenceEnd() override { frames_.pop_back(); }
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    node(m, nullptr);
+    frames_.push_back(Frame{true});
+  }
+  void OnMapEnd() override { frames_.pop_back(); }
+
+ private:
+  struct Frame {
+    bool is_map;
+    bool expect_key = true;
+    std::string key;                      // map: the key whose value comes next
+    std::map<std::string, int> key_line;  // map: keys seen, 1-based line
+    int64_t index = -1;                   // sequence: index of the current item
+  };
+
+  // A node starts at mark m (value: its text for a scalar). Within a map, nodes alternate key, value.
+  void node(const YAML::Mark& m, const std::string* value) {
+    if (frames_.empty()) return;
+    Frame& f = frames_.back();
+    if (!f.is_map) {
+      ++f.index;
+      return;
+    }
+    if (!f.expect_key) {
+      f.expect_key = true;
+      return;
+    }
+    f.expect_key = false;
+    f.key = value != nullptr ? *value : std::string("?");
+    if (value == nullptr) return;  // a complex key: not compared
+    auto [it, fresh] = f.key_line.emplace(*value, m.line + 1);
+    if (!fresh)
+      input_error("{}:{}:{}: duplicate key '{}' (first at line {}) in {}: yaml-cpp would keep only the last one",
+                  name_, m.line + 1, m.column + 1, *value, it->second, path());
+  }
+
+  std::string path() const {
+    std::string p;
+    for (size_t i = 0; i + 1 < frames_.size(); ++i) {
+      const Frame& f = frames_[i];
+      if (f.is_map) p += (p.empty() ? "" : ".") + f.key;
+      else p += "[" + std::to_string(f.index) + "]";
+    }
+    return p.empty() ? "the top-level map" : "'" + p + "'";
+  }
+
+  std::string name_;
+  std::vector<Frame> frames_;
+};
+
 YAML::Node parse_yaml(const std::string& text, const std::string& name) {
   try {
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    DuplicateKeyFinder finder(name);
+    while (parser.HandleNextDocument(finder)) {
+    }
     return YAML::Load(text);
   } catch (const YAML::ParserException& e) {
     input_error("{}:{}:{}: YAML syntax error: {}", name, e.mark.line + 1, e.mark.column + 1, e.msg);

@@ -97,6 +97,9 @@ std::vector<BadCase> bad_cases() {
       {"bad_filler", replace(b, "kernel: 3}", "kernel: 3, weight_filler: {type: xaviar}}"), {},
        {"weight_filler.type", "'xaviar' is not one of"}},
       {"engine_on_cpu", replace(b, "kernel: 3}", "kernel: 3, engine: cudnn}"), {}, {"engine 'cudnn' needs a CUDA device"}},
+      {"duplicate_layer_key", replace(b, "kernel: 3}", "kernel: 3, kernel: 5}"), {},
+       {"duplicate key 'kernel' (first at line", "in 'layers[1]'"}},
+      {"duplicate_section", b + "solver: {max_iter: 3}\n", {}, {"duplicate key 'solver'", "the top-level map"}},
       {"bad_conv_algo", replace(b, "kernel: 3}", "kernel: 3, algo: winograd}"), {}, {"algo", "'winograd' is not one of"}},
   };
 }
