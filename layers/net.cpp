@@ -199,8 +199,10 @@ void Net::allocate_params() {
   }
   param_values_ = std::make_shared<Tensor>(Shape({std::max<int64_t>(total, 1)}), opts_.device);
   param_grads_ = std::make_shared<Tensor>(Shape({std::max<int64_t>(total, 1)}), opts_.device);
-  param_values_->zero();
-  param_grads_->zero();
+  if (!opts_.shapes_only) {
+    param_values_->zero();
+    param_grads_->zero();
+  }
   for (auto& r : params_) {
     Layer& l = *layers_[r.layer];
     if (l.params_.size() <= static_cast<size_t>(r.index)) l.params_.resize(r.index + 1);
@@ -209,7 +211,7 @@ void Net::allocate_params() {
     b.value = Tensor::view(*param_values_, r.offset, l.param_specs()[r.index].shape);
     b.grad = Tensor::view(*param_grads_, r.offset, l.param_specs()[r.index].shape);
   }
-  fill_params();
+  if (!opts_.shapes_only) fill_params();
 }
 
 void Net::fill_params() {
@@ -272,12 +274,12 @@ void Net::plan_backward() {
   for (const auto& b : blobs_) {
     if (!needs_grad.count(b.get())) continue;
     b->grad = Tensor(b->shape(), opts_.device);
-    b->grad.zero();  // stays zero where no consumer writes it
+    if (!opts_.shapes_only) b->grad.zero();  // stays zero where no consumer writes it
   }
   for (int li : loss_layers_) {
     Blob* top = top_[li][0];
     if (top->grad.empty()) top->grad = Tensor(top->shape(), opts_.device);
-    top->grad.fill(layers_[li]->loss_weight());
+    if (!opts_.shapes_only) top->grad.fill(layers_[li]->loss_weight());
   }
 }
 

@@ -30,6 +30,9 @@ struct NetOptions {
   bool force_backward = false;
   // Largest blob or parameter (in floats) a config may ask for; bigger is an input error.
   double max_blob_floats = 2147483648.0;  // 8 GiB of float32
+  // Shapes and counts only (dropnet-summary, --dry-run): host memory is reserved but never
+  // touched (no zeroing, no filling), so a net too big for this machine can still be described.
+  bool shapes_only = false;
 };
 
 // One learnable parameter inside the arena.

@@ -91,6 +91,7 @@ Solver::Solver(const LoadedConfig& cfg, const SolverOptions& opts) : opts_(opts)
   no.default_engine = opts.default_engine;
   no.batch_override = opts.batch_override;
   no.max_blob_floats = opts.max_blob_floats;
+  no.shapes_only = opts.shapes_only;
   if (opts.reducer) {
     no.rank = opts.reducer->rank();
     no.world = opts.reducer->world();
@@ -103,7 +104,7 @@ Solver::Solver(const LoadedConfig& cfg, const SolverOptions& opts) : opts_(opts)
     test_ = std::make_unique<Net>(cfg, no);
   }
   history_ = Tensor(train_->param_values().shape(), opts.device);
-  history_.zero();
+  if (!opts.shapes_only) history_.zero();
   layer_grad_range_.assign(static_cast<size_t>(train_->num_layers()), {0, 0});
   for (const ParamRef& r : train_->params()) {
     auto& range = layer_grad_range_[static_cast<size_t>(r.layer)];

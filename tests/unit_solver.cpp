@@ -1,5 +1,6 @@
 // Solver arithmetic: lr policies against known values, one SGD step against hand-computed numbers.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <bit>
 #include <cmath>
@@ -160,6 +161,40 @@ layers:
   }
   EXPECT_EQ(net.params()[1].lr_mult, 2.f);
   EXPECT_EQ(net.params()[1].decay_mult, 0.f);
+}
+
+// dropnet-summary / --dry-run build shapes-only solvers: memory is reserved, never touched, so a
+// net far larger than the machine (VGG16 at batch 256 is ~20 GB) can still be described. Here a
+// LeNet at batch 20,000 (~3 GB of blobs and gradients) must not make the process grow by 1 GB.
+TEST(Solver, ShapesOnlyTouchesNoBlobMemory) {
+  const char* text = R"(name: t
+data:
+  train: {source: synthetic, shape: [1, 28, 28], num_classes: 10, num_samples: 20000, batch_size: 20000}
+solver: {base_lr: 0.01, max_iter: 1}
+layers:
+  - {name: data, type: data, top: [data, label]}
+  - {name: conv1, type: conv, bottom: data, top: conv1, num_output: 20, kernel: 5}
+  - {name: pool1, type: pool, bottom: conv1, top: pool1, method: max, kernel: 2, stride: 2}
+  - {name: conv2, type: conv, bottom: pool1, top: conv2, num_output: 50, kernel: 5}
+  - {name: ip1, type: fc, bottom: conv2, top: ip1, num_output: 500}
+  - {name: loss, type: softmax_loss, bottom: [ip1, label], top: loss}
+)";
+  LoadedConfig cfg = load_config_text(text, "t.yaml");
+  SolverOptions so;
+  so.source_factory = make_batch_source;
+  so.shapes_only = true;
+  auto max_rss_mb = [] {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return static_cast<double>(u.ru_maxrss) / 1024.0;
+  };
+  const double before = max_rss_mb();
+  Solver s(cfg, so);
+  double blob_mb = 0;
+  for (int i = 0; i < s.train_net().num_layers(); ++i)
+    for (const Blob* b : s.train_net().tops(i)) blob_mb += 2.0 * static_cast<double>(b->value.count()) * 4 / 1e6;
+  EXPECT_GT(blob_mb, 2500.0);  // the test means something: the blobs are big
+  EXPECT_LT(max_rss_mb() - before, 1000.0) << "a shapes-only solver touched its memory (blobs: " << blob_mb << " MB)";
 }
 
 }  // namespace

@@ -63,6 +63,7 @@ int summary_main(int argc, char** argv) {
   so.default_engine = "native";
   so.batch_override = batch;
   so.quiet = true;
+  so.shapes_only = true;  // VGG16 at batch 256 describes itself without touching its ~20 GB
   Solver solver(cfg, so);
   print_net_summary(solver.train_net(), solver.test_net(), *cfg.defaults, opts);
   return 0;

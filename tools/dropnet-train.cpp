@@ -77,6 +77,7 @@ int train_main(int argc, char** argv) {
   so.default_engine = run.engine;
   so.quiet = true;  // display records are printed by the Progress reporter (rank 0)
   so.reducer = comm.get();
+  so.shapes_only = dry_run;
   Solver solver(cfg, so);
   if (dry_run) {
     if (root) print_net_summary(solver.train_net(), solver.test_net(), *cfg.defaults);
