@@ -73,8 +73,8 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
   const std::string dir = parent_dir(path);
   const std::string name = fs::path(path).filename().string();
   if (name.empty()) input_error("cannot write '{}': not a file name", path);
-  // pid first so remove_stale_temp_files can tell whose file it is.
-  const std::string tmp = (fs::path(dir) / fmt::format("{}{}-{}-{}", kTempFilePrefix, ::getpid(),
+  // pid and host first so remove_stale_temp_files can tell whose file it is.
+  const std::string tmp = (fs::path(dir) / fmt::format("{}{}-h{}-{}-{}", kTempFilePrefix, ::getpid(), host_tag(),
                                                        counter.fetch_add(1), name)).string();
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) io_fail("create", tmp, errno);
@@ -108,6 +108,17 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
   sync_directory(dir);
 }
 
+std::string host_tag() {
+  static const std::string tag = [] {
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+    uint32_t h = 2166136261u;  // FNV-1a: host names may hold '-' and '.', the tag holds neither
+    for (const char* c = host; *c != '\0'; ++c) h = (h ^ static_cast<uint8_t>(*c)) * 16777619u;
+    return fmt::format("{:08x}", h);
+  }();
+  return tag;
+}
+
 bool is_temp_file_name(std::string_view file_name) {
   return file_name.substr(0, kTempFilePrefix.size()) == kTempFilePrefix;
 }
@@ -118,10 +129,12 @@ int remove_stale_temp_files(const std::string& dir) {
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
     if (!is_temp_file_name(name)) continue;
-    // .tmp-<pid>-<counter>-<name>
+    // .tmp-<pid>-h<host tag>-<counter>-<name> (before the host tag: .tmp-<pid>-<counter>-<name>)
     const std::string rest = name.substr(kTempFilePrefix.size());
     const size_t dash = rest.find('-');
     if (dash == 0 || dash == std::string::npos) continue;
+    // Another machine's process (a shared file system): its pid means nothing here.
+    if (rest.compare(dash + 1, 1, "h") == 0 && rest.compare(dash + 2, 8, host_tag()) != 0) continue;
     long pid = 0;
     bool digits = true;
     for (size_t i = 0; i < dash; ++i) {

@@ -31,8 +31,12 @@ void sync_directory(const std::string& dir);
 // Temporary files written by write_file_atomic start with this prefix.
 inline constexpr std::string_view kTempFilePrefix = ".tmp-";
 bool is_temp_file_name(std::string_view file_name);
-// Removes temporary files in `dir` left behind by processes that no longer exist (killed in the
-// middle of a write). Returns how many were removed. Never touches a live process's file.
+// 8 hex digits identifying this machine (FNV-1a of its host name) in temporary file names.
+std::string host_tag();
+// Removes temporary files in `dir` left behind by processes of this machine that no longer exist
+// (killed in the middle of a write). Returns how many were removed. Never touches a live
+// process's file, nor one written on another machine (a shared file system: the names carry a
+// tag of the host name).
 int remove_stale_temp_files(const std::string& dir);
 
 }  // namespace dropnet

@@ -202,11 +202,18 @@ TEST(FileIo, StaleTemporariesOfDeadProcessesAreRemoved) {
   const std::string dead = dir.file(".tmp-999999999-0-a.safetensors");
   const std::string mine = dir.file(fmt::format(".tmp-{}-0-b.safetensors", ::getpid()));
   const std::string other = dir.file("keep.safetensors");
-  for (const auto& p : {dead, mine, other}) std::ofstream(p) << "x";
-  EXPECT_EQ(remove_stale_temp_files(dir.path().string()), 1);
+  // The current format carries the host tag: a dead pid of this host goes, of another host stays
+  // (on a shared file system that pid is another machine's process).
+  const std::string dead_here = dir.file(fmt::format(".tmp-999999999-h{}-0-c.safetensors", host_tag()));
+  const std::string other_host = dir.file(".tmp-999999999-h0badf00d-0-d.safetensors");
+  for (const auto& p : {dead, mine, other, dead_here, other_host}) std::ofstream(p) << "x";
+  EXPECT_EQ(remove_stale_temp_files(dir.path().string()), 2);
   EXPECT_FALSE(fs::exists(dead));
+  EXPECT_FALSE(fs::exists(dead_here));
   EXPECT_TRUE(fs::exists(mine));
   EXPECT_TRUE(fs::exists(other));
+  EXPECT_TRUE(fs::exists(other_host));
+  EXPECT_EQ(host_tag().size(), 8u);
 }
 
 TEST(Npy, RoundTripShapes) {
