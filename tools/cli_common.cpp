@@ -8,6 +8,7 @@
 #include <exception>
 
 #include "core/error.h"
+#include "data/sources.h"
 
 namespace dropnet::cli {
 
@@ -35,6 +36,17 @@ void init_logging(int rank) {
   logger->set_pattern(rank == 0 ? "%H:%M:%S.%e %^%L%$ %v"
                                 : "%H:%M:%S.%e %^%L%$ [rank " + std::to_string(rank) + "] %v");
   spdlog::set_default_logger(logger);
+}
+
+NetOptions net_options(const RunSettings& run, Device dev, Phase phase, int64_t batch_override) {
+  NetOptions no;
+  no.phase = phase;
+  no.device = dev;
+  no.seed = run.seed;
+  no.source_factory = make_batch_source;
+  no.default_engine = run.engine;
+  no.batch_override = batch_override;
+  return no;
 }
 
 RunSettings read_run_settings(const LoadedConfig& cfg) {

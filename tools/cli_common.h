@@ -9,6 +9,7 @@
 
 #include "core/device.h"
 #include "layers/config.h"
+#include "layers/net.h"
 
 namespace dropnet::cli {
 
@@ -27,6 +28,9 @@ struct RunSettings {
   std::string engine = "native";
 };
 RunSettings read_run_settings(const LoadedConfig& cfg);
+// Options of a tool's single net (dropnet-test, dropnet-time, dropnet-dump): the run's seed and
+// engine, data from the config's sources, batch_override 0 = as configured.
+NetOptions net_options(const RunSettings& run, Device dev, Phase phase, int64_t batch_override = 0);
 
 // Simple argv scanner: positional args and --flag [value] options.
 class Args {

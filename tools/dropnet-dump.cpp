@@ -68,10 +68,8 @@ int dump_main(int argc, char** argv) {
   }
   LoadedConfig cfg = load_config_file(pos[0], std::vector<std::string>(pos.begin() + 1, pos.end()));
   cli::RunSettings run = cli::read_run_settings(cfg);
-  NetOptions no;
-  no.phase = Phase::Train;  // a TRAIN net so that backward exists; --phase test sets the context
-  no.device = parse_device(device);
-  no.seed = run.seed;
+  // A TRAIN net so that backward exists (--phase test sets the context), fed from the .npy files.
+  NetOptions no = cli::net_options(run, parse_device(device), Phase::Train);
   no.source_factory = npy_source;
   no.force_backward = true;
   Net net(cfg, no);

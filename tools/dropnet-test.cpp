@@ -12,7 +12,6 @@
 
 #include "core/error.h"
 #include "core/safetensors.h"
-#include "data/sources.h"
 #include "layers/net.h"
 #include "optim/snapshot.h"
 #include "optim/solver.h"
@@ -63,14 +62,7 @@ int test_main(int argc, char** argv) {
   }
   const Device dev = parse_device(device_arg.empty() ? run.device : device_arg);
   if (dev.is_cuda()) cuda_set_device(dev.index);
-  NetOptions no;
-  no.phase = Phase::Test;
-  no.device = dev;
-  no.seed = run.seed;
-  no.source_factory = make_batch_source;
-  no.default_engine = run.engine;
-  no.batch_override = batch;
-  Net net(cfg, no);
+  Net net(cfg, cli::net_options(run, dev, Phase::Test, batch));
   load_weights(net, weights);
   EvalResult r = evaluate_net(net, iterations, iter, run.seed);
 

@@ -72,14 +72,7 @@ int time_main(int argc, char** argv) {
   cli::RunSettings run = cli::read_run_settings(cfg);
   const Device dev = parse_device(device_arg.empty() ? run.device : device_arg);
   if (dev.is_cuda()) cuda_set_device(dev.index);
-  NetOptions no;
-  no.phase = Phase::Train;
-  no.device = dev;
-  no.seed = run.seed;
-  no.source_factory = make_batch_source;
-  no.default_engine = run.engine;
-  no.batch_override = batch;
-  Net net(cfg, no);
+  Net net(cfg, cli::net_options(run, dev, Phase::Train, batch));
   spdlog::info("dropnet-time: {} on {}, batch {}, {} iterations", net.name(), dev.str(), net.batch_size(), iterations);
   NetTiming t = time_net(net, iterations, at_iter, run.seed);
   std::fflush(stderr);
