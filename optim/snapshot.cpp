@@ -178,7 +178,47 @@ void prune_snapshots(const std::string& dir, const std::string& prefix, int64_t 
 
 }  // namespace
 
+namespace {
+
+// Every rank's states, gathered through the reducer: rows[source][rank] (world == 1: own only).
+std::vector<std::vector<std::vector<int64_t>>> gather_states(Solver& solver,
+                                                             const std::vector<std::vector<int64_t>>& mine) {
+  GradientReducer* comm = solver.reducer();
+  const int world = comm ? comm->world() : 1;
+  std::vector<std::vector<std::vector<int64_t>>> rows(mine.size());
+  if (world == 1) {
+    for (size_t i = 0; i < mine.size(); ++i) rows[i] = {mine[i]};
+    return rows;
+  }
+  for (size_t i = 0; i < mine.size(); ++i) {
+    const int64_t len = static_cast<int64_t>(mine[i].size());
+    double lens[2] = {static_cast<double>(len), static_cast<double>(len) * static_cast<double>(len)};
+    comm->allreduce_sum_double(lens, 2);  // equal lengths on every rank: sum = W L, sum of squares = W L^2
+    DN_CHECK(lens[0] == double(world) * double(len) && lens[1] == double(world) * double(len) * double(len),
+             "snapshot: data source {} has states of different lengths on different ranks", i);
+    // Each rank fills its own row of a zero table; the sum is the table (positions < 2^53: exact).
+    std::vector<double> table(static_cast<size_t>(world * len), 0.0);
+    for (int64_t k = 0; k < len; ++k) table[static_cast<size_t>(comm->rank() * len + k)] = double(mine[i][k]);
+    comm->allreduce_sum_double(table.data(), static_cast<int64_t>(table.size()));
+    rows[i].assign(static_cast<size_t>(world), std::vector<int64_t>(static_cast<size_t>(len)));
+    for (int r = 0; r < world; ++r)
+      for (int64_t k = 0; k < len; ++k) rows[i][r][k] = static_cast<int64_t>(table[static_cast<size_t>(r * len + k)]);
+  }
+  return rows;
+}
+
+}  // namespace
+
 std::string save_snapshot(Solver& solver, const std::string& dir, const std::string& prefix, int64_t keep_last) {
+  // Data positions first: the gather is the collective part; only rank 0 writes.
+  const auto train_src = solver.train_net().sources();
+  const auto test_src = test_sources(solver);
+  std::vector<std::vector<int64_t>> states;
+  for (BatchSource* s : train_src) states.push_back(s->state());
+  for (BatchSource* s : test_src) states.push_back(s->state());
+  const auto ranks = gather_states(solver, states);
+  if (solver.reducer() != nullptr && solver.reducer()->rank() != 0) return "";
+
   if (prefix.empty() || prefix.find('/') != std::string::npos || is_temp_file_name(prefix))
     input_error("snapshot prefix '{}' must be a non-empty plain name", prefix);
   std::error_code ec;
@@ -210,15 +250,18 @@ std::string save_snapshot(Solver& solver, const std::string& dir, const std::str
   std::vector<StTensorOut> st;
   st.push_back({"history", StDtype::F32, {static_cast<int64_t>(history.size())}, history.data()});
   st.push_back({"loss_window", StDtype::F32, {static_cast<int64_t>(losses.size())}, losses.data()});
-  std::vector<std::vector<int64_t>> states;
-  const auto train_src = net.sources();
-  const auto test_src = test_sources(solver);
-  for (BatchSource* s : train_src) states.push_back(s->state());
-  for (BatchSource* s : test_src) states.push_back(s->state());
+  // source.<phase>.<i>: rank 0's position (what a resume with another world size uses);
+  // source.<phase>.<i>.ranks: (world, len), every rank's, when data parallel.
+  std::vector<std::vector<int64_t>> flat(ranks.size());
   for (size_t i = 0; i < states.size(); ++i) {
     const bool train = i < train_src.size();
-    st.push_back({fmt::format("source.{}.{}", train ? "train" : "test", train ? i : i - train_src.size()),
-                  StDtype::I64, {static_cast<int64_t>(states[i].size())}, states[i].data()});
+    const std::string name = fmt::format("source.{}.{}", train ? "train" : "test", train ? i : i - train_src.size());
+    st.push_back({name, StDtype::I64, {static_cast<int64_t>(states[i].size())}, ranks[i][0].data()});
+    if (ranks[i].size() > 1) {
+      for (const auto& row : ranks[i]) flat[i].insert(flat[i].end(), row.begin(), row.end());
+      st.push_back({name + ".ranks", StDtype::I64,
+                    {static_cast<int64_t>(ranks[i].size()), static_cast<int64_t>(states[i].size())}, flat[i].data()});
+    }
   }
   std::map<std::string, std::string> smeta{
       {"format", kStateFormat},
@@ -306,6 +349,8 @@ void restore_snapshot(Solver& solver, const std::string& path) {
       s.meta_int("test_sources") != static_cast<int64_t>(test_src.size()))
     input_error("'{}' holds {} TRAIN and {} TEST data sources, the current nets have {} and {}", state_path,
                 s.meta_int("train_sources"), s.meta_int("test_sources"), train_src.size(), test_src.size());
+  const int rank = solver.reducer() ? solver.reducer()->rank() : 0;
+  const int world = solver.reducer() ? solver.reducer()->world() : 1;
   std::vector<std::pair<BatchSource*, std::vector<int64_t>>> src_states;
   for (size_t i = 0; i < train_src.size() + test_src.size(); ++i) {
     const bool train = i < train_src.size();
@@ -314,7 +359,18 @@ void restore_snapshot(Solver& solver, const std::string& path) {
     const StTensorInfo* t = s.find(name);
     if (!t || t->dtype != StDtype::I64 || t->shape.size() != 1)
       input_error("'{}': data source state '{}' is missing or malformed", state_path, name);
-    src_states.emplace_back(train ? train_src[i] : test_src[i - train_src.size()], s.int64s(*t));
+    std::vector<int64_t> state = s.int64s(*t);
+    // This rank's own position when the snapshot was written by as many ranks.
+    const StTensorInfo* per_rank = s.find(name + ".ranks");
+    if (per_rank != nullptr && (per_rank->dtype != StDtype::I64 || per_rank->shape.size() != 2 ||
+                                per_rank->shape[1] != static_cast<int64_t>(state.size())))
+      input_error("'{}': '{}.ranks' is malformed (expected I64 [world, {}])", state_path, name, state.size());
+    if (per_rank != nullptr && per_rank->shape[0] == world) {
+      const std::vector<int64_t> all = s.int64s(*per_rank);
+      state.assign(all.begin() + rank * static_cast<int64_t>(state.size()),
+                   all.begin() + (rank + 1) * static_cast<int64_t>(state.size()));
+    }
+    src_states.emplace_back(train ? train_src[i] : test_src[i - train_src.size()], std::move(state));
   }
 
   // The weights: the exact file the state was written with.

@@ -108,6 +108,7 @@ class Solver {
   std::vector<std::pair<std::string, double>> test(int64_t iterations = -1);
 
   int64_t iter() const { return iter_; }
+  GradientReducer* reducer() const { return opts_.reducer; }  // null: one process
   void set_iter(int64_t it) { iter_ = it; }
   const SolverConfig& config() const { return cfg_; }
   Net& train_net() { return *train_; }

@@ -110,10 +110,9 @@ int train_main(int argc, char** argv) {
   };
   const SolverConfig& sc = solver.config();
   const std::string prefix = sc.snapshot_prefix.empty() ? run.name : sc.snapshot_prefix;
-  auto snapshot = [&](int64_t) {
-    if (!root) return;
+  auto snapshot = [&](int64_t) {  // every rank: the data positions are gathered; rank 0 writes
     std::string path = save_snapshot(solver, out_dir, prefix, sc.keep_last);
-    spdlog::info("snapshot: {}", path);
+    if (root) spdlog::info("snapshot: {}", path);
   };
   solver.on_snapshot = snapshot;
   std::signal(SIGINT, on_signal);
@@ -134,8 +133,11 @@ int train_main(int argc, char** argv) {
     progress->start(run.name);
   }
   solver.solve();
-  if (g_signal.load() != 0) {
-    spdlog::warn("signal {} received at iteration {}: writing a snapshot and stopping", g_signal.load(), solver.iter());
+  // Stopped early = a signal reached some rank; every rank agrees on it (should_stop is all-reduced),
+  // which matters because the snapshot is a collective.
+  if (solver.iter() < sc.max_iter) {
+    spdlog::warn("signal received (here: {}) at iteration {}: writing a snapshot and stopping", g_signal.load(),
+                 solver.iter());
     snapshot(solver.iter());
     return 130;
   }
