@@ -177,20 +177,10 @@ __global__ void __launch_bounds__(kThreads, 2)
   GatherLoader<BN, FwdInput> lb(FwdInput(q, x, jr, jr < n), jr < n, k);
   Acc<BM, BN> acc;
   tile::mainloop<BM, BN>(la, lb, 0, k, acc, &as[0][0][0], &bs[0][0][0]);
-#pragma unroll
-  for (int r = 0; r < Acc<BM, BN>::GM * 4; ++r) {
-    const int i = i0 + Acc<BM, BN>::row(r);
-    if (i >= m) continue;
-    const int co = q.g * q.og + i;
-    const float bv = bias != nullptr ? bias[co] : 0.f;
-#pragma unroll
-    for (int c = 0; c < Acc<BM, BN>::GN * 4; ++c) {
-      const int j = j0 + Acc<BM, BN>::col(c);
-      if (j >= n) continue;
-      const int b = j / q.ohw, pix = j % q.ohw;
-      y[(int64_t(b) * q.out_c + co) * q.ohw + pix] = acc.v[r][c] + bv;
-    }
-  }
+  tile::for_each_output(acc, i0, j0, m, n, [&](int i, int j, float v) {
+    const int co = q.g * q.og + i, b = j / q.ohw, pix = j % q.ohw;
+    y[(int64_t(b) * q.out_c + co) * q.ohw + pix] = v + (bias != nullptr ? bias[co] : 0.f);
+  });
 }
 
 // dx = beta * dx + W^T dy (scattered back through the windows), group blockIdx.z.
@@ -208,19 +198,11 @@ __global__ void __launch_bounds__(kThreads, 2)
   GatherLoader<BN, BwdDataGrad> lb(BwdDataGrad(q, dy, jr, jr < n), jr < n, k);
   Acc<BM, BN> acc;
   tile::mainloop<BM, BN>(la, lb, 0, k, acc, &as[0][0][0], &bs[0][0][0]);
-#pragma unroll
-  for (int r = 0; r < Acc<BM, BN>::GM * 4; ++r) {
-    const int i = i0 + Acc<BM, BN>::row(r);
-    if (i >= m) continue;
-#pragma unroll
-    for (int c = 0; c < Acc<BM, BN>::GN * 4; ++c) {
-      const int j = j0 + Acc<BM, BN>::col(c);
-      if (j >= n) continue;
-      const int b = j / q.hw, pix = j % q.hw;
-      float* o = dx + (int64_t(b) * q.c + q.g * q.cg + i) * q.hw + pix;
-      *o = beta == 0.f ? acc.v[r][c] : fmaf(beta, *o, acc.v[r][c]);
-    }
-  }
+  tile::for_each_output(acc, i0, j0, m, n, [&](int i, int j, float v) {
+    const int b = j / q.hw, pix = j % q.hw;
+    float* o = dx + (int64_t(b) * q.c + q.g * q.cg + i) * q.hw + pix;
+    *o = beta == 0.f ? v : fmaf(beta, *o, v);
+  });
 }
 
 // Filter gradient of group blockIdx.z / splits over k in split blockIdx.z % splits. splits == 1:
@@ -243,18 +225,10 @@ __global__ void __launch_bounds__(kThreads, 2)
   Acc<BM, BN> acc;
   tile::mainloop<BM, BN>(la, lb, k_begin, k_end, acc, &as[0][0][0], &bs[0][0][0]);
   float* out = splits == 1 ? dw + int64_t(g) * m * n : partial + (int64_t(g) * splits + s) * m * n;
-#pragma unroll
-  for (int r = 0; r < Acc<BM, BN>::GM * 4; ++r) {
-    const int i = i0 + Acc<BM, BN>::row(r);
-    if (i >= m) continue;
-#pragma unroll
-    for (int c = 0; c < Acc<BM, BN>::GN * 4; ++c) {
-      const int j = j0 + Acc<BM, BN>::col(c);
-      if (j >= n) continue;
-      float* o = out + int64_t(i) * n + j;
-      *o = splits == 1 ? *o + acc.v[r][c] : acc.v[r][c];
-    }
-  }
+  tile::for_each_output(acc, i0, j0, m, n, [&](int i, int j, float v) {
+    float* o = out + int64_t(i) * n + j;
+    *o = splits == 1 ? *o + v : v;
+  });
 }
 
 }  // namespace igemm

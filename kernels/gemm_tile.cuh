@@ -109,6 +109,22 @@ struct Acc {
   __device__ __forceinline__ static int col(int q) { return (q / 4) * 64 + (threadIdx.x % 16) * 4 + q % 4; }
 };
 
+// Calls f(i, j, value) for each of this thread's accumulator elements that lies inside the m x n
+// output (i, j counted from the tile origin i0, j0 of the whole output).
+template <int BM, int BN, class F>
+__device__ __forceinline__ void for_each_output(const Acc<BM, BN>& acc, int i0, int j0, int m, int n, F&& f) {
+#pragma unroll
+  for (int r = 0; r < Acc<BM, BN>::GM * 4; ++r) {
+    const int i = i0 + Acc<BM, BN>::row(r);
+    if (i >= m) continue;
+#pragma unroll
+    for (int c = 0; c < Acc<BM, BN>::GN * 4; ++c) {
+      const int j = j0 + Acc<BM, BN>::col(c);
+      if (j < n) f(i, j, acc.v[r][c]);
+    }
+  }
+}
+
 // acc = sum over k in [k_begin, k_end) of op(A)[i][k] op(B)[k][j] for the block's tile. `as` and
 // `bs` are the block's shared buffers, [2][kBk][BM + kPad] and [2][kBk][BN + kPad].
 template <int BM, int BN, class LA, class LB>

@@ -6,10 +6,7 @@
 # usage: mpi_fault.sh MPIEXEC DROPNET_TRAIN WORK_DIR stall|kill
 set -uo pipefail
 mpiexec=$1 train=$2 work=$3 mode=$4
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-flags=()
-version=$("$mpiexec" --version 2>&1 || true)
-if [[ $version == *"Open MPI"* || $version == *OpenRTE* ]]; then flags=(--oversubscribe --allow-run-as-root); fi
+source "$(dirname "${BASH_SOURCE[0]}")/mpi_common.sh"
 rm -rf "$work"
 mkdir -p "$work"
 cat >"$work/dp.yaml" <<'YAML'
