@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_cuda_util.cuh"
 #include "core/cuda_check.h"
 #include "core/device.h"
 #include "core/tensor.h"
@@ -34,6 +35,8 @@
 namespace {
 
 using namespace dropnet;
+using dropnet::bench::device_random;
+using dropnet::bench::time_cuda_ms;
 
 struct ConvShape {
   const char* net;
@@ -65,24 +68,6 @@ ConvParams params_of(const ConvShape& s, int64_t batch) {
 double conv_flops(const ConvParams& p) {
   return 2.0 * static_cast<double>(p.n * p.out_c * p.out_h * p.out_w) * static_cast<double>(p.c / p.group) * p.kh *
          p.kw;
-}
-
-// Deterministic values in [-1, 1) from the element index (no host generation of GBs of data).
-__global__ void fill_hash(float* p, int64_t n, uint32_t seed) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed;
-    h ^= h >> 16;
-    h *= 0x7feb352du;
-    h ^= h >> 15;
-    p[i] = static_cast<float>(h >> 8) * (2.f / 16777216.f) - 1.f;
-  }
-}
-
-Tensor device_random(int64_t n, uint32_t seed) {
-  Tensor t(Shape{n}, Device::cuda(0));
-  fill_hash<<<grid_for(n), 256, 0, cuda_stream()>>>(t.data(), n, seed);
-  DN_CUDA_LAUNCH_CHECK();
-  return t;
 }
 
 // The tensors of the shape being measured; benchmarks run in registration order (shape by shape),
@@ -148,27 +133,8 @@ void bm_conv(benchmark::State& state, ConvShape shape, int64_t batch, std::strin
   const std::string layer = std::string(shape.net) + "/" + shape.name;
   Buffers& b = buffers_for(layer + "/" + std::to_string(batch), p);
   const Stream s = cuda_stream();
-  run_conv(b, p, engine, d, s);  // warm-up: scratch allocation, cuDNN handle and algorithm search
-  DN_CUDA_CHECK(cudaStreamSynchronize(s));
-  cudaEvent_t start, stop;
-  DN_CUDA_CHECK(cudaEventCreate(&start));
-  DN_CUDA_CHECK(cudaEventCreate(&stop));
-  double total_ms = 0;
-  int64_t iters = 0;
-  for (auto _ : state) {
-    DN_CUDA_CHECK(cudaEventRecord(start, s));
-    run_conv(b, p, engine, d, s);
-    DN_CUDA_CHECK(cudaEventRecord(stop, s));
-    DN_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0.f;
-    DN_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    state.SetIterationTime(ms * 1e-3);
-    total_ms += ms;
-    ++iters;
-  }
-  DN_CUDA_CHECK(cudaEventDestroy(start));
-  DN_CUDA_CHECK(cudaEventDestroy(stop));
-  const double mean_ms = iters > 0 ? total_ms / static_cast<double>(iters) : 0.0;
+  // Warm-up (inside time_cuda_ms): scratch allocation, cuDNN handle and algorithm search.
+  const double mean_ms = time_cuda_ms(state, [&] { run_conv(b, p, engine, d, s); });
   const double flops = conv_flops(p) * (d == Dir::BwdAll ? 2.0 : 1.0);
   state.counters["GFLOP/s"] = mean_ms > 0 ? flops / (mean_ms * 1e-3) * 1e-9 : 0.0;
   state.counters["ms"] = mean_ms;

@@ -18,25 +18,15 @@
 #include <utility>
 #include <vector>
 
-#include "core/rng.h"
+#include "bench/gemm_shapes.h"
 #include "kernels/gemm.h"
 
 namespace {
 
 using namespace dropnet;
 
-std::vector<float> random_values(int64_t n, uint64_t seed) {
-  HostRng rng(seed, 0);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = rng.uniform(-1.f, 1.f);
-  return v;
-}
-
-struct GemmShape {
-  const char* name;
-  bool ta, tb;
-  int64_t m, n, k;
-};
+using bench::GemmShape;
+using bench::random_values;
 
 // op(A) (M, K), op(B) (K, N) as the layers call them.
 const GemmShape kShapes[] = {

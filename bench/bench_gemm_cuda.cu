@@ -11,9 +11,10 @@
 #include <utility>
 #include <vector>
 
+#include "bench/bench_cuda_util.cuh"
+#include "bench/gemm_shapes.h"
 #include "core/cuda_check.h"
 #include "core/device.h"
-#include "core/rng.h"
 #include "core/tensor.h"
 #include "kernels/gemm.h"
 
@@ -21,18 +22,8 @@ namespace {
 
 using namespace dropnet;
 
-std::vector<float> random_values(int64_t n, uint64_t seed) {
-  HostRng rng(seed, 0);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = rng.uniform(-1.f, 1.f);
-  return v;
-}
-
-struct GemmShape {
-  const char* name;
-  bool ta, tb;
-  int64_t m, n, k;
-};
+using bench::GemmShape;
+using bench::random_values;
 
 const GemmShape kShapes[] = {
     {"square4096", false, false, 4096, 4096, 4096},
@@ -53,21 +44,7 @@ void bm_gemm_cuda(benchmark::State& state, CudaGemmFn fn, GemmShape s) {
   Tensor c(Shape{s.m * s.n}, Device::cuda(0));
   const Stream stream = cuda_stream();
   auto run = [&] { fn(s.ta, s.tb, s.m, s.n, s.k, 1.f, a.data(), lda, b.data(), ldb, 0.f, c.data(), s.n, stream); };
-  run();  // warm-up: cuBLAS handle, workspace pool, instruction cache
-  cudaEvent_t start, stop;
-  DN_CUDA_CHECK(cudaEventCreate(&start));
-  DN_CUDA_CHECK(cudaEventCreate(&stop));
-  for (auto _ : state) {
-    DN_CUDA_CHECK(cudaEventRecord(start, stream));
-    run();
-    DN_CUDA_CHECK(cudaEventRecord(stop, stream));
-    DN_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0.f;
-    DN_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    state.SetIterationTime(ms * 1e-3);
-  }
-  DN_CUDA_CHECK(cudaEventDestroy(start));
-  DN_CUDA_CHECK(cudaEventDestroy(stop));
+  bench::time_cuda_ms(state, run);  // warm-up inside: cuBLAS handle, workspace pool, instruction cache
   state.counters["flops"] =
       benchmark::Counter(2.0 * s.m * s.n * s.k, benchmark::Counter::kIsIterationInvariantRate);
 }

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_cuda_util.cuh"
 #include "core/cuda_check.h"
 #include "core/device.h"
 #include "core/tensor.h"
@@ -33,6 +34,8 @@
 namespace {
 
 using namespace dropnet;
+using dropnet::bench::device_random;
+using dropnet::bench::time_cuda_ms;
 
 double g_peak_gbs = 0;  // theoretical DRAM bandwidth, GB/s
 std::map<std::string, double>& achieved() {
@@ -40,47 +43,9 @@ std::map<std::string, double>& achieved() {
   return m;
 }
 
-__global__ void fill_hash(float* p, int64_t n, uint32_t seed) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed;
-    h ^= h >> 16;
-    h *= 0x7feb352du;
-    h ^= h >> 15;
-    p[i] = static_cast<float>(h >> 8) * (2.f / 16777216.f) - 1.f;
-  }
-}
-
-Tensor device_random(int64_t n, uint32_t seed) {
-  Tensor t(Shape{n}, Device::cuda(0));
-  fill_hash<<<grid_for(n), 256, 0, cuda_stream()>>>(t.data(), n, seed);
-  DN_CUDA_LAUNCH_CHECK();
-  return t;
-}
-
 // Runs `op` under CUDA events; sets GB/s and % of peak from `bytes` per call.
 void time_op(benchmark::State& state, const std::string& name, double bytes, const std::function<void()>& op) {
-  const Stream s = cuda_stream();
-  op();  // warm-up
-  DN_CUDA_CHECK(cudaStreamSynchronize(s));
-  cudaEvent_t start, stop;
-  DN_CUDA_CHECK(cudaEventCreate(&start));
-  DN_CUDA_CHECK(cudaEventCreate(&stop));
-  double total_ms = 0;
-  int64_t iters = 0;
-  for (auto _ : state) {
-    DN_CUDA_CHECK(cudaEventRecord(start, s));
-    op();
-    DN_CUDA_CHECK(cudaEventRecord(stop, s));
-    DN_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0.f;
-    DN_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    state.SetIterationTime(ms * 1e-3);
-    total_ms += ms;
-    ++iters;
-  }
-  DN_CUDA_CHECK(cudaEventDestroy(start));
-  DN_CUDA_CHECK(cudaEventDestroy(stop));
-  const double mean_s = iters > 0 ? total_ms * 1e-3 / static_cast<double>(iters) : 0.0;
+  const double mean_s = time_cuda_ms(state, op) * 1e-3;
   const double gbs = mean_s > 0 ? bytes / mean_s * 1e-9 : 0.0;
   state.counters["GB/s"] = gbs;
   state.counters["%peak"] = g_peak_gbs > 0 ? 100.0 * gbs / g_peak_gbs : 0.0;
