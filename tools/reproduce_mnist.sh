@@ -5,7 +5,8 @@
 # Each for the faithful variant (no ReLU after the added convs) and `_relu`, with Caffe's init
 # (xavier, the LeNet default) and the paper's (gaussian std 0.01, zero bias, as in its CIFAR
 # table). --scale S shortens everything (iterations, lengths, test interval) by S for 2-core
-# machines; the figures in bench/results say which scale made them.
+# machines; the figures in bench/results say which scale made them. --seeds 1,2,3 repeats every run
+# with those seeds (run names get _seed<k> for k > 1; results.md adds mean and spread).
 # Writes OUT/<run>/metrics.jsonl, OUT/results.md (table) and OUT/fig2_*.png, OUT/fig3_*.png.
 set -euo pipefail
 orig_args="$*"
@@ -17,6 +18,7 @@ scale=1
 figures="2,3"
 variants="faithful,relu"
 inits="caffe,paper"
+seeds="1"
 threads=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -27,6 +29,7 @@ while [ $# -gt 0 ]; do
     --figures) figures="$2"; shift 2 ;;
     --variants) variants="$2"; shift 2 ;;
     --inits) inits="$2"; shift 2 ;;
+    --seeds) seeds="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
     -h|--help) sed -n 2,12p "$0"; exit 0 ;;
     *) echo "reproduce_mnist.sh: unknown argument '$1'" >&2; exit 2 ;;
@@ -51,18 +54,22 @@ paper_init() {
   done
 }
 
-run() {  # run NAME CONFIG N [overrides...]
-  local name=$1 cfg=$2 n=$3
+run() {  # run NAME CONFIG N [overrides...]: once per seed (seed k > 1: NAME_seed<k>)
+  local base=$1 cfg=$2 n=$3 seed name
   shift 3
-  if [ -f "$out/$name/done" ]; then echo "skip $name (done)"; return; fi
-  local extra=()
-  [ "$init" = paper ] && mapfile -t extra < <(paper_init "$n")
-  echo "== $name"
-  rm -rf "${out:?}/$name"
-  "$build/tools/dropnet-train" "$here/configs/$cfg" --out "$out/$name" --threads "$threads" --quiet \
-    "solver.max_iter=$iters" "solver.test_interval=$test_interval" solver.snapshot=0 "solver.display=$test_interval" \
-    "${data_overrides[@]}" "${extra[@]}" "$@" > "$out/$name.log" 2>&1 || echo "   (exit $? -- see $name.log)"
-  touch "$out/$name/done"
+  for seed in ${seeds//,/ }; do
+    name=$base
+    [ "$seed" != 1 ] && name="${base}_seed$seed"
+    if [ -f "$out/$name/done" ]; then echo "skip $name (done)"; continue; fi
+    local extra=()
+    [ "$init" = paper ] && mapfile -t extra < <(paper_init "$n")
+    echo "== $name"
+    rm -rf "${out:?}/$name"
+    "$build/tools/dropnet-train" "$here/configs/$cfg" --out "$out/$name" --threads "$threads" --quiet \
+      "solver.max_iter=$iters" "solver.test_interval=$test_interval" solver.snapshot=0 "solver.display=$test_interval" \
+      "seed=$seed" "${data_overrides[@]}" "${extra[@]}" "$@" > "$out/$name.log" 2>&1 || echo "   (exit $? -- see $name.log)"
+    touch "$out/$name/done"
+  done
 }
 
 for init in ${inits//,/ }; do

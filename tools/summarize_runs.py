@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """Summarizes a directory of dropnet runs (each RUN/metrics.jsonl) into results.md and learning-curve
-PNGs grouped by figure prefix (fig2_*, fig3_*), like the paper's Figures 2 and 3.
+PNGs grouped by figure prefix (fig2_*, fig3_*), like the paper's Figures 2 and 3. Runs named
+<run>_seed<k> are repeats of <run> with another seed: a second table gives mean, spread and range
+of the final accuracy over the seeds (the curves show seed 1 only).
 
 usage: summarize_runs.py OUT [--scale S] [--command CMD]
 """
@@ -44,15 +46,39 @@ def final_acc(tests):
     return tests[-1].get("accuracy") if tests else None
 
 
-rows = [f"| run | final test accuracy | iterations to 80% of final | converged (>= {100 * a.converged:.0f}%) | note |",
-        "|---|---|---|---|---|"]
+rows = [f"| run | final test accuracy | mean of the last 4 tests | iterations to 80% of final | "
+        f"converged (>= {100 * a.converged:.0f}%) | note |",
+        "|---|---|---|---|---|---|"]
 for name, (tests, trains, err) in runs.items():
     acc = final_acc(tests)
     if acc is None or acc != acc:
-        rows.append(f"| {name} | - | - | no | {err or 'no test result'} |")
+        rows.append(f"| {name} | - | - | - | no | {err or 'no test result'} |")
         continue
     it80 = next((t["iter"] for t in tests if t.get("accuracy", 0) >= 0.8 * acc), None)
-    rows.append(f"| {name} | {acc:.4f} | {it80} | {'yes' if acc >= a.converged else 'no'} | {err} |")
+    last = [t["accuracy"] for t in tests if "accuracy" in t][-4:]
+    rows.append(f"| {name} | {acc:.4f} | {sum(last) / len(last):.4f} | {it80} | {'yes' if acc >= a.converged else 'no'} "
+                f"| {err} |")
+
+# Repeats with other seeds: <run>_seed<k> (seed 1 is <run> itself).
+seeds = {}
+for name, (tests, _, _) in runs.items():
+    m = re.match(r"(.+)_seed(\d+)$", name)
+    base, seed = (m.group(1), int(m.group(2))) if m else (name, 1)
+    acc = final_acc(tests)
+    if acc is not None and acc == acc:
+        seeds.setdefault(base, []).append((seed, acc))
+seed_rows = []
+for base, vals in seeds.items():
+    if len(vals) < 2:
+        continue
+    accs = [v for _, v in sorted(vals)]
+    mean = sum(accs) / len(accs)
+    std = (sum((x - mean) ** 2 for x in accs) / (len(accs) - 1)) ** 0.5
+    seed_rows.append(f"| {base} | {', '.join(str(k) for k, _ in sorted(vals))} | {mean:.4f} | {std:.4f} | "
+                     f"{min(accs):.4f} - {max(accs):.4f} |")
+if seed_rows:
+    rows += ["", "Across seeds (final test accuracy; std is the sample standard deviation):", "",
+             "| run | seeds | mean | std | range |", "|---|---|---|---|---|"] + seed_rows
 
 with open(os.path.join(a.out, "results.md"), "w") as f:
     f.write("# MNIST-style DropIn experiments (paper Figures 2 and 3)\n\n")
