@@ -21,15 +21,9 @@ namespace dropnet {
 namespace {
 
 using testing::all_close;
-using testing::random_vector;
-
+using testing::nan_tensor;
 using testing::on_device;
-
-Tensor nan_tensor(int64_t n) {
-  Tensor t(Shape{n}, Device::cuda());
-  t.fill(std::numeric_limits<float>::quiet_NaN());
-  return t;
-}
+using testing::random_vector;
 
 // Random values with exact zeros and both signs of tiny values mixed in (the ReLU decision points).
 std::vector<float> relu_input(int64_t n, uint64_t seed) {

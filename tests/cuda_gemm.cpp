@@ -1,16 +1,15 @@
 // CUDA SGEMM: the hand-written tiled kernel (sgemm_cuda) and cuBLAS (sgemm_cublas) against the
 // native CPU kernel, over transposes, odd sizes, padded and misaligned operands, alpha/beta,
 // NaN-filled C with beta == 0, split-K shapes and the LeNet training shapes.
-#include <cmath>
+#include <algorithm>
 #include <cstdint>
 #include <functional>
-#include <limits>
-#include <string>
 #include <vector>
 
 #include "core/device.h"
 #include "core/tensor.h"
 #include "kernels/gemm.h"
+#include "tests/testing/gemm_cases.h"
 #include "tests/testing/harness.h"
 
 namespace dropnet {
@@ -19,21 +18,7 @@ namespace {
 using CudaGemmFn = std::function<void(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
                                       const float*, int64_t, float, float*, int64_t, Stream)>;
 
-struct GemmCase {
-  bool ta = false, tb = false;
-  int64_t m = 1, n = 1, k = 1;
-  float alpha = 1.f, beta = 0.f;
-  int64_t pad = 0;     // extra elements per row of A, B and C
-  int misalign = 0;    // bit 0: A, bit 1: B, bit 2: C start one float past a 16-byte boundary
-  std::string str() const {
-    return std::string(ta ? "T" : "N") + (tb ? "T" : "N") + " m=" + std::to_string(m) +
-           " n=" + std::to_string(n) + " k=" + std::to_string(k) + " alpha=" + std::to_string(alpha) +
-           " beta=" + std::to_string(beta) + " pad=" + std::to_string(pad) +
-           " misalign=" + std::to_string(misalign);
-  }
-};
-
-constexpr float kPadSentinel = 12345.f;
+using testing::GemmCase;
 
 // A device matrix of rows x ld floats, optionally starting one float into its storage.
 struct DeviceMatrix {
@@ -47,98 +32,45 @@ struct DeviceMatrix {
   }
 };
 
+// `fn` on device copies of the host operands (A, B, C each shifted as g.misalign says), C copied back, against the
+// native CPU kernel on the same operands.
 ::testing::AssertionResult check_case(const CudaGemmFn& fn, const GemmCase& g, uint64_t seed) {
-  const int64_t a_rows = g.ta ? g.k : g.m, a_cols = g.ta ? g.m : g.k;
-  const int64_t b_rows = g.tb ? g.n : g.k, b_cols = g.tb ? g.k : g.n;
-  const int64_t lda = a_cols + g.pad, ldb = b_cols + g.pad, ldc = g.n + g.pad;
-  const std::vector<float> a = testing::random_vector(std::max<int64_t>(1, a_rows * lda), seed);
-  const std::vector<float> b = testing::random_vector(std::max<int64_t>(1, b_rows * ldb), seed + 1);
-  std::vector<float> c = testing::random_vector(std::max<int64_t>(1, g.m * ldc), seed + 2);
-  for (int64_t i = 0; i < g.m; ++i)
-    for (int64_t j = 0; j < ldc; ++j) {
-      float& x = c[i * ldc + j];
-      if (j >= g.n) x = kPadSentinel;
-      else if (g.beta == 0.f) x = std::numeric_limits<float>::quiet_NaN();
-    }
-
-  std::vector<float> ref = c;
-  sgemm_native_cpu(g.ta, g.tb, g.m, g.n, g.k, g.alpha, a.data(), lda, b.data(), ldb, g.beta, ref.data(), ldc);
-
-  DeviceMatrix da(a, g.misalign & 1), db(b, g.misalign & 2), dc(c, g.misalign & 4);
-  fn(g.ta, g.tb, g.m, g.n, g.k, g.alpha, da.view.data(), lda, db.view.data(), ldb, g.beta, dc.view.data(), ldc,
-     cuda_stream());
-  const std::vector<float> out = dc.view.to_host();
-
-  std::vector<float> want(g.m * g.n), got(g.m * g.n);
-  for (int64_t i = 0; i < g.m; ++i) {
-    for (int64_t j = 0; j < g.n; ++j) {
-      want[i * g.n + j] = ref[i * ldc + j];
-      got[i * g.n + j] = out[i * ldc + j];
-    }
-    for (int64_t j = g.n; j < ldc; ++j)
-      if (out[i * ldc + j] != kPadSentinel)
-        return ::testing::AssertionFailure() << g.str() << ": wrote C(" << i << ", " << j
-                                             << ") outside the n columns";
-  }
-  const float atol = 1e-4f * std::sqrt(float(std::max<int64_t>(g.k, 1))) * std::max(1.f, std::fabs(g.alpha));
-  ::testing::AssertionResult r = testing::all_close(want, got, atol, 1e-4f);
-  if (!r) r << " [" << g.str() << "]";
-  return r;
-}
-
-const int64_t kSizes[] = {1, 2, 3, 7, 15, 16, 17, 31, 33, 64, 65, 100, 127, 129};
-constexpr int kNumSizes = sizeof(kSizes) / sizeof(kSizes[0]);
-const float kAlphas[] = {1.f, 0.5f, -2.f};
-const float kBetas[] = {0.f, 1.f, 0.3f};
-
-// The sweep of unit_gemm (every (m, n) pair, all transposes, k cycling), plus misalignment.
-std::vector<GemmCase> sweep_cases() {
-  std::vector<GemmCase> cases;
-  int idx = 0;
-  for (int t = 0; t < 4; ++t)
-    for (int i = 0; i < kNumSizes; ++i)
-      for (int j = 0; j < kNumSizes; ++j, ++idx) {
-        GemmCase g;
-        g.ta = t & 1;
-        g.tb = t & 2;
-        g.m = kSizes[i];
-        g.n = kSizes[j];
-        g.k = kSizes[(i * 5 + j * 3 + t) % kNumSizes];
-        g.alpha = kAlphas[idx % 3];
-        g.beta = kBetas[(idx / 3) % 3];
-        g.pad = std::vector<int64_t>{0, 1, 3, 16, 5}[idx % 5];
-        g.misalign = idx % 8;
-        cases.push_back(g);
-      }
-  return cases;
-}
-
-std::vector<GemmCase> lenet_cases() {
-  auto mk = [](bool ta, bool tb, int64_t m, int64_t n, int64_t k) {
-    GemmCase g;
-    g.ta = ta;
-    g.tb = tb;
-    g.m = m;
-    g.n = n;
-    g.k = k;
-    return g;
+  const auto on_device = [&](bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                             int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+    // The sizes check_gemm_case allocates: rows x ld, at least one float.
+    const int64_t a_size = std::max<int64_t>(1, (ta ? k : m) * lda), b_size = std::max<int64_t>(1, (tb ? n : k) * ldb);
+    const int64_t c_size = std::max<int64_t>(1, m * ldc);
+    DeviceMatrix da(std::vector<float>(a, a + a_size), g.misalign & 1);
+    DeviceMatrix db(std::vector<float>(b, b + b_size), g.misalign & 2);
+    DeviceMatrix dc(std::vector<float>(c, c + c_size), g.misalign & 4);
+    fn(ta, tb, m, n, k, alpha, da.view.data(), lda, db.view.data(), ldb, beta, dc.view.data(), ldc, cuda_stream());
+    const std::vector<float> out = dc.view.to_host();
+    std::copy(out.begin(), out.end(), c);
   };
-  return {mk(false, false, 20, 36864, 25), mk(false, true, 20, 25, 36864), mk(false, false, 50, 4096, 500),
-          mk(false, true, 50, 500, 4096),  mk(true, false, 500, 4096, 50), mk(false, true, 64, 500, 800),
-          mk(true, false, 500, 800, 64),   mk(false, false, 64, 800, 500), mk(false, true, 64, 10, 500)};
+  return testing::check_gemm_case(on_device, g, seed, sgemm_native_cpu);
+}
+
+// The sweep of unit_gemm with other paddings, {0, 1, 3, 16, 5}, and every misalignment.
+std::vector<GemmCase> sweep_cases() {
+  return testing::gemm_sweep_cases([](int idx, GemmCase& g) {
+    g.pad = std::vector<int64_t>{0, 1, 3, 16, 5}[idx % 5];
+    g.misalign = idx % 8;
+  });
+}
+
+// LeNet's GEMMs up to fc2's forward pass (the first nine).
+std::vector<GemmCase> lenet_cases() {
+  std::vector<GemmCase> cases = testing::gemm_lenet_cases();
+  cases.resize(9);
+  return cases;
 }
 
 const CudaGemmFn kTiled = sgemm_cuda;
 const CudaGemmFn kCublas = sgemm_cublas;
 
 void run_sweep(const CudaGemmFn& fn) {
-  uint64_t seed = 300;
-  int failures = 0;
-  for (const GemmCase& g : sweep_cases()) {
-    auto r = check_case(fn, g, seed += 3);
-    EXPECT_TRUE(r);
-    if (!r && ++failures > 10) FAIL() << "stopping after 10 failing cases";
-  }
+  testing::expect_gemm_sweep(sweep_cases(), 300,
+                             [&](const GemmCase& g, uint64_t seed) { return check_case(fn, g, seed); });
 }
 
 TEST(CudaGemm, TiledSweep) {

@@ -26,15 +26,9 @@ namespace dropnet {
 namespace {
 
 using testing::all_close;
-using testing::random_vector;
-
+using testing::nan_tensor;
 using testing::on_device;
-
-Tensor nan_tensor(int64_t n) {
-  Tensor t(Shape{n}, Device::cuda());
-  t.fill(std::numeric_limits<float>::quiet_NaN());
-  return t;
-}
+using testing::random_vector;
 
 float device_scalar(const Tensor& t) { return t.to_host()[0]; }
 

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "testing/gemm_cases.h"
 #include "testing/harness.h"
 
 namespace dropnet {
@@ -19,6 +20,7 @@ namespace {
 
 using testing::all_close;
 using testing::random_vector;
+using testing::sgemm_reference;
 
 struct Case {
   int m, n, k;
@@ -66,14 +68,7 @@ void check(const Case& cs) {
   const auto b = random_vector((TB ? cs.n : cs.k) * ldb, 2);
   const auto c0 = random_vector(int64_t(cs.m) * ldc, 3);
   std::vector<float> ref = c0;
-  for (int i = 0; i < cs.m; ++i)
-    for (int j = 0; j < cs.n; ++j) {
-      double s = 0;
-      for (int kk = 0; kk < cs.k; ++kk)
-        s += double(TA ? a[kk * lda + i] : a[i * lda + kk]) * double(TB ? b[j * ldb + kk] : b[kk * ldb + j]);
-      float& r = ref[i * ldc + j];
-      r = static_cast<float>(0.75 * s + (cs.beta == 0.f ? 0.0 : double(cs.beta) * r));
-    }
+  sgemm_reference(TA, TB, cs.m, cs.n, cs.k, 0.75f, a.data(), lda, b.data(), ldb, cs.beta, ref.data(), ldc);
   const auto got = run_emulated<BM, BN, TA, TB, VA, VB>(cs, a, lda, b, ldb, c0, ldc);
   EXPECT_TRUE(all_close(ref, got, 1e-5f, 1e-4f));  // also: padding columns of C untouched
 }

@@ -15,10 +15,9 @@
 
 #include "core/error.h"
 #include "core/fileio.h"
-#include "data/sources.h"
-#include "layers/config.h"
 #include "optim/snapshot.h"
 #include "optim/solver.h"
+#include "tests/testing/solvers.h"
 
 namespace dropnet {
 namespace {
@@ -41,13 +40,7 @@ layers:
   - {name: loss, type: softmax_loss, bottom: [fc1, label], top: loss}
 )";
 
-std::unique_ptr<Solver> make_solver() {
-  SolverOptions so;
-  so.seed = 3;
-  so.source_factory = make_batch_source;
-  so.quiet = true;
-  return std::make_unique<Solver>(load_config_text(kYaml, "fuzznet.yaml"), so);
-}
+std::unique_ptr<Solver> make_solver() { return testing::quiet_solver(kYaml, "fuzznet.yaml", 3); }
 
 // A plain (non-atomic, unsynced) write: the fuzz rewrites files hundreds of times.
 void put_file(const std::string& path, const std::string& bytes) {

@@ -19,10 +19,9 @@
 #include "core/error.h"
 #include "core/fileio.h"
 #include "core/safetensors.h"
-#include "data/sources.h"
-#include "layers/config.h"
 #include "optim/snapshot.h"
 #include "optim/solver.h"
+#include "tests/testing/solvers.h"
 
 namespace dropnet {
 namespace {
@@ -46,13 +45,7 @@ layers:
   - {name: loss, type: softmax_loss, bottom: [fc2, label], top: loss}
 )";
 
-std::unique_ptr<Solver> make_solver() {
-  SolverOptions so;
-  so.seed = 5;
-  so.source_factory = make_batch_source;
-  so.quiet = true;
-  return std::make_unique<Solver>(load_config_text(kYaml, "killnet.yaml"), so);
-}
+std::unique_ptr<Solver> make_solver() { return testing::quiet_solver(kYaml, "killnet.yaml", 5); }
 
 // Child bodies: never return; exit codes 0 ok, 3 input error, 4 other error.
 [[noreturn]] void child_exit(int code) {

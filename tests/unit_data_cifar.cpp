@@ -1,11 +1,9 @@
 // CIFAR-10 binary reader: record layout, default train/test files, the cached mean image,
 // crop/pad/mirror, and bad files.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <set>
 #include <string>
 #include <vector>
@@ -16,6 +14,9 @@
 #include "data/sources.h"
 #include "layers/config.h"
 #include "layers/layer.h"
+#include "tests/testing/configs.h"
+#include "tests/testing/crops.h"
+#include "tests/testing/files.h"
 
 namespace dropnet {
 namespace {
@@ -23,11 +24,7 @@ namespace {
 namespace fs = std::filesystem;
 constexpr int kPerFile = 6;
 
-void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {
-  std::ofstream f(path, std::ios::binary);
-  f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-  ASSERT_TRUE(f.good()) << path;
-}
+using testing::write_bytes;
 
 // Pixel (c, y, x) of global record g (file f, record r): a pattern that differs per record.
 uint8_t pixel(int g, int c, int y, int x) { return static_cast<uint8_t>((g * 31 + c * 50 + y * 5 + x * 3) % 256); }
@@ -45,33 +42,20 @@ std::vector<uint8_t> cifar_file(int first_global, int n) {
   return b;
 }
 
-class CifarTest : public ::testing::Test {
+class CifarTest : public testing::TempDirTest {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           fmt::format("dropnet_unit_data_cifar_{}_{}", ::getpid(),
-                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
     // Train records 0..29 in data_batch_1..5, test records 100..105.
     for (int f = 0; f < 5; ++f) write_bytes(path(fmt::format("data_batch_{}.bin", f + 1)), cifar_file(f * kPerFile, kPerFile));
     write_bytes(path("test_batch.bin"), cifar_file(100, kPerFile));
   }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
   std::unique_ptr<BatchSource> source(const std::string& extra, Phase phase = Phase::Train, uint64_t seed = 1,
-                                      const std::string& dir = "") {
-    std::string text = fmt::format("data:\n  d:\n    source: cifar10\n    dir: {}\n", dir.empty() ? dir_.string() : dir);
+                                      const std::string& data_dir = "") {
+    std::string text =
+        fmt::format("data:\n  d:\n    source: cifar10\n    dir: {}\n", data_dir.empty() ? dir().string() : data_dir);
     if (extra.find("records_per_file") == std::string::npos) text += fmt::format("    records_per_file: {}\n", kPerFile);
-    size_t pos = 0;
-    while (pos < extra.size()) {
-      size_t nl = extra.find('\n', pos);
-      if (nl == std::string::npos) nl = extra.size();
-      text += "    " + extra.substr(pos, nl - pos) + "\n";
-      pos = nl + 1;
-    }
-    cfg_ = load_config_text(text, "cifar.yaml");
+    cfg_ = load_config_text(text + testing::indent_lines(extra, "    "), "cifar.yaml");
     SourceRequest req{cfg_.node().child("data").child("d"), phase, seed, 0, 1};
     return make_batch_source(req);
   }
@@ -90,12 +74,11 @@ class CifarTest : public ::testing::Test {
 
   std::vector<std::string> mean_caches() const {
     std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(dir_))
+    for (const auto& e : fs::directory_iterator(dir()))
       if (e.path().filename().string().rfind("dropnet_mean_", 0) == 0) out.push_back(e.path().string());
     return out;
   }
 
-  fs::path dir_;
   LoadedConfig cfg_;
 };
 
@@ -132,7 +115,7 @@ TEST_F(CifarTest, TrainAndTestFilesRecordLayout) {
 }
 
 TEST_F(CifarTest, TarballSubdirectoryIsFound) {
-  fs::path sub = dir_ / "outer";
+  fs::path sub = dir() / "outer";
   fs::create_directories(sub / "cifar-10-batches-bin");
   fs::copy_file(path("test_batch.bin"), sub / "cifar-10-batches-bin" / "test_batch.bin");
   auto s = source("batch_size: 1\nprefetch: 0", Phase::Test, 1, sub.string());
@@ -181,7 +164,7 @@ TEST_F(CifarTest, MeanCacheFallsBackWhenTheDataDirIsNotWritable) {
   // goes to cache_dir instead, and the next call finds it there.
   std::vector<std::string> files;
   for (int f = 1; f <= 5; ++f) files.push_back(path(fmt::format("data_batch_{}.bin", f)));
-  fs::path cache = dir_ / "cache";
+  fs::path cache = dir() / "cache";
   std::string used;
   std::vector<float> m = data::cifar_mean_image(files, kPerFile, path("test_batch.bin"), cache.string(), &used);
   EXPECT_EQ(fs::path(used).parent_path(), cache);
@@ -230,25 +213,10 @@ TEST_F(CifarTest, RandomCropWithPaddingAndMirror) {
   std::set<std::tuple<int, int, bool>> seen;
   for (int k = 0; k < 400; ++k) {
     s->next_batch(d.data(), l.data());
-    bool found = false;
-    for (int oy = -4; oy <= 4 && !found; ++oy)
-      for (int ox = -4; ox <= 4 && !found; ++ox)
-        for (bool flip : {false, true}) {
-          bool ok = true;
-          for (int c = 0; c < 3 && ok; ++c)
-            for (int y = 0; y < 32 && ok; ++y)
-              for (int x = 0; x < 32 && ok; ++x) {
-                int sy = oy + y, sx = ox + (flip ? 31 - x : x);
-                float want = (sy >= 0 && sy < 32 && sx >= 0 && sx < 32) ? pixel(0, c, sy, sx) : 0.f;
-                ok = d[(c * 32 + y) * 32 + x] == want;
-              }
-          if (ok) {
-            seen.insert({oy, ox, flip});
-            found = true;
-            break;
-          }
-        }
-    ASSERT_TRUE(found) << "draw " << k << " is not a padded (mirrored) crop";
+    const auto crop =
+        testing::find_crop(d.data(), 3, 32, 32, 32, 32, 4, [](int c, int y, int x) { return pixel(0, c, y, x); });
+    ASSERT_TRUE(crop) << "draw " << k << " is not a padded (mirrored) crop";
+    seen.insert(*crop);
   }
   EXPECT_GT(seen.size(), 100u) << "crop offsets / flips are not varied";
   // TEST: the padded center crop is the image itself, never mirrored.

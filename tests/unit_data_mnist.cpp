@@ -1,12 +1,9 @@
 // MNIST IDX reader and the generic sampler behind every source: counts, pixels, wrap-around,
 // shuffling, sharding, resume, prefetch, strict config keys, and a table of bad inputs.
 #include <gtest/gtest.h>
-#include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <numeric>
 #include <set>
@@ -20,33 +17,19 @@
 #include "data/sources.h"
 #include "layers/config.h"
 #include "layers/layer.h"
+#include "tests/testing/configs.h"
+#include "tests/testing/crops.h"
+#include "tests/testing/files.h"
 
 namespace dropnet {
 namespace {
 
 namespace fs = std::filesystem;
 
-void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {
-  std::ofstream f(path, std::ios::binary);
-  f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-  ASSERT_TRUE(f.good()) << path;
-}
-
-void write_gzip(const std::string& path, const std::vector<uint8_t>& b) {
-  gzFile g = gzopen(path.c_str(), "wb");
-  ASSERT_NE(g, nullptr);
-  ASSERT_EQ(gzwrite(g, b.data(), static_cast<unsigned>(b.size())), static_cast<int>(b.size()));
-  ASSERT_EQ(gzclose(g), Z_OK);
-}
-
-std::vector<uint8_t> read_all(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
-}
-
-void put_be32(std::vector<uint8_t>* b, uint32_t v) {
-  for (int s = 24; s >= 0; s -= 8) b->push_back(static_cast<uint8_t>(v >> s));
-}
+using testing::put_be32;
+using testing::read_all;
+using testing::write_bytes;
+using testing::write_gzip;
 
 // n images of rows x cols: pixel 0 of image i is i (identifies it), the rest a pattern.
 std::vector<uint8_t> idx_images(int n, int rows, int cols, uint32_t magic = 2051) {
@@ -68,18 +51,8 @@ std::vector<uint8_t> idx_labels(int n, int modulo = 10, uint32_t magic = 2049) {
   return b;
 }
 
-class MnistTest : public ::testing::Test {
+class MnistTest : public testing::TempDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           fmt::format("dropnet_unit_data_mnist_{}_{}", ::getpid(),
-                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
   // A standard set: n images 5x4, labels i % 10.
   void write_set(int n, bool gz = false) {
     if (gz) {
@@ -93,17 +66,9 @@ class MnistTest : public ::testing::Test {
 
   std::unique_ptr<BatchSource> source(const std::string& extra, uint64_t seed = 1, int rank = 0, int world = 1,
                                       Phase phase = Phase::Train) {
-    std::string text = fmt::format("data:\n  train:\n    source: mnist\n    images: {}\n    labels: {}\n", path("img"),
-                                   path("lab"));
-    std::string e = extra;
-    size_t pos = 0;
-    while (pos < e.size()) {
-      size_t nl = e.find('\n', pos);
-      if (nl == std::string::npos) nl = e.size();
-      text += "    " + e.substr(pos, nl - pos) + "\n";
-      pos = nl + 1;
-    }
-    cfg_ = load_config_text(text, "test.yaml");
+    const std::string text = fmt::format("data:\n  train:\n    source: mnist\n    images: {}\n    labels: {}\n",
+                                         path("img"), path("lab"));
+    cfg_ = load_config_text(text + testing::indent_lines(extra, "    "), "test.yaml");
     SourceRequest req{cfg_.node().child("data").child("train"), phase, seed, rank, world};
     return make_batch_source(req);
   }
@@ -124,7 +89,6 @@ class MnistTest : public ::testing::Test {
     return out;
   }
 
-  fs::path dir_;
   LoadedConfig cfg_;
 };
 
@@ -295,20 +259,9 @@ TEST_F(MnistTest, CropAndMirrorAtTrainCenterAtTest) {
   std::set<std::tuple<int, int, bool>> seen;
   for (int k = 0; k < 200; ++k) {
     train->next_batch(d.data(), l.data());
-    bool found = false;
-    for (int oy = 0; oy <= 2 && !found; ++oy)
-      for (int ox = 0; ox <= 1 && !found; ++ox)
-        for (bool flip : {false, true}) {
-          bool ok = true;
-          for (int y = 0; y < 3 && ok; ++y)
-            for (int x = 0; x < 3 && ok; ++x) ok = d[y * 3 + x] == px(oy + y, ox + (flip ? 2 - x : x));
-          if (ok) {
-            seen.insert({oy, ox, flip});
-            found = true;
-            break;
-          }
-        }
-    ASSERT_TRUE(found) << "batch " << k << " is not a (mirrored) crop of the image";
+    const auto crop = testing::find_crop(d.data(), 1, 3, 3, 5, 4, 0, [&](int, int y, int x) { return px(y, x); });
+    ASSERT_TRUE(crop) << "batch " << k << " is not a (mirrored) crop of the image";
+    seen.insert(*crop);
   }
   EXPECT_EQ(seen.size(), 12u) << "not every crop offset / flip occurred in 200 draws";
 }

@@ -1,7 +1,6 @@
 // The source factory and the pieces shared by all sources: synthetic data, packed files, the
 // prefetch wrapper's lifecycle, and config errors that name the key.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -20,6 +19,8 @@
 #include "data/synthetic.h"
 #include "layers/config.h"
 #include "layers/layer.h"
+#include "tests/testing/configs.h"
+#include "tests/testing/files.h"
 #include "tests/testing/harness.h"
 
 namespace dropnet {
@@ -27,29 +28,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class SourceTest : public ::testing::Test {
+class SourceTest : public testing::TempDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           fmt::format("dropnet_unit_data_source_{}_{}", ::getpid(),
-                       ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
   std::unique_ptr<BatchSource> source(const std::string& keys, Phase phase = Phase::Train, uint64_t seed = 1,
                                       int rank = 0, int world = 1) {
-    std::string text = "data:\n  train:\n";
-    size_t pos = 0;
-    while (pos < keys.size()) {
-      size_t nl = keys.find('\n', pos);
-      if (nl == std::string::npos) nl = keys.size();
-      text += "    " + keys.substr(pos, nl - pos) + "\n";
-      pos = nl + 1;
-    }
-    cfg_ = load_config_text(text, "src.yaml");
+    cfg_ = load_config_text("data:\n  train:\n" + testing::indent_lines(keys, "    "), "src.yaml");
     SourceRequest req{cfg_.node().child("data").child("train"), phase, seed, rank, world};
     return make_batch_source(req);
   }
@@ -65,7 +48,6 @@ class SourceTest : public ::testing::Test {
     return out;
   }
 
-  fs::path dir_;
   LoadedConfig cfg_;
 };
 

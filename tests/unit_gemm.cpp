@@ -3,133 +3,26 @@
 // beta == 0, the LeNet training shapes and 1 or 2 OpenMP threads.
 #include <omp.h>
 
-#include <algorithm>
-#include <cmath>
 #include <cstdint>
-#include <functional>
 #include <limits>
-#include <string>
 #include <vector>
 
 #include "core/error.h"
 #include "kernels/gemm.h"
-#include "tests/testing/harness.h"
+#include "tests/testing/gemm_cases.h"
 
 namespace dropnet {
 namespace {
 
-using GemmFn = std::function<void(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
-                                  const float*, int64_t, float, float*, int64_t)>;
+using testing::check_gemm_case;
+using testing::GemmCase;
+using testing::GemmFn;
+using testing::kGemmAlphas;
+using testing::kGemmBetas;
 
-struct GemmCase {
-  bool ta = false, tb = false;
-  int64_t m = 1, n = 1, k = 1;
-  float alpha = 1.f, beta = 0.f;
-  int64_t pad = 0;  // extra elements per row of A, B and C beyond the logical width
-  std::string str() const {
-    return std::string(ta ? "T" : "N") + (tb ? "T" : "N") + " m=" + std::to_string(m) +
-           " n=" + std::to_string(n) + " k=" + std::to_string(k) + " alpha=" + std::to_string(alpha) +
-           " beta=" + std::to_string(beta) + " pad=" + std::to_string(pad);
-  }
-};
-
-// Sentinel for the padding of C: the kernel must not write outside the logical columns.
-constexpr float kPadSentinel = 12345.f;
-
-// Runs one case through `fn` and checks it against the double reference.
-::testing::AssertionResult check_case(const GemmFn& fn, const GemmCase& g, uint64_t seed) {
-  const int64_t a_rows = g.ta ? g.k : g.m, a_cols = g.ta ? g.m : g.k;
-  const int64_t b_rows = g.tb ? g.n : g.k, b_cols = g.tb ? g.k : g.n;
-  const int64_t lda = a_cols + g.pad, ldb = b_cols + g.pad, ldc = g.n + g.pad;
-  const std::vector<float> a = testing::random_vector(std::max<int64_t>(1, a_rows * lda), seed);
-  const std::vector<float> b = testing::random_vector(std::max<int64_t>(1, b_rows * ldb), seed + 1);
-  std::vector<float> c = testing::random_vector(std::max<int64_t>(1, g.m * ldc), seed + 2);
-  for (int64_t i = 0; i < g.m; ++i)
-    for (int64_t j = 0; j < ldc; ++j) {
-      float& x = c[i * ldc + j];
-      if (j >= g.n) x = kPadSentinel;
-      else if (g.beta == 0.f) x = std::numeric_limits<float>::quiet_NaN();  // must not be read
-    }
-
-  // Reference in double: op(B) copied to a dense (k, n) array, rows of C accumulated in order.
-  std::vector<double> opb(g.k * g.n), acc(g.n);
-  for (int64_t p = 0; p < g.k; ++p)
-    for (int64_t j = 0; j < g.n; ++j) opb[p * g.n + j] = g.tb ? b[j * ldb + p] : b[p * ldb + j];
-  std::vector<float> ref(g.m * g.n), got(g.m * g.n);
-  for (int64_t i = 0; i < g.m; ++i) {
-    std::fill(acc.begin(), acc.end(), 0.0);
-    for (int64_t p = 0; p < g.k; ++p) {
-      const double av = g.ta ? a[p * lda + i] : a[i * lda + p];
-      const double* brow = opb.data() + p * g.n;
-      for (int64_t j = 0; j < g.n; ++j) acc[j] += av * brow[j];
-    }
-    for (int64_t j = 0; j < g.n; ++j) {
-      double r = double(g.alpha) * acc[j];
-      if (g.beta != 0.f) r += double(g.beta) * c[i * ldc + j];
-      ref[i * g.n + j] = static_cast<float>(r);
-    }
-  }
-
-  fn(g.ta, g.tb, g.m, g.n, g.k, g.alpha, a.data(), lda, b.data(), ldb, g.beta, c.data(), ldc);
-
-  for (int64_t i = 0; i < g.m; ++i) {
-    for (int64_t j = 0; j < g.n; ++j) got[i * g.n + j] = c[i * ldc + j];
-    for (int64_t j = g.n; j < ldc; ++j)
-      if (c[i * ldc + j] != kPadSentinel)
-        return ::testing::AssertionFailure() << g.str() << ": wrote C(" << i << ", " << j
-                                             << ") outside the n columns";
-  }
-  // Float accumulation error grows with the reduction length.
-  const float atol = 1e-4f * std::sqrt(float(std::max<int64_t>(g.k, 1))) * std::max(1.f, std::fabs(g.alpha));
-  ::testing::AssertionResult r = testing::all_close(ref, got, atol, 1e-4f);
-  if (!r) r << " [" << g.str() << "]";
-  return r;
-}
-
-const int64_t kSizes[] = {1, 2, 3, 7, 15, 16, 17, 31, 33, 64, 65, 100, 127, 129};
-constexpr int kNumSizes = sizeof(kSizes) / sizeof(kSizes[0]);
-const float kAlphas[] = {1.f, 0.5f, -2.f};
-const float kBetas[] = {0.f, 1.f, 0.3f};
-
-// Every (m, n) pair of kSizes under every transpose combination, k cycling through kSizes,
-// alpha/beta cycling through all 9 combinations and the padding through {0, 3, 16}.
+// Padding through {0, 3, 16}; host operands are never misaligned.
 std::vector<GemmCase> sweep_cases() {
-  std::vector<GemmCase> cases;
-  int idx = 0;
-  for (int t = 0; t < 4; ++t)
-    for (int i = 0; i < kNumSizes; ++i)
-      for (int j = 0; j < kNumSizes; ++j, ++idx) {
-        GemmCase g;
-        g.ta = t & 1;
-        g.tb = t & 2;
-        g.m = kSizes[i];
-        g.n = kSizes[j];
-        g.k = kSizes[(i * 5 + j * 3 + t) % kNumSizes];
-        g.alpha = kAlphas[idx % 3];
-        g.beta = kBetas[(idx / 3) % 3];
-        g.pad = (idx % 7 == 0) ? 16 : (idx % 2) * 3;
-        cases.push_back(g);
-      }
-  return cases;
-}
-
-// The GEMMs of Caffe's LeNet at batch 64 (im2col over the whole batch) in their real layouts.
-std::vector<GemmCase> lenet_cases() {
-  auto mk = [](bool ta, bool tb, int64_t m, int64_t n, int64_t k) {
-    GemmCase g;
-    g.ta = ta;
-    g.tb = tb;
-    g.m = m;
-    g.n = n;
-    g.k = k;
-    return g;
-  };
-  return {mk(false, false, 20, 36864, 25),  mk(false, true, 20, 25, 36864),  // conv1 fwd, wgrad
-          mk(false, false, 50, 4096, 500),  mk(false, true, 50, 500, 4096),  // conv2 fwd, wgrad
-          mk(true, false, 500, 4096, 50),                                    // conv2 dgrad
-          mk(false, true, 64, 500, 800),    mk(true, false, 500, 800, 64),   // fc1 fwd, wgrad
-          mk(false, false, 64, 800, 500),   mk(false, true, 64, 10, 500),    // fc1 dgrad, fc2 fwd
-          mk(true, false, 500, 10, 64),     mk(false, false, 64, 500, 10)};  // fc2 wgrad, dgrad
+  return testing::gemm_sweep_cases([](int idx, GemmCase& g) { g.pad = (idx % 7 == 0) ? 16 : (idx % 2) * 3; });
 }
 
 const GemmFn kNative = sgemm_native_cpu;
@@ -147,13 +40,9 @@ class ThreadScope {
 
 void run_sweep(const GemmFn& fn, int threads) {
   ThreadScope scope(threads);
-  uint64_t seed = 100;
-  int failures = 0;
-  for (const GemmCase& g : sweep_cases()) {
-    auto r = check_case(fn, g, seed += 3);
-    EXPECT_TRUE(r);
-    if (!r && ++failures > 10) FAIL() << "stopping after 10 failing cases";
-  }
+  testing::expect_gemm_sweep(sweep_cases(), 100, [&](const GemmCase& g, uint64_t seed) {
+    return check_gemm_case(fn, g, seed);
+  });
 }
 
 TEST(Gemm, NativeSweepOneThread) { run_sweep(kNative, 1); }
@@ -164,8 +53,8 @@ TEST(Gemm, OpenBlasSweep) { run_sweep(kOpenBlas, 1); }
 TEST(Gemm, NativeAlphaBeta) {
   uint64_t seed = 7;
   for (int t = 0; t < 4; ++t)
-    for (float alpha : kAlphas)
-      for (float beta : kBetas)
+    for (float alpha : kGemmAlphas)
+      for (float beta : kGemmBetas)
         for (int64_t pad : {0, 5}) {
           GemmCase g;
           g.ta = t & 1;
@@ -176,18 +65,18 @@ TEST(Gemm, NativeAlphaBeta) {
           g.alpha = alpha;
           g.beta = beta;
           g.pad = pad;
-          EXPECT_TRUE(check_case(kNative, g, seed += 3));
+          EXPECT_TRUE(check_gemm_case(kNative, g, seed += 3));
         }
 }
 
 void run_lenet(const GemmFn& fn, int threads) {
   ThreadScope scope(threads);
   uint64_t seed = 900;
-  for (GemmCase g : lenet_cases()) {
+  for (GemmCase g : testing::gemm_lenet_cases()) {
     for (float beta : {0.f, 1.f}) {
       g.beta = beta;
       g.alpha = beta == 0.f ? 1.f : 0.5f;
-      EXPECT_TRUE(check_case(fn, g, seed += 3));
+      EXPECT_TRUE(check_gemm_case(fn, g, seed += 3));
     }
   }
 }
@@ -208,7 +97,7 @@ TEST(Gemm, NativeParallelPartitions) {
       {true, false, 13, 7, 20011, 1.f, 0.f, 3},     // K split, odd K
       {false, false, 7, 3000, 500, 1.f, 0.3f, 1},   // few rows
   };
-  for (const GemmCase& g : shapes) EXPECT_TRUE(check_case(kNative, g, seed += 3));
+  for (const GemmCase& g : shapes) EXPECT_TRUE(check_gemm_case(kNative, g, seed += 3));
 }
 
 // Inside a parallel region each thread runs its own GEMM single-threaded (thread-local packing).
@@ -218,7 +107,7 @@ TEST(Gemm, NativeInsideParallelRegion) {
 #pragma omp parallel for num_threads(2) schedule(static, 1)
   for (int i = 0; i < 4; ++i) {
     GemmCase g{(i & 1) != 0, (i & 2) != 0, 150 + i, 700 - 37 * i, 260 + 11 * i, 1.f, i % 2 ? 0.3f : 0.f, i};
-    ok[i] = check_case(kNative, g, 77 + i) ? 1 : 0;
+    ok[i] = check_gemm_case(kNative, g, 77 + i) ? 1 : 0;
   }
   for (int i = 0; i < 4; ++i) EXPECT_EQ(ok[i], 1) << "case " << i;
 }
@@ -240,7 +129,7 @@ TEST(Gemm, DegenerateSizes) {
   }
   // alpha == 0 scales C by beta without reading A or B.
   GemmCase g{false, true, 9, 40, 17, 0.f, 0.3f, 2};
-  EXPECT_TRUE(check_case(kNative, g, 3));
+  EXPECT_TRUE(check_gemm_case(kNative, g, 3));
 }
 
 TEST(Gemm, RejectsBadLeadingDimension) {
@@ -260,7 +149,7 @@ TEST(Gemm, DispatchFollowsSetting) {
     set_cpu_gemm_impl(impl);
     EXPECT_EQ(cpu_gemm_impl(), impl);
     GemmCase g{true, false, 33, 65, 129, 0.5f, 0.f, 3};
-    EXPECT_TRUE(check_case(dispatch, g, 11));
+    EXPECT_TRUE(check_gemm_case(dispatch, g, 11));
   }
 }
 

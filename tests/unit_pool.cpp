@@ -365,7 +365,9 @@ TEST(PoolForward, EqualsPerOutputMath) {
             y_math[o] = pool_ave_window(plane, p.w, win);
         }
     EXPECT_EQ(y, y_math);
-    if (cs.method == PoolMethod::Max) EXPECT_EQ(am, am_math);
+    if (cs.method == PoolMethod::Max) {
+      EXPECT_EQ(am, am_math);
+    }
   }
 }
 

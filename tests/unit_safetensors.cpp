@@ -15,6 +15,7 @@
 #include "core/fileio.h"
 #include "core/npy.h"
 #include "core/safetensors.h"
+#include "tests/testing/files.h"
 #include "tests/testing/harness.h"
 
 namespace dropnet {
@@ -22,34 +23,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    path_ = fs::temp_directory_path() / fmt::format("dropnet_st_{}_{}", ::getpid(), counter_++);
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  static inline int counter_ = 0;
-  fs::path path_;
-};
-
-// The message of the Input error `f` throws; fails the test if it throws nothing or another kind.
-template <typename F>
-std::string input_error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::Input) << e.what();
-    return e.what();
-  }
-  ADD_FAILURE() << "no error thrown";
-  return "";
-}
+using testing::input_error_of;
+using testing::TempDir;
 
 // A file with a hand-written header (8-byte length + header + data).
 std::string raw_file(const std::string& header, const std::string& data) {

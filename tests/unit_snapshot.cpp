@@ -3,7 +3,6 @@
 // another seed's, a truncated or a mislabelled snapshot is refused with a message and leaves the
 // solver untouched; keep_last and `latest`; CUDA nets restore CPU snapshots.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -16,31 +15,19 @@
 #include "core/fileio.h"
 #include "core/safetensors.h"
 #include "data/sources.h"
-#include "layers/config.h"
 #include "optim/snapshot.h"
 #include "optim/solver.h"
+#include "tests/testing/files.h"
 #include "tests/testing/harness.h"
+#include "tests/testing/solvers.h"
 
 namespace dropnet {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    path_ = fs::temp_directory_path() / fmt::format("dropnet_snap_{}_{}", ::getpid(), counter_++);
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string str() const { return path_.string(); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  static inline int counter_ = 0;
-  fs::path path_;
-};
+using testing::input_error_of;
+using testing::TempDir;
 
 std::string net_yaml(int conv_out = 4, bool extra_fc = false) {
   std::string y = fmt::format(R"(name: snapnet
@@ -74,25 +61,7 @@ layers:
 
 std::unique_ptr<Solver> make_solver(const std::string& yaml = net_yaml(), uint64_t seed = 1,
                                     Device dev = Device::cpu()) {
-  LoadedConfig cfg = load_config_text(yaml, "snapnet.yaml");
-  SolverOptions so;
-  so.device = dev;
-  so.seed = seed;
-  so.source_factory = make_batch_source;
-  so.quiet = true;
-  return std::make_unique<Solver>(cfg, so);
-}
-
-template <typename F>
-std::string input_error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::Input) << e.what();
-    return e.what();
-  }
-  ADD_FAILURE() << "no error thrown";
-  return "";
+  return testing::quiet_solver(yaml, "snapnet.yaml", seed, dev);
 }
 
 bool bits_equal(const std::vector<float>& a, const std::vector<float>& b) {

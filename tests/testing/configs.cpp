@@ -28,4 +28,16 @@ std::vector<std::pair<std::string, std::string>> shipped_configs_synthetic(int b
   return out;
 }
 
+std::string indent_lines(const std::string& text, const std::string& indent) {
+  std::string out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string::npos) nl = text.size();
+    out += indent + text.substr(pos, nl - pos) + "\n";
+    pos = nl + 1;
+  }
+  return out;
+}
+
 }  // namespace dropnet::testing

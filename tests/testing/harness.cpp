@@ -1,6 +1,7 @@
 #include "tests/testing/harness.h"
 
 #include <cmath>
+#include <limits>
 
 #include "core/rng.h"
 
@@ -52,6 +53,12 @@ bool cuda_present() { return cuda_device_count() > 0; }
 Tensor on_device(const std::vector<float>& v, Device dev) {
   Tensor t(Shape{static_cast<int64_t>(v.size())}, dev);
   t.from_host(v);
+  return t;
+}
+
+Tensor nan_tensor(int64_t n, Device dev) {
+  Tensor t(Shape{n}, dev);
+  t.fill(std::numeric_limits<float>::quiet_NaN());
   return t;
 }
 

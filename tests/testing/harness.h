@@ -1,6 +1,6 @@
 // The one test harness: tolerance comparisons that print the worst element, random tensors,
-// CUDA presence (tests labelled `cuda` skip without a device) and finite-difference gradient
-// checks of layers.
+// CUDA presence (tests labelled `cuda` skip without a device), the message of an expected input
+// error and finite-difference gradient checks of layers.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/tensor.h"
 
 namespace dropnet::testing {
@@ -26,6 +27,21 @@ bool cuda_present();
 
 // A 1-D tensor holding `v` on `dev` (CUDA by default: the cuda_* tests' inputs).
 Tensor on_device(const std::vector<float>& v, Device dev = Device::cuda());
+// A 1-D tensor of n NaNs on `dev`: an output buffer whose every element a kernel must overwrite.
+Tensor nan_tensor(int64_t n, Device dev = Device::cuda());
+
+// The message of the Input error `f` throws; fails the test if it throws nothing or another kind.
+template <typename F>
+std::string input_error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Input) << e.what();
+    return e.what();
+  }
+  ADD_FAILURE() << "no error thrown";
+  return "";
+}
 
 // HostStaging (the data layer's batch staging) to `target`: four fills, one regrow, every copied
 // batch intact although each refill reuses the buffer (the fence must hold).

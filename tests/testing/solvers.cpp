@@ -1,0 +1,18 @@
+#include "tests/testing/solvers.h"
+
+#include "data/sources.h"
+#include "layers/config.h"
+
+namespace dropnet::testing {
+
+std::unique_ptr<Solver> quiet_solver(const std::string& yaml, const std::string& file_name, uint64_t seed,
+                                     Device dev) {
+  SolverOptions so;
+  so.device = dev;
+  so.seed = seed;
+  so.source_factory = make_batch_source;
+  so.quiet = true;
+  return std::make_unique<Solver>(load_config_text(yaml, file_name), so);
+}
+
+}  // namespace dropnet::testing
