@@ -20,7 +20,7 @@ done
 packages=(build-essential cmake ninja-build ccache pkg-config
   libyaml-cpp-dev libspdlog-dev libfmt-dev libstb-dev libgtest-dev libgmock-dev libbenchmark-dev
   libopenmpi-dev openmpi-bin libopenblas-dev zlib1g-dev
-  dataset-fashion-mnist python3-numpy python3-torch python3-matplotlib python3-pil time
+  dataset-fashion-mnist python3-numpy python3-torch python3-matplotlib python3-pil python3-yaml time
   clang libclang-rt-14-dev)
 
 missing=()
