@@ -20,6 +20,7 @@
 
 #include <cstdint>
 
+#include "kernels/tile_plan.h"
 #include "kernels/conv_math.h"
 #include "kernels/gemm_tile.cuh"
 
@@ -30,6 +31,7 @@ using tile::Acc;
 using tile::kBk;
 using tile::kPad;
 using tile::kThreads;
+static_assert(tile_plan::kPlanBk == kBk, "tile_plan.h rounds K splits to the tile's K step");
 
 // 32-bit geometry of one convolution and group, as the kernels use it.
 struct Geom {

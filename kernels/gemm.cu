@@ -20,12 +20,12 @@
 #include "kernels/cublas_check.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_tile.cuh"
+#include "kernels/tile_plan.h"
 
 namespace dropnet {
 
 namespace {
 
-using tile::kBk;
 using tile::kThreads;
 using tile::sgemm_tiled_kernel;
 using tile::splitk_reduce_kernel;
@@ -111,23 +111,11 @@ void sgemm_cuda(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
   const bool vb = aligned16(b) && ldb % 4 == 0;
   const bool vc = aligned16(c) && ldc % 4 == 0;
 
-  const int64_t tiles128 = ((m + 127) / 128) * ((n + 127) / 128);
-  const bool big = tiles128 >= sms;
-  const int bm = big ? 128 : 64, bn = big ? 128 : 64;
-  const int64_t tiles = ((m + bm - 1) / bm) * ((n + bn - 1) / bn);
-  DN_CHECK((m + bm - 1) / bm <= 65535, "sgemm_cuda: m={} exceeds the grid", m);
-
-  // Split K while the grid covers less than ~2 waves' worth of blocks and every split keeps at
-  // least 256 k (32 steps) to amortize its partial tile.
-  int splits = 1;
-  if (tiles < 2 * sms && k >= 512) {
-    const int64_t want = (2 * sms + tiles - 1) / tiles;
-    splits = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({want, k / 256, 64})));
-  }
-  const int kps = static_cast<int>(((k + splits - 1) / splits + kBk - 1) / kBk * kBk);
-  splits = static_cast<int>((k + kps - 1) / kps);
-  dim3 grid(static_cast<unsigned>((n + bn - 1) / bn), static_cast<unsigned>((m + bm - 1) / bm),
-            static_cast<unsigned>(splits));
+  const tile_plan::GemmPlan pl = tile_plan::plan_gemm(m, n, k, sms);
+  const bool big = pl.tile == 128;
+  DN_CHECK(pl.y <= 65535, "sgemm_cuda: m={} exceeds the grid", m);
+  const int splits = pl.splits, kps = pl.k_per_split;
+  const dim3 grid(pl.x, pl.y, static_cast<unsigned>(splits));
 
   float* out = c;
   int64_t out_ld = ldc, split_stride = 0;

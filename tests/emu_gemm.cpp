@@ -6,6 +6,7 @@
 #include "testing/cuda_emu.h"
 // (the shim must come before device code)
 #include "kernels/gemm_tile.cuh"
+#include "kernels/tile_plan.h"
 
 #include <gtest/gtest.h>
 
@@ -34,8 +35,7 @@ struct Case {
 template <int BM, int BN, bool TA, bool TB, bool VA, bool VB>
 std::vector<float> run_emulated(const Case& cs, const std::vector<float>& a, int64_t lda, const std::vector<float>& b,
                                 int64_t ldb, std::vector<float> c, int64_t ldc) {
-  const int splits = cs.splits;
-  const int kps = ((cs.k + splits - 1) / splits + tile::kBk - 1) / tile::kBk * tile::kBk;
+  const int kps = tile_plan::k_per_split(cs.k, cs.splits);
   const dim3 grid((cs.n + BN - 1) / BN, (cs.m + BM - 1) / BM, (cs.k + kps - 1) / kps);
   const float alpha = 0.75f;
   if (grid.z == 1) {
@@ -108,6 +108,33 @@ TEST(EmuGemm, VectorLoadsAllLayouts) {
     check<128, 128, false, false, true, true>(cs);
     check<128, 128, true, true, true, false>(cs);
   }
+}
+
+// What sgemm_cuda launches (tile_plan::plan_gemm) on an H100 (132 SMs) and on a small GPU (4 SMs):
+// both tile sizes and split K must come up.
+TEST(EmuGemm, LaunchPlansAsOnAGpu) {
+  const std::vector<Case> shapes = {{256, 300, 600, false, true, 0, 0.f, 0}, {20, 25, 2000, false, true, 0, 1.f, 0},
+                                    {130, 130, 64, true, false, 0, 0.5f, 0}, {33, 700, 40, false, false, 0, 0.f, 0}};
+  int tiles128 = 0, split = 0;
+  for (int sms : {132, 4})
+    for (Case cs : shapes) {
+      const tile_plan::GemmPlan pl = tile_plan::plan_gemm(cs.m, cs.n, cs.k, sms);
+      cs.splits = pl.splits;
+      EXPECT_EQ(tile_plan::k_per_split(cs.k, pl.splits), pl.k_per_split) << "the split count does not determine K";
+      tiles128 += pl.tile == 128;
+      split += pl.splits > 1;
+      if (pl.tile == 128) {
+        if (cs.ta) check<128, 128, true, false, false, false>(cs);
+        else if (cs.tb) check<128, 128, false, true, false, false>(cs);
+        else check<128, 128, false, false, false, false>(cs);
+      } else {
+        if (cs.ta) check<64, 64, true, false, false, false>(cs);
+        else if (cs.tb) check<64, 64, false, true, false, false>(cs);
+        else check<64, 64, false, false, false, false>(cs);
+      }
+    }
+  EXPECT_GT(tiles128, 0) << "no plan chose 128-tiles";
+  EXPECT_GT(split, 0) << "no plan split K";
 }
 
 }  // namespace
