@@ -23,8 +23,9 @@ struct ConvScratch {
 int64_t conv_chunk_images(const ConvParams& p, int64_t max_floats);
 
 void im2col_cpu(const ConvParams& p, const float* x, int64_t images, float* col);
-// dx = beta * dx + col2im(col) for `images` images.
-void col2im_cpu(const ConvParams& p, const float* col, int64_t images, float beta, float* dx);
+// dx = beta * dx + col2im(col) for `images` images. col is scratch: entries that map outside the
+// input (padding taps) may be zeroed on the way.
+void col2im_cpu(const ConvParams& p, float* col, int64_t images, float beta, float* dx);
 
 void conv_forward_cpu(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
                       ConvScratch& s);

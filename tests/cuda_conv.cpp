@@ -98,8 +98,8 @@ TEST_P(CudaIm2col, MatchesCpuExactly) {
 
   // col2im, beta 0: per pixel both sum the taps in (ki, kj) order starting from 0.
   const std::vector<float> dcol = random_vector(rows * ncols, 12);
-  std::vector<float> dx(x.size(), std::nanf(""));
-  col2im_cpu(p, dcol.data(), p.n, 0.f, dx.data());
+  std::vector<float> dx(x.size(), std::nanf("")), dcol_cpu = dcol;  // col2im_cpu may zero padding taps
+  col2im_cpu(p, dcol_cpu.data(), p.n, 0.f, dx.data());
   Tensor dcol_d = on_device(dcol), dx_d(Shape{static_cast<int64_t>(x.size())}, Device::cuda());
   dx_d.fill(std::nanf(""));  // beta 0 must not read dx
   col2im_cuda(p, dcol_d.data(), p.n, 0.f, dx_d.data(), cuda_stream());
@@ -108,7 +108,8 @@ TEST_P(CudaIm2col, MatchesCpuExactly) {
   // beta 1 adds the old value (CPU before the taps, CUDA after): equal up to rounding.
   const std::vector<float> old = random_vector(static_cast<int64_t>(x.size()), 13);
   std::vector<float> acc = old;
-  col2im_cpu(p, dcol.data(), p.n, 1.f, acc.data());
+  dcol_cpu = dcol;
+  col2im_cpu(p, dcol_cpu.data(), p.n, 1.f, acc.data());
   Tensor acc_d = on_device(old);
   col2im_cuda(p, dcol_d.data(), p.n, 1.f, acc_d.data(), cuda_stream());
   EXPECT_TRUE(all_close(acc, acc_d.to_host(), 1e-5f, 1e-6f)) << "col2im beta 1";
