@@ -7,6 +7,8 @@
 #                           [--python PY] [--device cuda|cpu]
 # --tools: where dropnet-train and dropnet-summary are (default build/tools). Prints one line per
 # run and a table with images/s and the ratio to PyTorch (> 1: dropnet is faster).
+# PYTHON_LD_LIBRARY_PATH, when set, is the library path of the PyTorch process (tools/gpu-check.sh
+# puts its bundle's libraries first on LD_LIBRARY_PATH; PyTorch must load its own).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$here/build/tools"
@@ -67,7 +69,7 @@ EOF
     fi
     echo "dropnet $net $engine: ${result[$net,$engine]} img/s"
   done
-  if out=$("$py" "$here/bench/torch_peer.py" "$cfg" --device "$device" --iters "$iters" --warmup "$warmup" 2>&1); then
+  if out=$(LD_LIBRARY_PATH="${PYTHON_LD_LIBRARY_PATH-${LD_LIBRARY_PATH:-}}" "$py" "$here/bench/torch_peer.py" "$cfg" --device "$device" --iters "$iters" --warmup "$warmup" 2>&1); then
     echo "$out" | head -1
     result[$net,torch]=$(echo "$out" | sed -n 's/^torch_img_per_s=//p')
   else

@@ -26,6 +26,7 @@
 set -u -o pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ORIG_LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}"  # for PyTorch, which must not load the bundle's libraries
 OUT="${OUT:-/tmp/dropnet-gpu-check}"
 BUDGET="${GPU_CHECK_BUDGET:-470}"
 TRAIN_ITERS="${GPU_CHECK_TRAIN_ITERS:-200}"
@@ -345,8 +346,8 @@ fi
 
 # ---- end to end against PyTorch (same GPU, same run; logged into train.log: $OUT keeps 8 files) --
 say ""
-if command -v python3 >/dev/null 2>&1 && python3 -c "import torch, yaml" 2>/dev/null; then
-  STEP_LOG=train run_step e2e_vs_pytorch 240 bash "$ROOT/bench/e2e_vs_pytorch.sh" --tools "$BIN_TOOLS" \
+if command -v python3 >/dev/null 2>&1 && LD_LIBRARY_PATH="$ORIG_LD_LIBRARY_PATH" python3 -c "import torch, yaml" 2>/dev/null; then
+  PYTHON_LD_LIBRARY_PATH="$ORIG_LD_LIBRARY_PATH" STEP_LOG=train run_step e2e_vs_pytorch 240 bash "$ROOT/bench/e2e_vs_pytorch.sh" --tools "$BIN_TOOLS" \
     --iters "${GPU_CHECK_E2E_ITERS:-30}" --warmup 10
   sed -n '/^end to end/,$p' "$OUT/train.log" | sed 's/^/  /' | tee -a "$SUMMARY"
 else
