@@ -6,7 +6,8 @@
 # (xavier, the LeNet default) and the paper's (gaussian std 0.01, zero bias, as in its CIFAR
 # table). --scale S shortens everything (iterations, lengths, test interval) by S for 2-core
 # machines; the figures in bench/results say which scale made them. --seeds 1,2,3 repeats every run
-# with those seeds (run names get _seed<k> for k > 1; results.md adds mean and spread).
+# with those seeds (run names get _seed<k> for k > 1; results.md adds mean and spread);
+# --depths 30,50 picks Figure 3's nets.
 # Writes OUT/<run>/metrics.jsonl, OUT/results.md (table) and OUT/fig2_*.png, OUT/fig3_*.png.
 set -euo pipefail
 orig_args="$*"
@@ -19,6 +20,7 @@ figures="2,3"
 variants="faithful,relu"
 inits="caffe,paper"
 seeds="1"
+depths="30,50"
 threads=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -30,6 +32,7 @@ while [ $# -gt 0 ]; do
     --variants) variants="$2"; shift 2 ;;
     --inits) inits="$2"; shift 2 ;;
     --seeds) seeds="$2"; shift 2 ;;
+    --depths) depths="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
     -h|--help) sed -n 2,12p "$0"; exit 0 ;;
     *) echo "reproduce_mnist.sh: unknown argument '$1'" >&2; exit 2 ;;
@@ -82,7 +85,7 @@ for init in ${inits//,/ }; do
       done
     fi
     if [[ ",$figures," == *",3,"* ]]; then
-      for depth in 30 50; do
+      for depth in ${depths//,/ }; do
         n=$((depth / 2))
         run "fig3_lenet${depth}${suf}_${init}_plain" "lenet${depth}_plain${suf}.yaml" $n
         for L in 2500 7500; do
