@@ -97,6 +97,8 @@ for g, members in groups.items():
         xs = [t["iter"] for t in tests if "accuracy" in t]
         ys = [t["accuracy"] for t in tests if "accuracy" in t]
         name_label = "no DropIn" if label == "plain" else f"DropIn length {int(label[1:])}"
+        if label != "plain" and float(a.scale) != 1:  # run names carry the unscaled (paper) length
+            name_label += f" (x{a.scale}: {round(int(label[1:]) * float(a.scale))})"
         stop = re.search(r"at iteration (\d+)", runs[name][2])
         if stop:
             name_label += f" (diverged at iteration {stop.group(1)})"
