@@ -184,6 +184,23 @@ TEST(TimeCli, LenetPerLayerWithBatchOverride) {
   EXPECT_EQ(bad.rc, 2);
 }
 
+// The tools re-execute themselves once with GOMP_SPINCOUNT=10000 unless the user chose how OpenMP
+// threads wait (cli::tune_openmp_waiting); dropnet-time reports what its threads run with.
+TEST(TimeCli, OpenMpWaitingTunedUnlessSet) {
+  REQUIRE_FASHION();
+  const std::string cmd = tool("dropnet-time") + " " + kSrc + "/configs/lenet.yaml data.train.batch_size=2 " +
+                          "--iterations 1 --threads 2 --device cpu";
+  const std::pair<std::string, std::string> cases[] = {
+      {"env -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY ", "2 OpenMP threads (GOMP_SPINCOUNT 10000)"},
+      {"env -u OMP_WAIT_POLICY GOMP_SPINCOUNT=5000 ", "(GOMP_SPINCOUNT 5000)"},
+      {"env -u GOMP_SPINCOUNT OMP_WAIT_POLICY=passive ", "(OMP_WAIT_POLICY passive)"}};
+  for (const auto& [env, want] : cases) {
+    ProcResult r = run(env + cmd);
+    ASSERT_EQ(r.rc, 0) << env << r.err;
+    EXPECT_TRUE(contains(r.err, want)) << env << "\n" << r.err;
+  }
+}
+
 // ---- dropnet-train progress + dropnet-test on its snapshot --------------------------------------
 
 std::string train_cmd(const TempDir& dir, const std::string& extra) {

@@ -1,11 +1,14 @@
 #include "tools/cli_common.h"
 
 #include <omp.h>
+#include <unistd.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
+#include <string>
 
 #include "core/error.h"
 #include "data/sources.h"
@@ -28,6 +31,19 @@ int run_main(const char* tool, const std::function<int()>& body) {
     std::fprintf(stderr, "%s: error: %s\n", tool, e.what());
     return 1;
   }
+}
+
+void tune_openmp_waiting(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr) return;
+  if (::setenv("GOMP_SPINCOUNT", "10000", 1) != 0) return;
+  ::execv("/proc/self/exe", argv);
+  ::unsetenv("GOMP_SPINCOUNT");  // no re-exec: the running libgomp kept its defaults
+}
+
+std::string openmp_waiting() {
+  if (const char* v = std::getenv("GOMP_SPINCOUNT")) return std::string("GOMP_SPINCOUNT ") + v;
+  if (const char* v = std::getenv("OMP_WAIT_POLICY")) return std::string("OMP_WAIT_POLICY ") + v;
+  return "OpenMP defaults";
 }
 
 void init_logging(int rank) {

@@ -64,5 +64,6 @@ int check_main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  cli::tune_openmp_waiting(argv);
   return cli::run_main("dropnet-datacheck", [&] { return check_main(argc, argv); });
 }

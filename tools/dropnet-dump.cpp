@@ -97,5 +97,6 @@ int dump_main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  cli::tune_openmp_waiting(argv);
   return cli::run_main("dropnet-dump", [&] { return dump_main(argc, argv); });
 }

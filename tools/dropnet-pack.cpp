@@ -50,5 +50,6 @@ int pack_main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  cli::tune_openmp_waiting(argv);
   return cli::run_main("dropnet-pack", [&] { return pack_main(argc, argv); });
 }

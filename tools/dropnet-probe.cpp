@@ -419,5 +419,6 @@ int probe_main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  cli::tune_openmp_waiting(argv);
   return cli::run_main("dropnet-probe", [&] { return probe_main(argc, argv); });
 }

@@ -356,5 +356,6 @@ int scale_main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  cli::tune_openmp_waiting(argv);
   return cli::run_main("dropnet-scale", [&] { return scale_main(argc, argv); });
 }

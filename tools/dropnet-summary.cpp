@@ -72,5 +72,6 @@ int summary_main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  cli::tune_openmp_waiting(argv);
   return cli::run_main("dropnet-summary", [&] { return summary_main(argc, argv); });
 }

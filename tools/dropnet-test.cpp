@@ -97,5 +97,6 @@ int test_main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  cli::tune_openmp_waiting(argv);
   return cli::run_main("dropnet-test", [&] { return test_main(argc, argv); });
 }

@@ -5,6 +5,7 @@
 // device around each layer; no solver update. Prints the per-layer mean ms, the forward, backward
 // and total ms per iteration and images/s.
 #include <fmt/format.h>
+#include <omp.h>
 #include <spdlog/spdlog.h>
 
 #include <fstream>
@@ -73,7 +74,8 @@ int time_main(int argc, char** argv) {
   const Device dev = parse_device(device_arg.empty() ? run.device : device_arg);
   if (dev.is_cuda()) cuda_set_device(dev.index);
   Net net(cfg, cli::net_options(run, dev, Phase::Train, batch));
-  spdlog::info("dropnet-time: {} on {}, batch {}, {} iterations", net.name(), dev.str(), net.batch_size(), iterations);
+  spdlog::info("dropnet-time: {} on {}, batch {}, {} iterations, {} OpenMP threads ({})", net.name(), dev.str(),
+               net.batch_size(), iterations, omp_get_max_threads(), cli::openmp_waiting());
   NetTiming t = time_net(net, iterations, at_iter, run.seed);
   std::fflush(stderr);
   const std::string table = format_timing(t, markdown);
@@ -86,5 +88,6 @@ int time_main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  cli::tune_openmp_waiting(argv);
   return cli::run_main("dropnet-time", [&] { return time_main(argc, argv); });
 }

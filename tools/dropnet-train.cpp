@@ -150,5 +150,6 @@ int train_main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  cli::tune_openmp_waiting(argv);
   return cli::run_main("dropnet-train", [&] { return train_main(argc, argv); });
 }
