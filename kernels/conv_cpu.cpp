@@ -17,53 +17,60 @@ int64_t conv_chunk_images(const ConvParams& p, int64_t max_floats) {
 
 namespace {
 
-// im2col of one tap of a stride-1 'same' convolution (out_w == w, |kj - pw| <= pw): the tap's
-// row of the column buffer is the input plane shifted by (dy, dx) = (ki - ph, kj - pw) in
-// flattened order, so it is one contiguous copy; then the rows that fall outside the plane and
-// the |dx| columns that wrapped around a row edge are zeroed. Rows are short in the nets that
-// use such convs (LeNet(2N): 24 and 8), where row-by-row copies cost 4-5x more.
-void im2col_tap_same(const ConvParams& p, const float* plane, int ki, int kj, float* dst) {
-  const int64_t w = p.w, dy = ki - p.ph, dx = kj - p.pw;
-  const int64_t oy_lo = std::max<int64_t>(0, -dy), oy_hi = std::min<int64_t>(p.out_h, p.h - dy);
-  if (oy_hi <= oy_lo) {
-    std::memset(dst, 0, sizeof(float) * p.out_h * w);
-    return;
-  }
-  std::memset(dst, 0, sizeof(float) * oy_lo * w);
-  std::memset(dst + oy_hi * w, 0, sizeof(float) * (p.out_h - oy_hi) * w);
-  // Flat range [oy_lo * w, oy_hi * w) reads plane[f + dy * w + dx]; clip its ends to the plane.
-  int64_t f_lo = oy_lo * w, f_hi = oy_hi * w;
-  const int64_t off = dy * w + dx;
-  const int64_t c_lo = std::max(f_lo, -off), c_hi = std::min(f_hi, p.h * w - off);
-  std::memcpy(dst + c_lo, plane + c_lo + off, sizeof(float) * (c_hi - c_lo));
-  for (int64_t f = f_lo; f < c_lo; ++f) dst[f] = 0.f;
-  for (int64_t f = c_hi; f < f_hi; ++f) dst[f] = 0.f;
-  // Columns whose tap lies left (dx < 0) or right (dx > 0) of the row read the neighbouring row.
-  for (int64_t oy = oy_lo; oy < oy_hi; ++oy) {
-    float* d = dst + oy * w;
-    for (int64_t ox = 0; ox < -dx; ++ox) d[ox] = 0.f;
-    for (int64_t ox = w - dx; ox < w; ++ox) d[ox] = 0.f;
-  }
+// A stride-1 'same' convolution (output as large as the input, every tap within the padding:
+// |kj - pw| <= pw, |ki - ph| <= ph) whose padding is smaller than the plane. Then one tap's row of
+// the column buffer is the input plane shifted by (dy, dx) = (ki - ph, kj - pw) in flattened
+// order, up to the rows that fall outside the plane and the |dx| < w columns that wrap around a
+// row edge. Rows are short in the nets that use such convs (LeNet(2N): 24 and 8), where
+// row-by-row copies cost 4-5x more.
+bool is_same_stride1(const ConvParams& p) {
+  return p.sh == 1 && p.sw == 1 && p.out_h == p.h && p.out_w == p.w && p.kh <= 2 * p.ph + 1 &&
+         p.kw <= 2 * p.pw + 1 && p.ph < p.h && p.pw < p.w;
 }
 
-// The adjoint of im2col_tap_same: plane[f + off] += src[f] over the tap's flat range, in one
-// vector loop. The wrapped columns' entries of src (scratch: the dgrad GEMM's output) are zeroed
-// first, so adding them changes nothing; each input pixel still receives the taps in the same
-// (ki, kj) order as the row-by-row path.
-void col2im_tap_same(const ConvParams& p, float* src, int ki, int kj, float* plane) {
-  const int64_t w = p.w, dy = ki - p.ph, dx = kj - p.pw;
-  const int64_t oy_lo = std::max<int64_t>(0, -dy), oy_hi = std::min<int64_t>(p.out_h, p.h - dy);
-  if (oy_hi <= oy_lo) return;
-  for (int64_t oy = oy_lo; oy < oy_hi; ++oy) {
-    float* s = src + oy * w;
-    for (int64_t ox = 0; ox < -dx; ++ox) s[ox] = 0.f;
-    for (int64_t ox = w - dx; ox < w; ++ox) s[ox] = 0.f;
+// Where one tap of is_same_stride1 reads: output rows [oy_lo, oy_hi) lie inside the plane;
+// column-buffer entry f reads plane[f + off] for f in [c_lo, c_hi) (the flat range of those rows,
+// clipped to the plane), and the first -dx / last dx columns of each such row wrapped around.
+struct SameTap {
+  int64_t w, dx, oy_lo, oy_hi, off, c_lo, c_hi;
+  SameTap(const ConvParams& p, int ki, int kj) : w(p.w), dx(kj - p.pw) {
+    const int64_t dy = ki - p.ph;
+    oy_lo = std::max<int64_t>(0, -dy);
+    oy_hi = std::max(oy_lo, std::min<int64_t>(p.out_h, p.h - dy));
+    off = dy * w + dx;
+    c_lo = std::max(oy_lo * w, -off);
+    c_hi = std::max(c_lo, std::min(oy_hi * w, p.h * w - off));
   }
-  const int64_t off = dy * w + dx;
-  const int64_t c_lo = std::max(oy_lo * w, -off), c_hi = std::min(oy_hi * w, p.h * w - off);
-  float* d = plane + off;
+  // Zeroes the wrapped columns of rows [oy_lo, oy_hi) of a tap's row of the column buffer.
+  void zero_wrapped(float* buf) const {
+    for (int64_t oy = oy_lo; oy < oy_hi; ++oy) {
+      float* r = buf + oy * w;
+      for (int64_t ox = 0; ox < -dx; ++ox) r[ox] = 0.f;
+      for (int64_t ox = w - dx; ox < w; ++ox) r[ox] = 0.f;
+    }
+  }
+};
+
+// im2col of one tap: one contiguous copy, zeros outside the plane and in the wrapped columns.
+void im2col_tap_same(const ConvParams& p, const float* plane, int ki, int kj, float* dst) {
+  const SameTap t(p, ki, kj);
+  const int64_t n = p.out_h * t.w;
+  std::fill(dst, dst + t.c_lo, 0.f);
+  std::memcpy(dst + t.c_lo, plane + t.c_lo + t.off, sizeof(float) * (t.c_hi - t.c_lo));
+  std::fill(dst + t.c_hi, dst + n, 0.f);
+  t.zero_wrapped(dst);
+}
+
+// The adjoint: plane[f + off] += src[f] over the tap's flat range, in one vector loop. The wrapped
+// columns' entries of src (scratch: the dgrad GEMM's output) are zeroed first, so adding them
+// changes nothing; each input pixel still receives the taps in the same (ki, kj) order as the
+// row-by-row path.
+void col2im_tap_same(const ConvParams& p, float* src, int ki, int kj, float* plane) {
+  const SameTap t(p, ki, kj);
+  t.zero_wrapped(src);
+  float* d = plane + t.off;
 #pragma omp simd
-  for (int64_t f = c_lo; f < c_hi; ++f) d[f] += src[f];
+  for (int64_t f = t.c_lo; f < t.c_hi; ++f) d[f] += src[f];
 }
 
 }  // namespace
@@ -72,8 +79,7 @@ void col2im_tap_same(const ConvParams& p, float* src, int ki, int kj, float* pla
 // contiguous run of the input row; 'same' stride-1 convolutions copy whole shifted planes.
 void im2col_cpu(const ConvParams& p, const float* x, int64_t images, float* col) {
   const int64_t ohw = p.out_h * p.out_w, ncols = images * ohw;
-  const bool same = p.sh == 1 && p.sw == 1 && p.out_w == p.w && p.out_h == p.h && p.kw <= 2 * p.pw + 1 &&
-                    p.kh <= 2 * p.ph + 1;
+  const bool same = is_same_stride1(p);
 #pragma omp parallel for collapse(2) schedule(static) if (images * p.c > 1)
   for (int64_t b = 0; b < images; ++b)
     for (int64_t ci = 0; ci < p.c; ++ci) {
@@ -111,8 +117,7 @@ void im2col_cpu(const ConvParams& p, const float* x, int64_t images, float* col)
 
 void col2im_cpu(const ConvParams& p, float* col, int64_t images, float beta, float* dx) {
   const int64_t ohw = p.out_h * p.out_w, ncols = images * ohw;
-  const bool same = p.sh == 1 && p.sw == 1 && p.out_w == p.w && p.out_h == p.h && p.kw <= 2 * p.pw + 1 &&
-                    p.kh <= 2 * p.ph + 1;
+  const bool same = is_same_stride1(p);
 #pragma omp parallel for collapse(2) schedule(static) if (images * p.c > 1)
   for (int64_t b = 0; b < images; ++b)
     for (int64_t ci = 0; ci < p.c; ++ci) {

@@ -114,6 +114,8 @@ const std::vector<Geo> kShapes = {
     {2, 20, 12, 12, 20, 3, 3, 1, 1, 1},  // LeNet(2N) added conv
     {1, 8, 6, 6, 70, 1, 1, 1, 0, 1},     // 1x1, M > 64
     {2, 6, 7, 7, 4, 3, 2, 3, 1, 2},      // non-square kernel, stride 3 (taps no output reads)
+    {1, 2, 2, 2, 3, 3, 3, 1, 1, 1},      // 'same' 3x3 on a 2x2 plane (the CPU's shifted-plane path)
+    {1, 2, 1, 1, 3, 5, 5, 1, 2, 1},      // 'same' 5x5 on a 1x1 plane: padding wider than the plane
 };
 
 TEST(EmuConvIgemm, Tile64) {
