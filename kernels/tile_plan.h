@@ -20,6 +20,11 @@ inline int k_per_split(int64_t k, int splits) {
   return static_cast<int>(((k + splits - 1) / splits + kPlanBk - 1) / kPlanBk * kPlanBk);
 }
 
+// How many splits of k_per_split cover K = k.
+inline int splits_covering(int64_t k, int k_per_split) {
+  return static_cast<int>((k + k_per_split - 1) / k_per_split);
+}
+
 // K split of a grid of `tiles` blocks over K = k: split while the grid covers less than ~2 waves
 // and every split keeps at least 256 k (32 steps) to amortize its partial tile, at most 64.
 // Returns {splits, k per split (a multiple of kPlanBk)}.
@@ -28,7 +33,7 @@ inline std::pair<int, int> split_k(int64_t tiles, int64_t k, int sms) {
   if (tiles < 2 * sms && k >= 512)
     splits = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({(2 * sms + tiles - 1) / tiles, k / 256, 64})));
   const int kps = k_per_split(k, splits);
-  return {static_cast<int>((k + kps - 1) / kps), kps};
+  return {splits_covering(k, kps), kps};
 }
 
 // Dense SGEMM (C is m x n, K = k): 128 x 128 tiles when their grid fills every SM, else 64 x 64;
@@ -61,14 +66,16 @@ struct ConvPlan {
   int k_per_split = 0;  // filter gradient: K per split, a multiple of kPlanBk
 };
 
+// The grid of an m x n GEMM cut into tile x tile blocks, z planes.
+inline Grid tiled_grid(int64_t m, int64_t n, int64_t k, int64_t z, int tile) {
+  return Grid{m, n, k, tile, static_cast<unsigned>((n + tile - 1) / tile), static_cast<unsigned>((m + tile - 1) / tile),
+              static_cast<unsigned>(z)};
+}
+
 // 128 x 128 tiles when M is large enough and they still fill every SM, else 64 x 64.
 inline Grid make_grid(int64_t m, int64_t n, int64_t k, int64_t z, int sms) {
-  Grid g{m, n, k, 64, 1, 1, 1};
-  if (m >= 128 && ((m + 127) / 128) * ((n + 127) / 128) * z >= sms) g.tile = 128;
-  g.x = static_cast<unsigned>((n + g.tile - 1) / g.tile);
-  g.y = static_cast<unsigned>((m + g.tile - 1) / g.tile);
-  g.z = static_cast<unsigned>(z);
-  return g;
+  const bool big = m >= 128 && ((m + 127) / 128) * ((n + 127) / 128) * z >= sms;
+  return tiled_grid(m, n, k, z, big ? 128 : 64);
 }
 
 inline ConvPlan plan_conv(const ConvParams& p, int sms) {

@@ -44,14 +44,11 @@ void launch_tiled(const tile_plan::Grid& g, F&& body) {
 // A plan with the tile and split count forced (to cover both tiles and split K on every shape).
 tile_plan::ConvPlan forced_plan(const ConvParams& p, int tile, int splits) {
   tile_plan::ConvPlan pl = tile_plan::plan_conv(p, 1);
-  for (tile_plan::Grid* g : {&pl.fwd, &pl.bwd_data, &pl.bwd_filter}) {
-    g->tile = tile;
-    g->x = static_cast<unsigned>((g->n + tile - 1) / tile);
-    g->y = static_cast<unsigned>((g->m + tile - 1) / tile);
-  }
+  for (tile_plan::Grid* g : {&pl.fwd, &pl.bwd_data, &pl.bwd_filter})
+    *g = tile_plan::tiled_grid(g->m, g->n, g->k, g->z, tile);
   const int64_t k = pl.bwd_filter.k;
-  pl.k_per_split = static_cast<int>(((k + splits - 1) / splits + tile::kBk - 1) / tile::kBk * tile::kBk);
-  pl.splits = static_cast<int>((k + pl.k_per_split - 1) / pl.k_per_split);
+  pl.k_per_split = tile_plan::k_per_split(k, splits);
+  pl.splits = tile_plan::splits_covering(k, pl.k_per_split);
   pl.bwd_filter.z = static_cast<unsigned>(p.group * pl.splits);
   return pl;
 }

@@ -36,7 +36,7 @@ template <int BM, int BN, bool TA, bool TB, bool VA, bool VB>
 std::vector<float> run_emulated(const Case& cs, const std::vector<float>& a, int64_t lda, const std::vector<float>& b,
                                 int64_t ldb, std::vector<float> c, int64_t ldc) {
   const int kps = tile_plan::k_per_split(cs.k, cs.splits);
-  const dim3 grid((cs.n + BN - 1) / BN, (cs.m + BM - 1) / BM, (cs.k + kps - 1) / kps);
+  const dim3 grid((cs.n + BN - 1) / BN, (cs.m + BM - 1) / BM, tile_plan::splits_covering(cs.k, kps));
   const float alpha = 0.75f;
   if (grid.z == 1) {
     cuda_emu::launch(grid, dim3(tile::kThreads), [&] {
