@@ -176,10 +176,6 @@ void prune_snapshots(const std::string& dir, const std::string& prefix, int64_t 
   if (removed) sync_directory(dir);
 }
 
-}  // namespace
-
-namespace {
-
 // Every rank's states, gathered through the reducer: rows[source][rank] (world == 1: own only).
 std::vector<std::vector<std::vector<int64_t>>> gather_states(Solver& solver,
                                                              const std::vector<std::vector<int64_t>>& mine) {
