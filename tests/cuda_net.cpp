@@ -24,11 +24,10 @@
 
 #include "core/device.h"
 #include "core/tensor.h"
-#include "data/sources.h"
 #include "kernels/conv_cudnn.h"
-#include "layers/config.h"
 #include "optim/solver.h"
 #include "tests/testing/harness.h"
+#include "tests/testing/solvers.h"
 
 namespace dropnet {
 namespace {
@@ -125,21 +124,17 @@ struct TrainingRun {
 };
 
 TrainingRun train(const std::string& engine, Device dev) {
-  SolverOptions so;
-  so.device = dev;
-  so.seed = 20160601;
-  so.source_factory = make_batch_source;
-  so.quiet = true;
-  Solver s(load_config_text(lenet_dropin_yaml(engine), "lenet_dropin.yaml"), so);
+  const std::unique_ptr<Solver> s =
+      testing::quiet_solver(lenet_dropin_yaml(engine), "lenet_dropin.yaml", 20160601, dev);
   TrainingRun r;
-  r.init = s.train_net().param_values().to_host();
+  r.init = s->train_net().param_values().to_host();
   for (int i = 0; i < kIters; ++i) {
-    s.step(1);
-    r.losses.push_back(s.loss_window().back());
-    if (i + 1 == kEarlyIters) r.early = s.train_net().param_values().to_host();
+    s->step(1);
+    r.losses.push_back(s->loss_window().back());
+    if (i + 1 == kEarlyIters) r.early = s->train_net().param_values().to_host();
   }
-  r.final = s.train_net().param_values().to_host();
-  for (const ParamRef& p : s.train_net().params()) r.layout.push_back({p.name, {p.offset, p.count}});
+  r.final = s->train_net().param_values().to_host();
+  for (const ParamRef& p : s->train_net().params()) r.layout.push_back({p.name, {p.offset, p.count}});
   return r;
 }
 

@@ -6,9 +6,9 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "data/sources.h"
 #include "optim/snapshot.h"
 #include "optim/solver.h"
+#include "tests/testing/solvers.h"
 
 using namespace dropnet;
 
@@ -30,11 +30,8 @@ TEST(Divergence, AbsurdLearningRateStopsWithMessageAndKeepsLastSnapshot) {
   const std::string dir = ::testing::TempDir() + "/nan_run";
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
-  LoadedConfig cfg = load_config_text(kNet, "nan.yaml");
-  SolverOptions so;
-  so.source_factory = make_batch_source;
-  so.quiet = true;
-  Solver s(cfg, so);
+  const std::unique_ptr<Solver> run = dropnet::testing::quiet_solver(kNet, "nan.yaml", 1);
+  Solver& s = *run;
   int64_t last_snapshot = -1;
   s.on_snapshot = [&](int64_t it) {
     save_snapshot(s, dir, "nan", 2);
@@ -55,10 +52,10 @@ TEST(Divergence, AbsurdLearningRateStopsWithMessageAndKeepsLastSnapshot) {
   ASSERT_GE(last_snapshot, 1) << "diverged before the first snapshot; raise max_iter or lower the lr";
   EXPECT_LT(last_snapshot, 200);
   // The newest snapshot restores into a fresh solver and holds finite weights.
-  Solver fresh(cfg, so);
-  ASSERT_NO_THROW(restore_snapshot(fresh, dir));
-  EXPECT_EQ(fresh.iter(), last_snapshot);
-  for (float v : fresh.train_net().param_values().to_host()) ASSERT_TRUE(std::isfinite(v));
+  const std::unique_ptr<Solver> fresh = dropnet::testing::quiet_solver(kNet, "nan.yaml", 1);
+  ASSERT_NO_THROW(restore_snapshot(*fresh, dir));
+  EXPECT_EQ(fresh->iter(), last_snapshot);
+  for (float v : fresh->train_net().param_values().to_host()) ASSERT_TRUE(std::isfinite(v));
 }
 
 }  // namespace
