@@ -20,9 +20,9 @@
 
 #include <cstdint>
 
-#include "kernels/tile_plan.h"
 #include "kernels/conv_math.h"
 #include "kernels/gemm_tile.cuh"
+#include "kernels/tile_plan.h"
 
 namespace dropnet {
 namespace igemm {
