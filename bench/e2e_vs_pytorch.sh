@@ -82,8 +82,11 @@ done
 echo
 echo "end to end ($device, synthetic data, $iters timed iterations after $warmup): images/s, ratio to PyTorch"
 printf "%-10s %14s %14s %14s %12s %12s\n" net dropnet-native dropnet-cudnn pytorch native/pt cudnn/pt
+ratio() {  # a / b with two decimals, "-" when either is missing
+  "$py" -c "import math, sys; a, b = float(sys.argv[1]), float(sys.argv[2]); \
+print('-' if math.isnan(a) or math.isnan(b) or b == 0 else f'{a / b:.2f}')" "$1" "$2"
+}
 for net in ${nets//,/ }; do
   n=${result[$net,native]} c=${result[$net,cudnn]} t=${result[$net,torch]}
-  ratio() { "$py" -c "import math,sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print('-' if math.isnan(a) or math.isnan(b) or b==0 else f'{a/b:.2f}')" "$1" "$2"; }
   printf "%-10s %14s %14s %14s %12s %12s\n" "$net" "$n" "$c" "$t" "$(ratio "$n" "$t")" "$(ratio "$c" "$t")"
 done
