@@ -79,7 +79,7 @@ void col2im_cuda(const ConvParams& p, const float* col, int64_t images, float be
 }
 
 void conv_forward_cuda(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
-                       ConvScratch& s, bool use_cublas, Stream stream) {
+                       ConvScratch& s, bool use_cublas, Stream stream, Activation act) {
   prepare(p, s);
   const int64_t ohw = p.out_h * p.out_w;
   const int64_t cg = p.c / p.group, og = p.out_c / p.group, kg = cg * p.kh * p.kw;
@@ -97,7 +97,7 @@ void conv_forward_cuda(const ConvParams& p, const float* x, const float* w, cons
       DN_CUDA_LAUNCH_CHECK();
     }
   }
-  if (bias != nullptr) bias_forward_cuda(p.n, p.out_c, ohw, bias, y, stream);
+  bias_forward_cuda(p.n, p.out_c, ohw, bias, y, stream, act);
 }
 
 void conv_backward_cuda(const ConvParams& p, const float* x, const float* w, const float* dy, float* dw, float* db,

@@ -7,6 +7,7 @@
 
 #include "core/tensor.h"
 #include "kernels/conv_math.h"
+#include "kernels/eltwise_math.h"
 
 namespace dropnet {
 
@@ -27,8 +28,9 @@ void im2col_cpu(const ConvParams& p, const float* x, int64_t images, float* col)
 // input (padding taps) may be zeroed on the way.
 void col2im_cpu(const ConvParams& p, float* col, int64_t images, float beta, float* dx);
 
+// y = act(conv(x, w) + bias); bias may be null.
 void conv_forward_cpu(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
-                      ConvScratch& s);
+                      ConvScratch& s, Activation act = {});
 // dw, db accumulate (db may be null); dx = beta * dx + dL/dx (dx may be null).
 void conv_backward_cpu(const ConvParams& p, const float* x, const float* w, const float* dy, float* dw, float* db,
                        float beta, float* dx, ConvScratch& s);
@@ -38,13 +40,13 @@ void im2col_cuda(const ConvParams& p, const float* x, int64_t images, float* col
 void col2im_cuda(const ConvParams& p, const float* col, int64_t images, float beta, float* dx, Stream stream);
 // Native CUDA convolution: im2col + the hand-written SGEMM (use_cublas = false) or cuBLAS.
 void conv_forward_cuda(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
-                       ConvScratch& s, bool use_cublas, Stream stream);
+                       ConvScratch& s, bool use_cublas, Stream stream, Activation act = {});
 void conv_backward_cuda(const ConvParams& p, const float* x, const float* w, const float* dy, float* dw, float* db,
                         float beta, float* dx, ConvScratch& s, bool use_cublas, Stream stream);
 // Implicit-GEMM convolution (conv_igemm.cuh): operand tiles gathered from x / dy / w, no column
-// buffer, bias fused into the forward epilogue. Same contract as the im2col path.
+// buffer, bias and activation fused into the forward epilogue. Same contract as the im2col path.
 void conv_forward_igemm_cuda(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
-                             Stream stream);
+                             Stream stream, Activation act = {});
 void conv_backward_igemm_cuda(const ConvParams& p, const float* x, const float* w, const float* dy, float* dw,
                               float* db, float beta, float* dx, Stream stream);
 #endif

@@ -175,7 +175,7 @@ void ensure(Tensor& t, int64_t floats) {
 }  // namespace
 
 void conv_forward_cpu(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
-                      ConvScratch& s) {
+                      ConvScratch& s, Activation act) {
   const int64_t ohw = p.out_h * p.out_w, in_plane = p.c * p.h * p.w;
   const int64_t cg = p.c / p.group, og = p.out_c / p.group, kg = cg * p.kh * p.kw;
   const int64_t col_floats = p.c * p.kh * p.kw * ohw;
@@ -197,7 +197,7 @@ void conv_forward_cpu(const ConvParams& p, const float* x, const float* w, const
       for (int g = 0; g < p.group; ++g)
         sgemm_cpu(false, false, og, ohw, kg, 1.f, w + g * og * kg, kg, cb + g * kg * ohw, ohw, 0.f, yb + g * og * ohw,
                   ohw);
-      if (bias != nullptr) bias_forward_cpu(1, p.out_c, ohw, bias, yb);
+      bias_forward_cpu(1, p.out_c, ohw, bias, yb, act);
     }
   }
 }

@@ -19,6 +19,7 @@
 #include "core/cuda_check.h"
 #include "core/error.h"
 #include "core/tensor.h"
+#include "kernels/eltwise.h"
 
 // A failing cuDNN call reports the statement, file:line and cuDNN's own status text.
 #define DN_CUDNN_CHECK(stmt)                                                                 \
@@ -343,7 +344,7 @@ std::string cudnn_version_string() {
 }
 
 void conv_forward_cudnn(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
-                        Stream stream) {
+                        Stream stream, Activation act) {
   const int device = current_device();
   cudnnHandle_t h = handle_for(device, stream);
   Registry& r = registry();
@@ -354,7 +355,8 @@ void conv_forward_cudnn(const ConvParams& p, const float* x, const float* w, con
   const float one = 1.f, zero = 0.f;
   DN_CUDNN_CHECK(cudnnConvolutionForward(h, &one, pl.x, x, pl.w, w, pl.conv, pl.fwd, workspace(device, pl.fwd_ws),
                                          pl.fwd_ws, &zero, pl.y, y));
-  if (bias != nullptr) DN_CUDNN_CHECK(cudnnAddTensor(h, &one, pl.bias, bias, &one, pl.y, y));
+  if (act.relu) bias_forward_cuda(p.n, p.out_c, p.out_h * p.out_w, bias, y, stream, act);  // one pass for both
+  else if (bias != nullptr) DN_CUDNN_CHECK(cudnnAddTensor(h, &one, pl.bias, bias, &one, pl.y, y));
 }
 
 void conv_backward_cudnn(const ConvParams& p, const float* x, const float* w, const float* dy, float* dw, float* db,

@@ -18,6 +18,7 @@
 
 #include "core/device.h"
 #include "kernels/conv_math.h"
+#include "kernels/eltwise_math.h"
 
 namespace dropnet {
 
@@ -41,9 +42,9 @@ struct CudnnConvOptions {
 void set_cudnn_conv_options(const CudnnConvOptions& o);
 CudnnConvOptions cudnn_conv_options();
 
-// Device pointers on the current CUDA device. y is overwritten; bias may be null.
+// Device pointers on the current CUDA device. y = act(conv + bias) is overwritten; bias may be null.
 void conv_forward_cudnn(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
-                        Stream stream);
+                        Stream stream, Activation act = {});
 // dw and db accumulate (db may be null); dx = beta * dx + dL/dx (dx may be null; beta 0 does not
 // read dx).
 void conv_backward_cudnn(const ConvParams& p, const float* x, const float* w, const float* dy, float* dw,

@@ -31,16 +31,16 @@ dim3 dims(const tile_plan::Grid& g) { return dim3(g.x, g.y, g.z); }
 }  // namespace
 
 void conv_forward_igemm_cuda(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
-                             Stream stream) {
+                             Stream stream, Activation act) {
   check_sizes(p);
   const tile_plan::Grid g = tile_plan::plan_conv(p, current_sm_count()).fwd;
   const bool va = g.k % 4 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0;
   if (g.tile == 128) {
-    if (va) igemm::conv_fwd_kernel<128, 128, true><<<dims(g), kThreads, 0, stream>>>(p, x, w, bias, y);
-    else igemm::conv_fwd_kernel<128, 128, false><<<dims(g), kThreads, 0, stream>>>(p, x, w, bias, y);
+    if (va) igemm::conv_fwd_kernel<128, 128, true><<<dims(g), kThreads, 0, stream>>>(p, x, w, bias, act, y);
+    else igemm::conv_fwd_kernel<128, 128, false><<<dims(g), kThreads, 0, stream>>>(p, x, w, bias, act, y);
   } else {
-    if (va) igemm::conv_fwd_kernel<64, 64, true><<<dims(g), kThreads, 0, stream>>>(p, x, w, bias, y);
-    else igemm::conv_fwd_kernel<64, 64, false><<<dims(g), kThreads, 0, stream>>>(p, x, w, bias, y);
+    if (va) igemm::conv_fwd_kernel<64, 64, true><<<dims(g), kThreads, 0, stream>>>(p, x, w, bias, act, y);
+    else igemm::conv_fwd_kernel<64, 64, false><<<dims(g), kThreads, 0, stream>>>(p, x, w, bias, act, y);
   }
   DN_CUDA_LAUNCH_CHECK();
 }

@@ -21,6 +21,7 @@
 #include <cstdint>
 
 #include "kernels/conv_math.h"
+#include "kernels/eltwise_math.h"
 #include "kernels/gemm_tile.cuh"
 #include "kernels/tile_plan.h"
 
@@ -164,11 +165,11 @@ struct BwdFilterInput {
   }
 };
 
-// y = W x + bias for group blockIdx.z. VA: w rows are float4-loadable (cg * khw % 4 == 0, aligned).
+// y = act(W x + bias) for group blockIdx.z. VA: w rows are float4-loadable (cg * khw % 4 == 0, aligned).
 template <int BM, int BN, bool VA>
 __global__ void __launch_bounds__(kThreads, 2)
     conv_fwd_kernel(ConvParams p, const float* __restrict__ x, const float* __restrict__ w,
-                    const float* __restrict__ bias, float* __restrict__ y) {
+                    const float* __restrict__ bias, Activation act, float* __restrict__ y) {
   __shared__ __align__(16) float as[2][kBk][BM + kPad];
   __shared__ __align__(16) float bs[2][kBk][BN + kPad];
   const Geom q = make_geom(p, blockIdx.z);
@@ -181,7 +182,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   tile::mainloop<BM, BN>(la, lb, 0, k, acc, &as[0][0][0], &bs[0][0][0]);
   tile::for_each_output(acc, i0, j0, m, n, [&](int i, int j, float v) {
     const int co = q.g * q.og + i, b = j / q.ohw, pix = j % q.ohw;
-    y[(int64_t(b) * q.out_c + co) * q.ohw + pix] = v + (bias != nullptr ? bias[co] : 0.f);
+    y[(int64_t(b) * q.out_c + co) * q.ohw + pix] = act(v + (bias != nullptr ? bias[co] : 0.f));
   });
 }
 

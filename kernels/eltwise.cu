@@ -20,9 +20,9 @@ __global__ void relu_bwd_kernel(int64_t n, float slope, const float* __restrict_
 }
 
 __global__ void bias_fwd_kernel(int64_t total, int64_t channels, int64_t inner, const float* __restrict__ bias,
-                                float* y) {
+                                Activation act, float* y) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
-    y[i] += bias[(i / inner) % channels];
+    y[i] = act(y[i] + (bias != nullptr ? bias[(i / inner) % channels] : 0.f));
 }
 
 // One block per channel: reduce over (outer, inner) in a fixed order (deterministic).
@@ -57,9 +57,11 @@ void relu_backward_cuda(int64_t n, float slope, const float* x, const float* dy,
   DN_CUDA_LAUNCH_CHECK();
 }
 
-void bias_forward_cuda(int64_t outer, int64_t channels, int64_t inner, const float* bias, float* y, Stream stream) {
+void bias_forward_cuda(int64_t outer, int64_t channels, int64_t inner, const float* bias, float* y, Stream stream,
+                       Activation act) {
+  if (bias == nullptr && !act.relu) return;
   int64_t total = outer * channels * inner;
-  bias_fwd_kernel<<<grid_for(total), 256, 0, stream>>>(total, channels, inner, bias, y);
+  bias_fwd_kernel<<<grid_for(total), 256, 0, stream>>>(total, channels, inner, bias, act, y);
   DN_CUDA_LAUNCH_CHECK();
 }
 

@@ -19,14 +19,20 @@ void relu_backward_cpu(int64_t n, float slope, const float* x, const float* dy, 
   }
 }
 
-void bias_forward_cpu(int64_t outer, int64_t channels, int64_t inner, const float* bias, float* y) {
+void bias_forward_cpu(int64_t outer, int64_t channels, int64_t inner, const float* bias, float* y, Activation act) {
+  if (bias == nullptr && !act.relu) return;
 #pragma omp parallel for collapse(2) if (outer * channels * inner > 65536) schedule(static)
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t c = 0; c < channels; ++c) {
       float* row = y + (o * channels + c) * inner;
-      const float b = bias[c];
+      const float b = bias != nullptr ? bias[c] : 0.f;
+      if (act.relu) {
 #pragma omp simd
-      for (int64_t i = 0; i < inner; ++i) row[i] += b;
+        for (int64_t i = 0; i < inner; ++i) row[i] = relu_fwd(row[i] + b, act.slope);
+      } else {
+#pragma omp simd
+        for (int64_t i = 0; i < inner; ++i) row[i] += b;
+      }
     }
 }
 

@@ -1,7 +1,8 @@
 // conv: 2-D convolution, Caffe semantics. Keys: num_output, kernel, stride (1), pad (0), group (1),
 // bias (true), weight_filler, bias_filler, lr_mult, decay_mult, algo (implicit_gemm | im2col: the
 // native engine's CUDA algorithm). Engines: native (CPU: im2col + SGEMM per image; CUDA: implicit
-// GEMM by default, or im2col + the hand-written SGEMM), cublas (im2col + cuBLAS), cudnn.
+// GEMM by default, or im2col + the hand-written SGEMM), cublas (im2col + cuBLAS), cudnn. A ReLU
+// that reads only this layer's output is applied in the same pass as the bias (Net::fuse_activations).
 #include <fmt/format.h>
 
 #include "core/error.h"
@@ -58,18 +59,18 @@ class ConvLayer : public Layer {
     float* y = top[0]->value.data();
 #if DROPNET_HAVE_CUDNN
     if (device().is_cuda() && info_.engine == "cudnn") {
-      conv_forward_cudnn(p_, x, w, bias, y, cuda_stream());
+      conv_forward_cudnn(p_, x, w, bias, y, cuda_stream(), act_);
       return;
     }
 #endif
 #if DROPNET_HAVE_CUDA
     if (device().is_cuda() && info_.engine == "native" && implicit_gemm_) {
-      conv_forward_igemm_cuda(p_, x, w, bias, y, cuda_stream());
+      conv_forward_igemm_cuda(p_, x, w, bias, y, cuda_stream(), act_);
       return;
     }
 #endif
-    DN_DISPATCH(device(), conv_forward_cpu(p_, x, w, bias, y, scratch_),
-                conv_forward_cuda(p_, x, w, bias, y, scratch_, info_.engine == "cublas", cuda_stream()));
+    DN_DISPATCH(device(), conv_forward_cpu(p_, x, w, bias, y, scratch_, act_),
+                conv_forward_cuda(p_, x, w, bias, y, scratch_, info_.engine == "cublas", cuda_stream(), act_));
   }
 
   void backward(const std::vector<Blob*>& top, const std::vector<Blob*>& bottom, const std::vector<BottomGrad>& bg,
@@ -97,6 +98,11 @@ class ConvLayer : public Layer {
                                    cuda_stream()));
   }
 
+  bool fuse_activation(const Activation& a) override {
+    act_ = a;
+    return true;
+  }
+
   double forward_flops() const override {
     return 2.0 * p_.n * p_.out_c * p_.out_h * p_.out_w * (p_.c / p_.group) * p_.kh * p_.kw;
   }
@@ -109,6 +115,7 @@ class ConvLayer : public Layer {
   FillerSpec weight_filler_, bias_filler_;
   ConvParams p_{};
   ConvScratch scratch_;
+  Activation act_{};  // fused into the output (Net::fuse_activations)
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 // fc: fully connected (Caffe InnerProduct). y (N, num_output) = x (N, K) W^T + b, W stored
 // (num_output, K); the input is flattened from axis 1. Keys: num_output, bias (true), fillers,
-// lr_mult, decay_mult. Engines: native, cublas.
+// lr_mult, decay_mult. Engines: native, cublas. A ReLU that reads only this layer's output is applied
+// in the bias pass (Net::fuse_activations).
 #include "core/error.h"
 #include "kernels/eltwise.h"
 #include "kernels/gemm.h"
@@ -40,11 +41,13 @@ class FcLayer : public Layer {
     float* y = top[0]->value.data();
     DN_DISPATCH(device(), sgemm_cpu(false, true, n_, num_output_, k_, 1.f, x, k_, w, k_, 0.f, y, num_output_),
                 gemm_cuda(false, true, n_, num_output_, k_, x, k_, w, k_, 0.f, y, num_output_));
-    if (bias_) {
-      const float* b = params_[1].value.data();
-      DN_DISPATCH(device(), bias_forward_cpu(n_, num_output_, 1, b, y),
-                  bias_forward_cuda(n_, num_output_, 1, b, y, cuda_stream()));
-    }
+    const float* b = bias_ ? params_[1].value.data() : nullptr;
+    DN_DISPATCH(device(), bias_forward_cpu(n_, num_output_, 1, b, y, act_),
+                bias_forward_cuda(n_, num_output_, 1, b, y, cuda_stream(), act_));
+  }
+  bool fuse_activation(const Activation& a) override {
+    act_ = a;
+    return true;
   }
 
   void backward(const std::vector<Blob*>& top, const std::vector<Blob*>& bottom, const std::vector<BottomGrad>& bg,
@@ -82,6 +85,7 @@ class FcLayer : public Layer {
   int64_t num_output_, n_ = 0, k_ = 0;
   bool bias_;
   FillerSpec weight_filler_, bias_filler_;
+  Activation act_{};  // fused into the bias pass (Net::fuse_activations)
 };
 
 }  // namespace

@@ -6,10 +6,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/tensor.h"
+#include "kernels/eltwise_math.h"
 #include "layers/config.h"
 
 namespace dropnet {
@@ -89,6 +91,11 @@ class Layer {
   virtual float loss_weight() const { return 0.f; }
   // Forward FLOPs for one pass over the current shapes (summary tool).
   virtual double forward_flops() const { return 0.0; }
+  // Activation fusion (Net::fuse_activations): an element-wise activation layer describes itself
+  // here, and a producer that can apply it in its forward epilogue (conv, fc) takes it and returns
+  // true; the Net then skips the activation's forward.
+  virtual std::optional<Activation> as_activation() const { return std::nullopt; }
+  virtual bool fuse_activation(const Activation&) { return false; }
   // Layer-specific scalars logged into the metrics (DropIn's p, ...).
   virtual std::vector<std::pair<std::string, double>> metrics(const RunContext& ctx) const { return {}; }
 

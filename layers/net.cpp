@@ -152,6 +152,8 @@ void Net::build(const LoadedConfig& cfg) {
   }
   for (const auto& b : blobs_)
     if (!consumed.count(b->name)) outputs_.push_back(b.get());
+  forward_fused_.assign(layers_.size(), false);
+  if (opts_.fuse_activations) fuse_activations();
   allocate_params();
   plan_backward();
 }
@@ -283,7 +285,28 @@ void Net::plan_backward() {
   }
 }
 
-void Net::forward_layer(int i, const RunContext& ctx) { layers_[i]->forward(bottom_[i], top_[i], ctx); }
+void Net::fuse_activations() {
+  std::map<const Blob*, int> producer, consumers;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    for (const Blob* t : top_[i]) producer[t] = static_cast<int>(i);
+    for (const Blob* b : bottom_[i]) ++consumers[b];
+  }
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const std::optional<Activation> act = layers_[i]->as_activation();
+    if (!act || bottom_[i].size() != 1 || top_[i].size() != 1) continue;
+    Blob* in = bottom_[i][0];
+    auto it = producer.find(in);
+    if (it == producer.end() || top_[it->second].size() != 1 || consumers[in] != 1) continue;
+    if (!layers_[it->second]->fuse_activation(*act)) continue;
+    // The producer writes act(output) into its top; the activation's top is the same storage.
+    top_[i][0]->value = Tensor::view(in->value, 0, in->shape());
+    forward_fused_[i] = true;
+  }
+}
+
+void Net::forward_layer(int i, const RunContext& ctx) {
+  if (!forward_fused_[i]) layers_[i]->forward(bottom_[i], top_[i], ctx);
+}
 
 void Net::backward_layer(int i, const RunContext& ctx) {
   if (layer_backward_[i]) layers_[i]->backward(top_[i], bottom_[i], bottom_grad_[i], ctx);

@@ -33,6 +33,10 @@ struct NetOptions {
   // Shapes and counts only (dropnet-summary, --dry-run): host memory is reserved but never
   // touched (no zeroing, no filling), so a net too big for this machine can still be described.
   bool shapes_only = false;
+  // Apply a ReLU in its producer's forward epilogue (conv, fc) when the ReLU is the producer's
+  // only consumer: the ReLU's top aliases the producer's top, which then holds the activated
+  // values, and the ReLU runs backward only. Off for dropnet-dump (every blob as computed).
+  bool fuse_activations = true;
 };
 
 // One learnable parameter inside the arena.
@@ -57,6 +61,8 @@ class Net {
   void forward_layer(int i, const RunContext& ctx);
   void backward_layer(int i, const RunContext& ctx);
   bool layer_needs_backward(int i) const { return layer_backward_[i]; }
+  // Whether layer i's forward runs inside its bottom's producer (NetOptions::fuse_activations).
+  bool forward_fused(int i) const { return forward_fused_[i]; }
 
   Phase phase() const { return opts_.phase; }
   Device device() const { return opts_.device; }
@@ -88,6 +94,7 @@ class Net {
   void allocate_params();
   void fill_params();
   void plan_backward();
+  void fuse_activations();
 
   NetOptions opts_;
   std::string name_;
@@ -95,6 +102,7 @@ class Net {
   std::vector<std::vector<Blob*>> bottom_, top_;
   std::vector<std::vector<BottomGrad>> bottom_grad_;
   std::vector<bool> layer_backward_;
+  std::vector<bool> forward_fused_;
   std::vector<std::unique_ptr<Blob>> blobs_;
   std::map<std::string, Blob*> blob_by_name_;
   std::vector<Blob*> outputs_;

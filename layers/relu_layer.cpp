@@ -32,6 +32,11 @@ class ReluLayer : public Layer {
                 relu_backward_cuda(n, slope_, x, dy, bg[0].beta, dx, cuda_stream()));
   }
   double forward_flops() const override { return 0.0; }
+  // Fusable when the backward may read the activated value for the input: sign(y) == sign(x).
+  std::optional<Activation> as_activation() const override {
+    if (slope_ < 0.f) return std::nullopt;
+    return Activation{true, slope_};
+  }
 
  private:
   float slope_;

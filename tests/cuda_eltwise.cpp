@@ -1,8 +1,9 @@
 // Element-wise kernels on CUDA against the CPU path: ReLU (plain and leaky) forward and backward
-// with beta 0 / 0.5 / 1, and the per-channel bias add and its gradient. ReLU and the bias add are
-// one rounding per element on both backends (same eltwise_math.h functions; beta * dx is exact for
-// these betas), so they must agree bit for bit; the bias gradient is a reduction whose order
-// differs (CPU: double over rows, CUDA: float tree per channel), so it gets a tolerance.
+// with beta 0 / 0.5 / 1, and the per-channel bias add (alone, with a fused ReLU or leaky ReLU, and
+// the ReLU with no bias) and its gradient. ReLU and the bias add are one rounding per element on
+// both backends (same eltwise_math.h functions; beta * dx is exact for these betas), so they must
+// agree bit for bit; the bias gradient is a reduction whose order differs (CPU: double over rows,
+// CUDA: float tree per channel), so it gets a tolerance.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -103,11 +104,19 @@ TEST(CudaBias, ForwardExactBackwardClose) {
                  std::to_string(c.inner));
     const int64_t total = c.outer * c.channels * c.inner;
     const std::vector<float> bias = random_vector(c.channels, 4), y0 = random_vector(total, 5);
-    std::vector<float> y = y0;
-    bias_forward_cpu(c.outer, c.channels, c.inner, bias.data(), y.data());
-    Tensor bias_d = on_device(bias), y_d = on_device(y0);
-    bias_forward_cuda(c.outer, c.channels, c.inner, bias_d.data(), y_d.data(), cuda_stream());
-    EXPECT_TRUE(all_close(y, y_d.to_host(), 0.f, 0.f)) << "bias forward";
+    Tensor bias_d = on_device(bias);
+    // Plain, with a fused ReLU / leaky ReLU, and the activation alone (no bias).
+    for (const Activation act : {Activation{}, Activation{true, 0.f}, Activation{true, 0.2f}})
+      for (bool with_bias : {true, false}) {
+        std::vector<float> y = y0;
+        bias_forward_cpu(c.outer, c.channels, c.inner, with_bias ? bias.data() : nullptr, y.data(), act);
+        Tensor y_d = on_device(y0);
+        bias_forward_cuda(c.outer, c.channels, c.inner, with_bias ? bias_d.data() : nullptr, y_d.data(),
+                          cuda_stream(), act);
+        EXPECT_TRUE(all_close(y, y_d.to_host(), 0.f, 0.f))
+            << "bias forward" << (with_bias ? "" : " without bias") << (act.relu ? ", relu slope " : "")
+            << (act.relu ? std::to_string(act.slope) : "");
+      }
 
     // The gradient accumulates onto what is there.
     const std::vector<float> dy = random_vector(total, 6), db0 = random_vector(c.channels, 7);

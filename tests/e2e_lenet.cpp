@@ -37,8 +37,11 @@ TEST(E2E, LenetLossDropsOn2000Images) {
   EXPECT_LT(after, 0.5 * before);
   EXPECT_LT(after, 1.0);
   auto test = s.test(5);
-  for (auto& kv : test)
-    if (kv.first == "accuracy") EXPECT_GT(kv.second, 0.6) << "test accuracy after 200 iterations";
+  for (auto& kv : test) {
+    if (kv.first == "accuracy") {
+      EXPECT_GT(kv.second, 0.6) << "test accuracy after 200 iterations";
+    }
+  }
 }
 
 TEST(E2E, Lenet10DropinGrowsOnSchedule) {

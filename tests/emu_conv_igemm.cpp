@@ -1,6 +1,6 @@
 // The implicit-GEMM convolution kernels (kernels/conv_igemm.cuh) run on the CPU through the
 // emulation shim, against the CPU convolution (conv_forward_cpu / conv_backward_cpu): forward with
-// bias, backward-data with beta, backward-filter accumulating into dw, with and without split K,
+// bias and each fused activation (none, ReLU, leaky ReLU), backward-data with beta, backward-filter accumulating into dw, with and without split K,
 // over odd sizes, stride, pad, groups, batch 1 and both tile sizes, and with the launch plans
 // conv_igemm.cu computes (tile_plan::plan_conv) for a given SM count.
 #include "testing/cuda_emu.h"
@@ -70,17 +70,21 @@ void check(const ConvParams& p, const tile_plan::ConvPlan& pl) {
   // CPU reference (the tested CPU path).
   ConvScratch scratch;
   std::vector<float> y_ref(p.n * p.out_c * ohw), dx_ref = dx0, dw_ref = dw0, db(p.out_c, 0.f);
-  conv_forward_cpu(p, x.data(), w.data(), bias.data(), y_ref.data(), scratch);
   conv_backward_cpu(p, x.data(), w.data(), dy.data(), dw_ref.data(), db.data(), 0.5f, dx_ref.data(), scratch);
 
-  for (bool vec : {false, true}) {
-    if (vec && kg % 4 != 0) continue;  // the float4 weight loads need rows of a multiple of 4
-    std::vector<float> y(y_ref.size(), -7.f);
-    launch_tiled(pl.fwd, [&](auto t) {
-      if (vec) igemm::conv_fwd_kernel<t(), t(), true>(p, x.data(), w.data(), bias.data(), y.data());
-      else igemm::conv_fwd_kernel<t(), t(), false>(p, x.data(), w.data(), bias.data(), y.data());
-    });
-    EXPECT_TRUE(all_close(y_ref, y, 1e-4f, 1e-4f)) << "forward" << (vec ? ", vector loads" : "");
+  for (const Activation act : {Activation{}, Activation{true, 0.f}, Activation{true, 0.1f}}) {
+    conv_forward_cpu(p, x.data(), w.data(), bias.data(), y_ref.data(), scratch, act);
+    for (bool vec : {false, true}) {
+      if (vec && kg % 4 != 0) continue;  // the float4 weight loads need rows of a multiple of 4
+      std::vector<float> y(y_ref.size(), -7.f);
+      launch_tiled(pl.fwd, [&](auto t) {
+        if (vec) igemm::conv_fwd_kernel<t(), t(), true>(p, x.data(), w.data(), bias.data(), act, y.data());
+        else igemm::conv_fwd_kernel<t(), t(), false>(p, x.data(), w.data(), bias.data(), act, y.data());
+      });
+      EXPECT_TRUE(all_close(y_ref, y, 1e-4f, 1e-4f))
+          << "forward" << (vec ? ", vector loads" : "") << (act.relu ? ", relu slope " : "")
+          << (act.relu ? std::to_string(act.slope) : "");
+    }
   }
 
   std::vector<float> dx = dx0, dw = dw0;

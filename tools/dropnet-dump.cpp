@@ -72,6 +72,7 @@ int dump_main(int argc, char** argv) {
   NetOptions no = cli::net_options(run, parse_device(device), Phase::Train);
   no.source_factory = npy_source;
   no.force_backward = true;
+  no.fuse_activations = false;  // every blob as its own layer computes it (a conv's output before its ReLU)
   Net net(cfg, no);
   std::filesystem::create_directories(out);
   for (const ParamRef& r : net.params()) {

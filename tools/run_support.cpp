@@ -275,6 +275,7 @@ NetTiming time_net(Net& net, int64_t iterations, int64_t at_iter, uint64_t seed)
     t.layers[i].type = net.layer(i).type();
     t.layers[i].flops = net.layer(i).forward_flops();
     t.layers[i].has_backward = net.layer_needs_backward(i);
+    t.layers[i].forward_fused = net.forward_fused(i);
   }
   RunContext ctx{Phase::Train, at_iter, seed, 0};
   // Untimed warm-up: first-touch allocations, caches, cuBLAS/cuDNN handles, prefetch threads.
@@ -321,11 +322,12 @@ std::string format_timing(const NetTiming& t, bool markdown) {
   }
   for (const auto& l : t.layers) {
     const std::string b = l.has_backward ? fmt::format("{:.4f}", l.backward_ms) : "-";
+    const std::string f = l.forward_fused ? "fused" : fmt::format("{:.4f}", l.forward_ms);
     if (markdown)
-      o += fmt::format("| {} | {} | {:.4f} | {} | {} |\n", l.name, l.type, l.forward_ms, b,
+      o += fmt::format("| {} | {} | {} | {} | {} |\n", l.name, l.type, f, b,
                        l.flops > 0 ? gflops(l.flops, l.forward_ms) : "-");
     else
-      o += fmt::format("  {:<18} {:<13} {:>11.4f} {:>12} {:>10}\n", l.name, l.type, l.forward_ms, b,
+      o += fmt::format("  {:<18} {:<13} {:>11} {:>12} {:>10}\n", l.name, l.type, f, b,
                        l.flops > 0 ? gflops(l.flops, l.forward_ms) : "-");
   }
   o += fmt::format("{}Average Forward pass: {:.4f} ms.\n", markdown ? "\n" : "", t.forward_ms);

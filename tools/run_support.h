@@ -83,6 +83,7 @@ struct LayerTiming {
   double forward_ms = 0, backward_ms = 0;  // mean per iteration
   double flops = 0;                        // forward FLOPs per pass
   bool has_backward = false;               // the layer runs a backward pass in this net
+  bool forward_fused = false;              // its forward runs inside its producer's (a fused ReLU)
 };
 
 struct NetTiming {
