@@ -7,7 +7,8 @@
 # table). --scale S shortens everything (iterations, lengths, test interval) by S for 2-core
 # machines; the figures in bench/results say which scale made them. --seeds 1,2,3 repeats every run
 # with those seeds (run names get _seed<k> for k > 1; results.md adds mean and spread);
-# --depths 30,50 picks Figure 3's nets.
+# --depths 30,50 picks Figure 3's nets. --set KEY=VALUE (repeatable) adds a config override to every
+# run, e.g. --set data.train.shuffle=false for Caffe's fixed data order (bench/results/mnist/).
 # Writes OUT/<run>/metrics.jsonl, OUT/results.md (table) and OUT/fig2_*.png, OUT/fig3_*.png.
 set -euo pipefail
 orig_args="$*"
@@ -22,6 +23,7 @@ inits="caffe,paper"
 seeds="1"
 depths="30,50"
 threads=0
+sets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) build="$2"; shift 2 ;;
@@ -34,7 +36,8 @@ while [ $# -gt 0 ]; do
     --seeds) seeds="$2"; shift 2 ;;
     --depths) depths="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
-    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+    --set) sets+=("$2"); shift 2 ;;
+    -h|--help) sed -n 2,14p "$0"; exit 0 ;;
     *) echo "reproduce_mnist.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -70,7 +73,7 @@ run() {  # run NAME CONFIG N [overrides...]: once per seed (seed k > 1: NAME_see
     rm -rf "${out:?}/$name"
     "$build/tools/dropnet-train" "$here/configs/$cfg" --out "$out/$name" --threads "$threads" --quiet \
       "solver.max_iter=$iters" "solver.test_interval=$test_interval" solver.snapshot=0 "solver.display=$test_interval" \
-      "seed=$seed" "${data_overrides[@]}" "${extra[@]}" "$@" > "$out/$name.log" 2>&1 || echo "   (exit $? -- see $name.log)"
+      "seed=$seed" "${data_overrides[@]}" "${extra[@]}" "${sets[@]}" "$@" > "$out/$name.log" 2>&1 || echo "   (exit $? -- see $name.log)"
     touch "$out/$name/done"
   done
 }
