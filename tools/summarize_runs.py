@@ -39,6 +39,15 @@ for name in sorted(os.listdir(a.out)):
         for line in open(log):
             if "error" in line:
                 err = line.strip().split("error: ", 1)[-1][:80]
+    # A run stopped by hand (a signal: dropnet-train snapshots and exits) ends before max_iter.
+    cfg = os.path.join(a.out, name, "config.yaml")
+    max_iter = None
+    if os.path.isfile(cfg):
+        m = re.search(r"^\s*max_iter:\s*(\d+)", open(cfg).read(), re.M)
+        max_iter = int(m.group(1)) if m else None
+    last = max((r["iter"] for r in trains + tests), default=0)
+    if not err and max_iter is not None and last < max_iter:
+        err = f"stopped at iteration {last} of {max_iter}: the final accuracy is the last test's"
     runs[name] = (tests, trains, err)
 
 
@@ -102,6 +111,8 @@ for g, members in groups.items():
         stop = re.search(r"at iteration (\d+)", runs[name][2])
         if stop:
             name_label += f" (diverged at iteration {stop.group(1)})"
+        elif runs[name][2].startswith("stopped"):
+            name_label += f" ({runs[name][2].split(':')[0]})"
         ax.plot(xs, ys, marker=".", label=name_label)
     ax.set_xlabel("iteration")
     ax.set_ylabel("test accuracy")
