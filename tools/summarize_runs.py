@@ -65,7 +65,8 @@ for name, (tests, trains, err) in runs.items():
         continue
     it80 = next((t["iter"] for t in tests if t.get("accuracy", 0) >= 0.8 * acc), None)
     last = [t["accuracy"] for t in tests if "accuracy" in t][-4:]
-    rows.append(f"| {name} | {acc:.4f} | {sum(last) / len(last):.4f} | {it80} | {'yes' if acc >= a.converged else 'no'} "
+    converged = acc >= a.converged and not err.startswith("divergence")
+    rows.append(f"| {name} | {acc:.4f} | {sum(last) / len(last):.4f} | {it80} | {'yes' if converged else 'no'} "
                 f"| {err} |")
 
 # Repeats with other seeds: <run>_seed<k> (seed 1 is <run> itself).
