@@ -109,11 +109,12 @@ for g, members in groups.items():
         name_label = "no DropIn" if label == "plain" else f"DropIn length {int(label[1:])}"
         if label != "plain" and float(a.scale) != 1:  # run names carry the unscaled (paper) length
             name_label += f" (x{a.scale}: {round(int(label[1:]) * float(a.scale))})"
-        stop = re.search(r"at iteration (\d+)", runs[name][2])
-        if stop:
+        err = runs[name][2]
+        stop = re.search(r"at iteration (\d+)", err)
+        if err.startswith("divergence") and stop:
             name_label += f" (diverged at iteration {stop.group(1)})"
-        elif runs[name][2].startswith("stopped"):
-            name_label += f" ({runs[name][2].split(':')[0]})"
+        elif err.startswith("stopped"):
+            name_label += f" ({err.split(':')[0]})"
         ax.plot(xs, ys, marker=".", label=name_label)
     ax.set_xlabel("iteration")
     ax.set_ylabel("test accuracy")
