@@ -29,7 +29,10 @@ Device parse_device(const std::string& s);
 
 bool cuda_compiled();
 int cuda_device_count();  // 0 when not compiled or no driver/GPU
+// The calling thread's current CUDA device: where cuda_stream() queues, where kernels run.
+// Allocations, fills and copies use the device their memory lives on and leave it unchanged.
 void cuda_set_device(int index);
+int cuda_current_device();
 
 void* device_alloc(Device d, size_t bytes);
 void device_free(Device d, void* p, size_t bytes);
@@ -40,7 +43,10 @@ void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, siz
 void device_synchronize(Device d);
 // The compute stream of the current CUDA device (all kernels of a net run on it).
 Stream cuda_stream();
-// Bytes held by the CUDA caching allocator (in use, cached).
+// Names what the calling thread is running (a layer), for the errors of kernel launches
+// (core/launch.cuh); returns the previous name. The pointer must outlive its use.
+const char* set_launch_context(const char* what);
+// Bytes held by the CUDA caching allocator (in use, cached), all devices.
 size_t cuda_bytes_in_use();
 size_t cuda_bytes_cached();
 

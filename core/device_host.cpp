@@ -9,25 +9,26 @@ namespace dropnet {
 
 void* host_alloc(size_t bytes);
 #if DROPNET_HAVE_CUDA
-void* cuda_alloc(size_t bytes);
+// core/device_cuda.cu: each takes the CUDA device the memory lives on (-1: host memory) and
+// leaves the calling thread's current device as it was.
+void* cuda_alloc(int device, size_t bytes);
 void cuda_free(void* p, size_t bytes);
-void cuda_zero(void* p, size_t bytes);
-void cuda_fill(float* p, size_t n, float v);
-void cuda_copy(void* dst, bool dst_dev, const void* src, bool src_dev, size_t bytes);
-void cuda_sync();
+void cuda_zero(int device, void* p, size_t bytes);
+void cuda_fill(int device, float* p, size_t n, float v);
+void cuda_copy(void* dst, int dst_dev, const void* src, int src_dev, size_t bytes);
+void cuda_sync(int device);
 void* cuda_pinned_alloc(size_t bytes);
 void cuda_pinned_free(void* p);
-void* cuda_event_create();
+void* cuda_event_create(int device);
 void cuda_event_destroy(void* e);
-void cuda_event_record(void* e);
+void cuda_event_record(int device, void* e);
 void cuda_event_wait_host(void* e);
 #endif
 
 void* device_alloc(Device d, size_t bytes) {
   if (d.is_cpu()) return host_alloc(bytes);
 #if DROPNET_HAVE_CUDA
-  cuda_set_device(d.index);
-  return cuda_alloc(bytes);
+  return cuda_alloc(d.index, bytes);
 #else
   input_error("device {}: this build has no CUDA support", d.str());
 #endif
@@ -52,7 +53,7 @@ void device_zero(Device d, void* p, size_t bytes) {
     return;
   }
 #if DROPNET_HAVE_CUDA
-  cuda_zero(p, bytes);
+  cuda_zero(d.index, p, bytes);
 #else
   input_error("device {}: this build has no CUDA support", d.str());
 #endif
@@ -64,7 +65,7 @@ void device_fill(Device d, float* p, size_t n, float value) {
     return;
   }
 #if DROPNET_HAVE_CUDA
-  cuda_fill(p, n, value);
+  cuda_fill(d.index, p, n, value);
 #else
   input_error("device {}: this build has no CUDA support", d.str());
 #endif
@@ -77,7 +78,7 @@ void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, siz
     return;
   }
 #if DROPNET_HAVE_CUDA
-  cuda_copy(dst, dst_dev.is_cuda(), src, src_dev.is_cuda(), bytes);
+  cuda_copy(dst, dst_dev.is_cuda() ? dst_dev.index : -1, src, src_dev.is_cuda() ? src_dev.index : -1, bytes);
 #else
   input_error("device copy {} -> {}: this build has no CUDA support", src_dev.str(), dst_dev.str());
 #endif
@@ -85,7 +86,7 @@ void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, siz
 
 void device_synchronize(Device d) {
 #if DROPNET_HAVE_CUDA
-  if (d.is_cuda()) cuda_sync();
+  if (d.is_cuda()) cuda_sync(d.index);
 #else
   (void)d;
 #endif
@@ -116,9 +117,8 @@ float* HostStaging::acquire(size_t n, Device target) {
     capacity_ = n;
 #if DROPNET_HAVE_CUDA
     if (target.is_cuda()) {
-      cuda_set_device(target.index);
       data_ = static_cast<float*>(cuda_pinned_alloc(n * sizeof(float)));
-      event_ = cuda_event_create();
+      event_ = cuda_event_create(target.index);
       return data_;
     }
 #endif
@@ -137,7 +137,7 @@ void HostStaging::copy_to(float* dst, size_t n) {
   device_copy(dst, target_, data_, Device::cpu(), n * sizeof(float));
 #if DROPNET_HAVE_CUDA
   if (target_.is_cuda()) {
-    cuda_event_record(event_);
+    cuda_event_record(target_.index, event_);
     pending_ = true;
   }
 #endif
@@ -147,7 +147,9 @@ void HostStaging::copy_to(float* dst, size_t n) {
 bool cuda_compiled() { return false; }
 int cuda_device_count() { return 0; }
 void cuda_set_device(int) { input_error("this build has no CUDA support (DROPNET_CUDA=OFF)"); }
+int cuda_current_device() { return 0; }
 Stream cuda_stream() { return nullptr; }
+const char* set_launch_context(const char*) { return nullptr; }
 size_t cuda_bytes_in_use() { return 0; }
 size_t cuda_bytes_cached() { return 0; }
 #endif

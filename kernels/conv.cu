@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/cuda_check.h"
+#include "core/launch.cuh"
 #include "kernels/conv.h"
 #include "kernels/eltwise.h"
 #include "kernels/gemm.h"
@@ -56,11 +57,11 @@ constexpr int64_t kMaxColFloats = 64 << 20;  // 256 MB column buffer at most
 void prepare(const ConvParams& p, ConvScratch& s) {
   s.chunk = conv_chunk_images(p, kMaxColFloats);
   const int64_t cols = s.chunk * p.out_h * p.out_w;
-  Device dev = Device::cuda(0);
+  const Device dev = Device::cuda(cuda_current_device());  // the device the kernels run on
   Shape col_shape({p.c * p.kh * p.kw, cols}), y_shape({p.out_c, cols});
-  if (s.col.empty() || !s.col.device().is_cuda()) s.col = Tensor(col_shape, dev);
+  if (s.col.empty() || !(s.col.device() == dev)) s.col = Tensor(col_shape, dev);
   else s.col.reshape(col_shape);
-  if (s.ytmp.empty() || !s.ytmp.device().is_cuda()) s.ytmp = Tensor(y_shape, dev);
+  if (s.ytmp.empty() || !(s.ytmp.device() == dev)) s.ytmp = Tensor(y_shape, dev);
   else s.ytmp.reshape(y_shape);
 }
 
@@ -68,14 +69,12 @@ void prepare(const ConvParams& p, ConvScratch& s) {
 
 void im2col_cuda(const ConvParams& p, const float* x, int64_t images, float* col, Stream stream) {
   const int64_t total = p.c * p.kh * p.kw * images * p.out_h * p.out_w;
-  im2col_kernel<<<grid_for(total), 256, 0, stream>>>(p, x, images, col);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(im2col_kernel, grid_for(total), 256, 0, stream, p, x, images, col);
 }
 
 void col2im_cuda(const ConvParams& p, const float* col, int64_t images, float beta, float* dx, Stream stream) {
   const int64_t total = images * p.c * p.h * p.w;
-  col2im_kernel<<<grid_for(total), 256, 0, stream>>>(p, col, images, beta, dx);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(col2im_kernel, grid_for(total), 256, 0, stream, p, col, images, beta, dx);
 }
 
 void conv_forward_cuda(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
@@ -92,9 +91,8 @@ void conv_forward_cuda(const ConvParams& p, const float* x, const float* w, cons
       gemm(use_cublas, false, false, og, cols, kg, w + g * og * kg, kg, s.col.data() + g * kg * cols, cols, 0.f,
            yt + g * og * cols, cols, stream);
     if (b > 1) {
-      chunk_transpose_kernel<<<grid_for(b * p.out_c * ohw), 256, 0, stream>>>(yt, y + n0 * p.out_c * ohw, b,
-                                                                                p.out_c, ohw, true);
-      DN_CUDA_LAUNCH_CHECK();
+      DN_LAUNCH(chunk_transpose_kernel, grid_for(b * p.out_c * ohw), 256, 0, stream, yt, y + n0 * p.out_c * ohw, b,
+                p.out_c, ohw, true);
     }
   }
   bias_forward_cuda(p.n, p.out_c, ohw, bias, y, stream, act);
@@ -112,9 +110,8 @@ void conv_backward_cuda(const ConvParams& p, const float* x, const float* w, con
     im2col_cuda(p, x + n0 * p.c * p.h * p.w, b, s.col.data(), stream);
     const float* dyt = dy + n0 * p.out_c * ohw;
     if (b > 1) {
-      chunk_transpose_kernel<<<grid_for(cols * p.out_c), 256, 0, stream>>>(dyt, s.ytmp.data(), b, p.out_c, ohw,
-                                                                            false);
-      DN_CUDA_LAUNCH_CHECK();
+      DN_LAUNCH(chunk_transpose_kernel, grid_for(cols * p.out_c), 256, 0, stream, dyt, s.ytmp.data(), b, p.out_c, ohw,
+                false);
       dyt = s.ytmp.data();
     }
     for (int g = 0; g < p.group; ++g)

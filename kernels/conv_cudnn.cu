@@ -127,10 +127,13 @@ struct Plan {
   explicit Plan(const ConvParams& p) {
     // cuDNN's legacy 4-D descriptors take int extents and address < 2^31 elements per tensor.
     const int64_t x_count = p.n * p.c * p.h * p.w, y_count = p.n * p.out_c * p.out_h * p.out_w;
-    if (x_count > INT_MAX || y_count > INT_MAX)
-      input_error("conv engine 'cudnn': a tensor of {} elements exceeds cuDNN's 2^31 limit ({}); use the native "
-                  "engine",
-                  std::max(x_count, y_count), shape_str(p));
+    if (x_count > INT_MAX || y_count > INT_MAX) {
+      const int64_t per_image = std::max(p.c * p.h * p.w, p.out_c * p.out_h * p.out_w);
+      input_error("conv engine 'cudnn': a tensor of {} elements exceeds cuDNN's 2^31 limit ({}). Use engine native "
+                  "with `algo: im2col` (it works through the batch in chunks with 64-bit indexing), or lower "
+                  "batch_size to at most {}",
+                  std::max(x_count, y_count), shape_str(p), std::max<int64_t>(1, INT_MAX / per_image));
+    }
     DN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&x));
     DN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&y));
     DN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&bias));

@@ -6,6 +6,7 @@
 #include <climits>
 
 #include "core/cuda_check.h"
+#include "core/launch.cuh"
 #include "kernels/conv.h"
 #include "kernels/conv_igemm.cuh"
 #include "kernels/tile_plan.h"
@@ -18,12 +19,14 @@ namespace {
 using tile::kThreads;
 
 void check_sizes(const ConvParams& p) {
-  const int64_t biggest = std::max({p.n * p.c * p.h * p.w, p.n * p.out_c * p.out_h * p.out_w,
-                                    p.out_c * (p.c / p.group) * p.kh * p.kw});
-  DN_CHECK(biggest < INT_MAX && p.group <= 65535,
-           "implicit-GEMM conv: a tensor of {} elements (or {} groups) exceeds its 32-bit indexing; use engine "
-           "cudnn or algo im2col",
-           biggest, p.group);
+  const int64_t per_image = std::max(p.c * p.h * p.w, p.out_c * p.out_h * p.out_w);
+  const int64_t biggest = std::max(p.n * per_image, p.out_c * (p.c / p.group) * p.kh * p.kw);
+  if (biggest >= INT_MAX)
+    input_error("conv (implicit GEMM, x ({}, {}, {}, {}), {} outputs): a tensor of {} elements exceeds its 32-bit "
+                "indexing. Set `algo: im2col` on this layer (it works through the batch in chunks with 64-bit "
+                "indexing; engine native or cublas), or lower batch_size to at most {}",
+                p.n, p.c, p.h, p.w, p.out_c, biggest, std::max<int64_t>(1, (INT_MAX - 1) / per_image));
+  DN_CHECK(p.group <= 65535, "implicit-GEMM conv: {} groups exceed the grid", p.group);
 }
 
 dim3 dims(const tile_plan::Grid& g) { return dim3(g.x, g.y, g.z); }
@@ -36,13 +39,12 @@ void conv_forward_igemm_cuda(const ConvParams& p, const float* x, const float* w
   const tile_plan::Grid g = tile_plan::plan_conv(p, current_sm_count()).fwd;
   const bool va = g.k % 4 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0;
   if (g.tile == 128) {
-    if (va) igemm::conv_fwd_kernel<128, 128, true><<<dims(g), kThreads, 0, stream>>>(p, x, w, bias, act, y);
-    else igemm::conv_fwd_kernel<128, 128, false><<<dims(g), kThreads, 0, stream>>>(p, x, w, bias, act, y);
+    if (va) DN_LAUNCH(igemm::conv_fwd_kernel<128, 128, true>, dims(g), kThreads, 0, stream, p, x, w, bias, act, y);
+    else DN_LAUNCH(igemm::conv_fwd_kernel<128, 128, false>, dims(g), kThreads, 0, stream, p, x, w, bias, act, y);
   } else {
-    if (va) igemm::conv_fwd_kernel<64, 64, true><<<dims(g), kThreads, 0, stream>>>(p, x, w, bias, act, y);
-    else igemm::conv_fwd_kernel<64, 64, false><<<dims(g), kThreads, 0, stream>>>(p, x, w, bias, act, y);
+    if (va) DN_LAUNCH(igemm::conv_fwd_kernel<64, 64, true>, dims(g), kThreads, 0, stream, p, x, w, bias, act, y);
+    else DN_LAUNCH(igemm::conv_fwd_kernel<64, 64, false>, dims(g), kThreads, 0, stream, p, x, w, bias, act, y);
   }
-  DN_CUDA_LAUNCH_CHECK();
 }
 
 void conv_backward_igemm_cuda(const ConvParams& p, const float* x, const float* w, const float* dy, float* dw,
@@ -57,26 +59,25 @@ void conv_backward_igemm_cuda(const ConvParams& p, const float* x, const float* 
   float* partial = nullptr;
   if (pl.splits > 1) partial = static_cast<float*>(stream_scratch_alloc(sizeof(float) * gf.z * mn, stream));
   if (gf.tile == 128)
-    igemm::conv_bwd_filter_kernel<128, 128><<<dims(gf), kThreads, 0, stream>>>(p, x, dy, pl.splits, pl.k_per_split,
-                                                                               dw, partial);
+    DN_LAUNCH(igemm::conv_bwd_filter_kernel<128, 128>, dims(gf), kThreads, 0, stream, p, x, dy, pl.splits,
+              pl.k_per_split, dw, partial);
   else
-    igemm::conv_bwd_filter_kernel<64, 64><<<dims(gf), kThreads, 0, stream>>>(p, x, dy, pl.splits, pl.k_per_split, dw,
-                                                                             partial);
-  DN_CUDA_LAUNCH_CHECK();
+    DN_LAUNCH(igemm::conv_bwd_filter_kernel<64, 64>, dims(gf), kThreads, 0, stream, p, x, dy, pl.splits,
+              pl.k_per_split, dw, partial);
   if (pl.splits > 1) {
     for (int g = 0; g < p.group; ++g) {
-      tile::splitk_reduce_kernel<<<grid_for(mn), 256, 0, stream>>>(gf.m, gf.n, pl.splits, partial + g * pl.splits * mn,
-                                                                    1.f, 1.f, dw + g * mn, gf.n);
-      DN_CUDA_LAUNCH_CHECK();
+      DN_LAUNCH(tile::splitk_reduce_kernel, grid_for(mn), 256, 0, stream, gf.m, gf.n, pl.splits,
+                partial + g * pl.splits * mn, 1.f, 1.f, dw + g * mn, gf.n);
     }
     stream_scratch_free(partial, stream);
   }
 
   if (dx != nullptr) {
     const tile_plan::Grid& gd = pl.bwd_data;
-    if (gd.tile == 128) igemm::conv_bwd_data_kernel<128, 128><<<dims(gd), kThreads, 0, stream>>>(p, w, dy, beta, dx);
-    else igemm::conv_bwd_data_kernel<64, 64><<<dims(gd), kThreads, 0, stream>>>(p, w, dy, beta, dx);
-    DN_CUDA_LAUNCH_CHECK();
+    if (gd.tile == 128)
+      DN_LAUNCH(igemm::conv_bwd_data_kernel<128, 128>, dims(gd), kThreads, 0, stream, p, w, dy, beta, dx);
+    else
+      DN_LAUNCH(igemm::conv_bwd_data_kernel<64, 64>, dims(gd), kThreads, 0, stream, p, w, dy, beta, dx);
   }
 }
 

@@ -1,6 +1,7 @@
 // DropIn on CUDA: grid-stride kernels over the shared arithmetic in dropin_math.h, so the mask is
 // bit-identical to the CPU path.
 #include "core/cuda_check.h"
+#include "core/launch.cuh"
 #include "kernels/dropin.h"
 #include "kernels/dropin_math.h"
 
@@ -39,8 +40,7 @@ void dropin_forward_cuda(const DropinParams& p, const float* skip, const float* 
   const int64_t total = p.n * p.c * p.hw;
   if (total == 0) return;
   DN_CHECK(skip && new_ && y, "dropin_forward_cuda: null pointer");
-  dropin_forward_kernel<<<grid_for(total), 256, 0, stream>>>(p, total, skip, new_, y);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(dropin_forward_kernel, grid_for(total), 256, 0, stream, p, total, skip, new_, y);
 }
 
 void dropin_backward_cuda(const DropinParams& p, const float* dy, float beta_skip, float* d_skip,
@@ -49,9 +49,8 @@ void dropin_backward_cuda(const DropinParams& p, const float* dy, float beta_ski
   const int64_t total = p.n * p.c * p.hw;
   if (total == 0 || (!d_skip && !d_new)) return;
   DN_CHECK(dy, "dropin_backward_cuda: null dy");
-  dropin_backward_kernel<<<grid_for(total), 256, 0, stream>>>(p, total, dy, beta_skip, d_skip,
-                                                              beta_new, d_new);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(dropin_backward_kernel, grid_for(total), 256, 0, stream, p, total, dy, beta_skip, d_skip,
+            beta_new, d_new);
 }
 
 }  // namespace dropnet

@@ -1,5 +1,6 @@
 // Dropout on CUDA: grid-stride kernels over dropout_math.h (masks bit-identical to the CPU path).
 #include "core/cuda_check.h"
+#include "core/launch.cuh"
 #include "kernels/dropout.h"
 #include "kernels/dropout_math.h"
 
@@ -26,8 +27,7 @@ void dropout_forward_cuda(const DropoutParams& p, const float* x, float* y, Stre
   dropout_check_params(p);
   if (p.count == 0) return;
   DN_CHECK(x && y, "dropout_forward_cuda: null pointer");
-  dropout_forward_kernel<<<grid_for(p.count), 256, 0, stream>>>(p, dropout_scale(p), x, y);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(dropout_forward_kernel, grid_for(p.count), 256, 0, stream, p, dropout_scale(p), x, y);
 }
 
 void dropout_backward_cuda(const DropoutParams& p, const float* dy, float beta, float* dx,
@@ -35,8 +35,7 @@ void dropout_backward_cuda(const DropoutParams& p, const float* dy, float beta, 
   dropout_check_params(p);
   if (p.count == 0) return;
   DN_CHECK(dy && dx, "dropout_backward_cuda: null pointer");
-  dropout_backward_kernel<<<grid_for(p.count), 256, 0, stream>>>(p, dropout_scale(p), dy, beta, dx);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(dropout_backward_kernel, grid_for(p.count), 256, 0, stream, p, dropout_scale(p), dy, beta, dx);
 }
 
 }  // namespace dropnet

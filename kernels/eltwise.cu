@@ -1,4 +1,5 @@
 #include "core/cuda_check.h"
+#include "core/launch.cuh"
 #include "kernels/eltwise.h"
 #include "kernels/eltwise_math.h"
 
@@ -14,8 +15,7 @@ __global__ void relu_fwd_kernel(int64_t n, float slope, const float* __restrict_
 __global__ void relu_bwd_kernel(int64_t n, float slope, const float* __restrict__ x, const float* __restrict__ dy,
                                 float beta, float* dx) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    float g = relu_bwd(x[i], dy[i], slope);
-    dx[i] = beta == 0.f ? g : beta * dx[i] + g;
+    dx[i] = store_grad(beta, dx[i], relu_bwd(x[i], dy[i], slope));
   }
 }
 
@@ -47,29 +47,25 @@ __global__ void bias_bwd_kernel(int64_t outer, int64_t channels, int64_t inner, 
 }  // namespace
 
 void relu_forward_cuda(int64_t n, float slope, const float* x, float* y, Stream stream) {
-  relu_fwd_kernel<<<grid_for(n), 256, 0, stream>>>(n, slope, x, y);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(relu_fwd_kernel, grid_for(n), 256, 0, stream, n, slope, x, y);
 }
 
 void relu_backward_cuda(int64_t n, float slope, const float* x, const float* dy, float beta, float* dx,
                         Stream stream) {
-  relu_bwd_kernel<<<grid_for(n), 256, 0, stream>>>(n, slope, x, dy, beta, dx);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(relu_bwd_kernel, grid_for(n), 256, 0, stream, n, slope, x, dy, beta, dx);
 }
 
 void bias_forward_cuda(int64_t outer, int64_t channels, int64_t inner, const float* bias, float* y, Stream stream,
                        Activation act) {
   if (bias == nullptr && !act.relu) return;
   int64_t total = outer * channels * inner;
-  bias_fwd_kernel<<<grid_for(total), 256, 0, stream>>>(total, channels, inner, bias, act, y);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(bias_fwd_kernel, grid_for(total), 256, 0, stream, total, channels, inner, bias, act, y);
 }
 
 void bias_backward_cuda(int64_t outer, int64_t channels, int64_t inner, const float* dy, float* dbias,
                         Stream stream) {
   if (channels == 0) return;
-  bias_bwd_kernel<<<static_cast<unsigned>(channels), 256, 0, stream>>>(outer, channels, inner, dy, dbias);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(bias_bwd_kernel, static_cast<unsigned>(channels), 256, 0, stream, outer, channels, inner, dy, dbias);
 }
 
 }  // namespace dropnet

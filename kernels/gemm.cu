@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/cuda_check.h"
+#include "core/launch.cuh"
 #include "kernels/cublas_check.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_tile.cuh"
@@ -45,8 +46,8 @@ template <int BM, int BN, bool TA, bool TB, bool VA, bool VB>
 void launch_tiled(dim3 grid, cudaStream_t s, int m, int n, int k, int kps, float alpha, const float* a,
                   int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, int64_t split_stride,
                   bool vec_c) {
-  sgemm_tiled_kernel<BM, BN, TA, TB, VA, VB>
-      <<<grid, kThreads, 0, s>>>(m, n, k, kps, alpha, a, lda, b, ldb, beta, c, ldc, split_stride, vec_c);
+  DN_LAUNCH(sgemm_tiled_kernel<BM, BN, TA, TB, VA, VB>, grid, kThreads, 0, s, m, n, k, kps, alpha, a, lda, b, ldb,
+            beta, c, ldc, split_stride, vec_c);
 }
 
 // Runtime flags -> template instantiation.
@@ -99,8 +100,7 @@ void sgemm_cuda(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
   if (m == 0 || n == 0) return;
   cudaStream_t s = stream;
   if (k == 0 || alpha == 0.f) {
-    scale_kernel<<<grid_for(m * n), 256, 0, s>>>(m, n, beta, c, ldc);
-    DN_CUDA_LAUNCH_CHECK();
+    DN_LAUNCH(scale_kernel, grid_for(m * n), 256, 0, s, m, n, beta, c, ldc);
     return;
   }
   const int sms = current_sm_count();
@@ -135,10 +135,8 @@ void sgemm_cuda(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
   else
     dispatch_tiled<64, 64>(trans_a, trans_b, va, vb, grid, s, mi, ni, ki, kps, out_alpha, a, lda, b, ldb,
                            out_beta, out, out_ld, split_stride, out_vec);
-  DN_CUDA_LAUNCH_CHECK();
   if (splits > 1) {
-    splitk_reduce_kernel<<<grid_for(m * n), 256, 0, s>>>(m, n, splits, out, alpha, beta, c, ldc);
-    DN_CUDA_LAUNCH_CHECK();
+    DN_LAUNCH(splitk_reduce_kernel, grid_for(m * n), 256, 0, s, m, n, splits, out, alpha, beta, c, ldc);
     stream_scratch_free(out, s);
   }
 }
@@ -168,8 +166,7 @@ void sgemm_cublas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
   if (m == 0 || n == 0) return;
   cudaStream_t s = stream;
   if (k == 0) {  // keep beta == 0 from reading C, as the native kernel does
-    scale_kernel<<<grid_for(m * n), 256, 0, s>>>(m, n, beta, c, ldc);
-    DN_CUDA_LAUNCH_CHECK();
+    DN_LAUNCH(scale_kernel, grid_for(m * n), 256, 0, s, m, n, beta, c, ldc);
     return;
   }
   int device = 0;

@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "core/cuda_check.h"
+#include "core/launch.cuh"
 #include "kernels/lrn.h"
 #include "kernels/lrn_math.h"
 
@@ -69,8 +70,7 @@ void lrn_forward_cuda(const LrnParams& p, const float* x, float* y, float* scale
   validate_lrn_params(p);
   DN_CHECK(x != nullptr && y != nullptr && scale != nullptr, "null tensor pointer");
   const int64_t total = p.n * p.c * p.h * p.w;
-  lrn_forward_kernel<<<grid_for(total, kBlock), kBlock, 0, stream>>>(p, x, y, scale);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(lrn_forward_kernel, grid_for(total, kBlock), kBlock, 0, stream, p, x, y, scale);
 }
 
 void lrn_backward_cuda(const LrnParams& p, const float* x, const float* y, const float* scale,
@@ -79,9 +79,8 @@ void lrn_backward_cuda(const LrnParams& p, const float* x, const float* y, const
   DN_CHECK(x != nullptr && y != nullptr && scale != nullptr && dy != nullptr && dx != nullptr,
            "null tensor pointer");
   const int64_t total = p.n * p.c * p.h * p.w;
-  lrn_backward_kernel<<<grid_for(total, kBlock), kBlock, 0, stream>>>(p, x, y, scale, dy,
-                                                                      beta_accum, dx);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(lrn_backward_kernel, grid_for(total, kBlock), kBlock, 0, stream, p, x, y, scale, dy,
+            beta_accum, dx);
 }
 
 }  // namespace dropnet

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "core/cuda_check.h"
+#include "core/launch.cuh"
 #include "kernels/pool.h"
 #include "kernels/pool_math.h"
 
@@ -70,8 +71,7 @@ void pool_forward_cuda(const PoolParams& p, const float* x, float* y, int32_t* a
   check_launch(p, x, y, argmax);
   const int64_t total = p.n * p.c * p.out_h * p.out_w;
   if (total == 0) return;
-  pool_forward_kernel<<<grid_for(total, kBlock), kBlock, 0, stream>>>(p, x, y, argmax);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(pool_forward_kernel, grid_for(total, kBlock), kBlock, 0, stream, p, x, y, argmax);
 }
 
 void pool_backward_cuda(const PoolParams& p, const float* dy, const int32_t* argmax, float beta,
@@ -79,8 +79,7 @@ void pool_backward_cuda(const PoolParams& p, const float* dy, const int32_t* arg
   check_launch(p, dy, dx, argmax);
   const int64_t total = p.n * p.c * p.h * p.w;
   if (total == 0) return;
-  pool_backward_kernel<<<grid_for(total, kBlock), kBlock, 0, stream>>>(p, dy, argmax, beta, dx);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(pool_backward_kernel, grid_for(total, kBlock), kBlock, 0, stream, p, dy, argmax, beta, dx);
 }
 
 }  // namespace dropnet

@@ -2,6 +2,7 @@
 // deterministic gather over the outputs that read it), over the arithmetic of resize_math.h with
 // the per-axis taps and ranges computed on the fly (ResizeAxisComputed).
 #include "core/cuda_check.h"
+#include "core/launch.cuh"
 #include "kernels/resize.h"
 #include "kernels/resize_math.h"
 
@@ -47,8 +48,7 @@ void resize_forward_cuda(const ResizeParams& p, const float* x, float* y, Stream
   const int64_t total = p.n * p.out_c * p.out_h * p.out_w;
   if (total == 0) return;
   DN_CHECK(x && y, "resize_forward_cuda: null pointer");
-  resize_forward_kernel<<<grid_for(total), 256, 0, stream>>>(p, total, x, y);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(resize_forward_kernel, grid_for(total), 256, 0, stream, p, total, x, y);
 }
 
 void resize_backward_cuda(const ResizeParams& p, const float* dy, float beta, float* dx,
@@ -57,8 +57,7 @@ void resize_backward_cuda(const ResizeParams& p, const float* dy, float beta, fl
   const int64_t total = p.n * p.c * p.h * p.w;
   if (total == 0) return;
   DN_CHECK(dy && dx, "resize_backward_cuda: null pointer");
-  resize_backward_kernel<<<grid_for(total), 256, 0, stream>>>(p, total, dy, beta, dx);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(resize_backward_kernel, grid_for(total), 256, 0, stream, p, total, dy, beta, dx);
 }
 
 }  // namespace dropnet

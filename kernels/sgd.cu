@@ -1,4 +1,5 @@
 #include "core/cuda_check.h"
+#include "core/launch.cuh"
 #include "kernels/sgd.h"
 #include "kernels/sgd_math.h"
 
@@ -83,15 +84,15 @@ __global__ void sum_partials(const double* part, int n, double* out) {
 }
 
 double reduce(int64_t n, const float* x, int mode, Stream stream) {
-  double* buf = static_cast<double*>(device_alloc(Device::cuda(0), (kBlocks + 1) * sizeof(double)));
-  sumsq_partial<<<kBlocks, 256, 0, stream>>>(n, x, buf, mode);
-  DN_CUDA_LAUNCH_CHECK();
-  sum_partials<<<1, 1, 0, stream>>>(buf, kBlocks, buf + kBlocks);
-  DN_CUDA_LAUNCH_CHECK();
+  // On the device the stream belongs to (the caller's current device), not cuda:0.
+  const Device dev = Device::cuda(cuda_current_device());
+  double* buf = static_cast<double*>(device_alloc(dev, (kBlocks + 1) * sizeof(double)));
+  DN_LAUNCH(sumsq_partial, kBlocks, 256, 0, stream, n, x, buf, mode);
+  DN_LAUNCH(sum_partials, 1, 1, 0, stream, buf, kBlocks, buf + kBlocks);
   double out = 0.0;
   DN_CUDA_CHECK(cudaMemcpyAsync(&out, buf + kBlocks, sizeof(double), cudaMemcpyDeviceToHost, stream));
   DN_CUDA_CHECK(cudaStreamSynchronize(stream));
-  device_free(Device::cuda(0), buf, (kBlocks + 1) * sizeof(double));
+  device_free(dev, buf, (kBlocks + 1) * sizeof(double));
   return out;
 }
 
@@ -99,21 +100,18 @@ double reduce(int64_t n, const float* x, int mode, Stream stream) {
 
 void sgd_update_cuda(int64_t n, float lr, float momentum, float weight_decay, float* w, float* g, float* v,
                      Stream stream) {
-  sgd_kernel<<<grid_for(n), 256, 0, stream>>>(n, lr, momentum, weight_decay, w, g, v);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(sgd_kernel, grid_for(n), 256, 0, stream, n, lr, momentum, weight_decay, w, g, v);
 }
 
 void sgd_update_arena_cuda(const SgdSegment* device_segs, int nsegs, int64_t n, double lr, float momentum,
                            double weight_decay, float grad_scale, float clip_scale, float* w, float* g, float* v,
                            Stream stream) {
-  sgd_arena_kernel<<<grid_for(n), 256, 0, stream>>>(device_segs, nsegs, lr, momentum, weight_decay, grad_scale,
-                                                    clip_scale, w, g, v);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(sgd_arena_kernel, grid_for(n), 256, 0, stream, device_segs, nsegs, lr, momentum, weight_decay, grad_scale,
+            clip_scale, w, g, v);
 }
 
 void scale_cuda(int64_t n, float alpha, float* x, Stream stream) {
-  scale_kernel<<<grid_for(n), 256, 0, stream>>>(n, alpha, x);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(scale_kernel, grid_for(n), 256, 0, stream, n, alpha, x);
 }
 
 double sumsq_cuda(int64_t n, const float* x, Stream stream) { return reduce(n, x, 0, stream); }

@@ -1,4 +1,5 @@
 #include "core/cuda_check.h"
+#include "core/launch.cuh"
 #include "kernels/softmax_loss.h"
 
 namespace dropnet {
@@ -83,28 +84,22 @@ __global__ void accuracy_kernel(SoftmaxParams p, int k, const float* __restrict_
 void softmax_loss_forward_cuda(const SoftmaxParams& p, const float* x, const float* labels, float* prob,
                                float* scratch, float* loss, Stream stream) {
   const int64_t n = p.outer * p.inner;
-  softmax_loss_fwd_kernel<<<grid_for(n), 256, 0, stream>>>(p, x, labels, prob, scratch);
-  DN_CUDA_LAUNCH_CHECK();
-  mean_reduce_kernel<<<1, 256, 0, stream>>>(scratch, scratch + n, n, loss);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(softmax_loss_fwd_kernel, grid_for(n), 256, 0, stream, p, x, labels, prob, scratch);
+  DN_LAUNCH(mean_reduce_kernel, 1, 256, 0, stream, scratch, scratch + n, n, loss);
 }
 
 void softmax_loss_backward_cuda(const SoftmaxParams& p, const float* prob, const float* labels, float loss_weight,
                                 float beta, float* scratch, float* dx, Stream stream) {
-  count_valid_kernel<<<1, 256, 0, stream>>>(p, labels, scratch);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(count_valid_kernel, 1, 256, 0, stream, p, labels, scratch);
   const int64_t total = p.outer * p.classes * p.inner;
-  softmax_loss_bwd_kernel<<<grid_for(total), 256, 0, stream>>>(p, prob, labels, loss_weight, beta, scratch, dx);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(softmax_loss_bwd_kernel, grid_for(total), 256, 0, stream, p, prob, labels, loss_weight, beta, scratch, dx);
 }
 
 void accuracy_forward_cuda(const SoftmaxParams& p, int top_k, const float* x, const float* labels, float* scratch,
                            float* accuracy, Stream stream) {
   const int64_t n = p.outer * p.inner;
-  accuracy_kernel<<<grid_for(n), 256, 0, stream>>>(p, top_k, x, labels, scratch);
-  DN_CUDA_LAUNCH_CHECK();
-  mean_reduce_kernel<<<1, 256, 0, stream>>>(scratch, scratch + n, n, accuracy);
-  DN_CUDA_LAUNCH_CHECK();
+  DN_LAUNCH(accuracy_kernel, grid_for(n), 256, 0, stream, p, top_k, x, labels, scratch);
+  DN_LAUNCH(mean_reduce_kernel, 1, 256, 0, stream, scratch, scratch + n, n, accuracy);
 }
 
 }  // namespace dropnet

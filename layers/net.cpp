@@ -304,12 +304,33 @@ void Net::fuse_activations() {
   }
 }
 
+namespace {
+// While a layer runs: its name for kernel-launch errors, and the net's GPU as the current device
+// (the thread's kernels and cuda_stream() follow it).
+class LayerScope {
+ public:
+  LayerScope(const Device& dev, const std::string& name) : prev_(set_launch_context(name.c_str())) {
+    if (dev.is_cuda()) cuda_set_device(dev.index);
+  }
+  ~LayerScope() { set_launch_context(prev_); }
+  LayerScope(const LayerScope&) = delete;
+  LayerScope& operator=(const LayerScope&) = delete;
+
+ private:
+  const char* prev_;
+};
+}  // namespace
+
 void Net::forward_layer(int i, const RunContext& ctx) {
-  if (!forward_fused_[i]) layers_[i]->forward(bottom_[i], top_[i], ctx);
+  if (forward_fused_[i]) return;
+  LayerScope scope(opts_.device, layers_[i]->name());
+  layers_[i]->forward(bottom_[i], top_[i], ctx);
 }
 
 void Net::backward_layer(int i, const RunContext& ctx) {
-  if (layer_backward_[i]) layers_[i]->backward(top_[i], bottom_[i], bottom_grad_[i], ctx);
+  if (!layer_backward_[i]) return;
+  LayerScope scope(opts_.device, layers_[i]->name());
+  layers_[i]->backward(top_[i], bottom_[i], bottom_grad_[i], ctx);
 }
 
 float Net::forward(const RunContext& ctx) {

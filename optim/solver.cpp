@@ -234,6 +234,8 @@ void Solver::step(int64_t n) {
   const int world = opts_.reducer ? opts_.reducer->world() : 1;
   const bool root = !opts_.reducer || opts_.reducer->rank() == 0;
   const int64_t stop = iter_ + n;
+  // The update, reduction and checks run on the net's GPU (cuda_stream() is per device).
+  if (opts_.device.is_cuda()) cuda_set_device(opts_.device.index);
   while (iter_ < stop) {
     if (should_stop && should_stop()) return;
     if (test_ && cfg_.test_interval > 0 && iter_ % cfg_.test_interval == 0 &&

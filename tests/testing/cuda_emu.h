@@ -13,6 +13,23 @@
 #error "cuda_emu.h is for host compilers only"
 #endif
 
+#if DROPNET_CUDA_EMU
+// The emulated-device build (DROPNET_CUDA=EMU): the same tests run on the emulator's fibers
+// (emu/), with its barrier checks, and under TSan its racecheck.
+#include <cuda_runtime.h>
+
+#include <functional>
+#include <stdexcept>
+#include <string>
+
+namespace cuda_emu {
+inline void launch(dim3 grid, dim3 block, const std::function<void()>& body) {
+  cudaError_t e = dn_emu::launch_body("cuda_emu::launch", grid, block, 0, nullptr, nullptr, 0, body);
+  if (e == cudaSuccess) e = cudaStreamSynchronize(nullptr);
+  if (e != cudaSuccess) throw std::runtime_error(std::string("emulated launch failed: ") + cudaGetErrorString(e));
+}
+}  // namespace cuda_emu
+#else
 #include <algorithm>
 #include <barrier>
 #include <cmath>
@@ -83,3 +100,4 @@ inline void launch(dim3 grid, dim3 block, const std::function<void()>& body) {
 }
 
 }  // namespace cuda_emu
+#endif  // DROPNET_CUDA_EMU

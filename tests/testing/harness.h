@@ -43,6 +43,16 @@ std::string input_error_of(F&& f) {
   return "";
 }
 
+// True in the emulated-device build (DROPNET_CUDA=EMU), where a CUDA kernel runs on one host
+// thread: tests keep every shape's indexing (odd sizes, tile edges, grid-stride tails) but shrink
+// what only costs time there (batch sizes, element counts in the millions, long trainings).
+constexpr bool cuda_emulated() { return DROPNET_CUDA_EMU != 0; }
+// `full` on a GPU, `emulated` on the emulated device.
+template <typename T>
+constexpr T on_gpu_or_emulated(T full, T emulated) {
+  return cuda_emulated() ? emulated : full;
+}
+
 // HostStaging (the data layer's batch staging) to `target`: four fills, one regrow, every copied
 // batch intact although each refill reuses the buffer (the fence must hold).
 void host_staging_round_trip(Device target);
