@@ -14,11 +14,17 @@
 #include "core/cuda_check.h"
 #include "core/error.h"
 
+// Non-blocking communicators (ncclCommInitRankConfig, blocking = 0) need NCCL 2.14; the last-error
+// text, 2.13.
+#if NCCL_VERSION_CODE < 21400
+#error "dropnet needs NCCL 2.14 or newer (non-blocking communicator init)"
+#endif
+
 #define DN_NCCL_CHECK(stmt)                                                                           \
   do {                                                                                                \
     ncclResult_t dn_nr_ = (stmt);                                                                     \
     if (dn_nr_ != ncclSuccess)                                                                        \
-      ::dropnet::internal_error(__FILE__, __LINE__, std::string(#stmt " failed: ") + ncclGetErrorString(dn_nr_)); \
+      ::dropnet::internal_error(__FILE__, __LINE__, std::string(#stmt " failed: ") + nccl_error_text(dn_nr_)); \
   } while (0)
 
 namespace dropnet::dist {
@@ -26,6 +32,14 @@ namespace dropnet::dist {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// NCCL's text for `r`, with the detail of the calling thread's last NCCL error when it has one.
+std::string nccl_error_text(ncclResult_t r) {
+  std::string text = ncclGetErrorString(r);
+  const char* last = ncclGetLastError(nullptr);
+  if (last != nullptr && *last != '\0') text += std::string(": ") + last;
+  return text;
+}
 
 class NcclComm final : public Communicator {
  public:
@@ -45,17 +59,30 @@ class NcclComm final : public Communicator {
     ncclUniqueId id;
     if (rank_ == 0) DN_NCCL_CHECK(ncclGetUniqueId(&id));
     if (boot_) boot_->broadcast_bytes(&id, sizeof(id), "broadcast of the NCCL unique id");
-    DN_NCCL_CHECK(ncclCommInitRank(&comm_, world_, id, rank_));
+    init_comm(id);
     DN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     DN_CUDA_CHECK(cudaEventCreate(&start_));
   }
 
   ~NcclComm() override {
     if (comm_ != nullptr) {
-      if (MpiComm::process_failed())
-        ncclCommAbort(comm_);
-      else
+      // Non-blocking communicator: ncclCommFinalize may return ncclInProgress; it is destroyed
+      // once quiescent, and aborted if that does not happen within the deadline.
+      bool quiet = !MpiComm::process_failed();
+      if (quiet) {
+        ncclResult_t r = ncclCommFinalize(comm_);
+        const auto deadline =
+            Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opts_.timeout_s));
+        while (r == ncclInProgress && Clock::now() < deadline) {
+          std::this_thread::sleep_for(std::chrono::microseconds(100));
+          if (ncclCommGetAsyncError(comm_, &r) != ncclSuccess) r = ncclInternalError;
+        }
+        quiet = r == ncclSuccess;
+      }
+      if (quiet)
         ncclCommDestroy(comm_);
+      else
+        ncclCommAbort(comm_);
     }
     for (cudaEvent_t e : events_) cudaEventDestroy(e);
     if (start_ != nullptr) cudaEventDestroy(start_);
@@ -75,11 +102,12 @@ class NcclComm final : public Communicator {
       return;
     }
     const int64_t seq = seq_++;
+    const std::string what = describe(fmt::format("all-reduce of {} floats", n));
     cudaEvent_t done = event(0);
     after_compute();
-    DN_NCCL_CHECK(ncclAllReduce(data, data, static_cast<size_t>(n), ncclFloat, ncclSum, live(), stream_));
+    issued(ncclAllReduce(data, data, static_cast<size_t>(n), ncclFloat, ncclSum, live(), stream_), what, seq);
     DN_CUDA_CHECK(cudaEventRecord(done, stream_));
-    wait_event(done, describe(fmt::format("all-reduce of {} floats", n)), seq);
+    wait_event(done, what, seq);
   }
 
   void allreduce_sum_double(double* data, int64_t n) override {
@@ -93,11 +121,12 @@ class NcclComm final : public Communicator {
       return;
     }
     const int64_t seq = seq_++;
+    const std::string what = describe(fmt::format("broadcast of {} floats from rank 0", n));
     cudaEvent_t done = event(0);
     after_compute();
-    DN_NCCL_CHECK(ncclBroadcast(data, data, static_cast<size_t>(n), ncclFloat, 0, live(), stream_));
+    issued(ncclBroadcast(data, data, static_cast<size_t>(n), ncclFloat, 0, live(), stream_), what, seq);
     DN_CUDA_CHECK(cudaEventRecord(done, stream_));
-    wait_event(done, describe(fmt::format("broadcast of {} floats from rank 0", n)), seq);
+    wait_event(done, what, seq);
   }
 
   void barrier() override {
@@ -110,7 +139,7 @@ class NcclComm final : public Communicator {
     Pending b{what, seq_++, event(pending_.size())};
     after_compute();
     if (pending_.empty()) DN_CUDA_CHECK(cudaEventRecord(start_, stream_));
-    DN_NCCL_CHECK(ncclAllReduce(p, p, static_cast<size_t>(n), ncclFloat, ncclSum, live(), stream_));
+    issued(ncclAllReduce(p, p, static_cast<size_t>(n), ncclFloat, ncclSum, live(), stream_), b.what, b.seq);
     DN_CUDA_CHECK(cudaEventRecord(b.done, stream_));
     pending_.push_back(b);
   }
@@ -128,6 +157,55 @@ class NcclComm final : public Communicator {
   }
 
  private:
+  // Non-blocking init (blocking = 0), polled against the communication deadline: a rank that dies
+  // after the unique-id broadcast, or never gets here, makes the others fail (fail(): abort, and
+  // ask the other ranks over MPI where they are) instead of hanging in ncclCommInitRank.
+  void init_comm(const ncclUniqueId& id) {
+    const std::string what =
+        fmt::format("communicator initialization (ncclCommInitRankConfig, {} rank{})", world_, world_ > 1 ? "s" : "");
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    comm_ = nullptr;
+    const ncclResult_t r = ncclCommInitRankConfig(&comm_, world_, id, rank_, &config);
+    if (r != ncclSuccess && r != ncclInProgress) fail(what, seq_, std::string("failed: ") + nccl_error_text(r));
+    if (comm_ == nullptr) fail(what, seq_, "failed: NCCL returned no communicator");
+    wait_ready(what, seq_);
+  }
+
+  // The result of a call on the (non-blocking) communicator: ncclInProgress means the call is
+  // still being carried out, and the communicator must be polled until it is ready again.
+  void issued(ncclResult_t r, const std::string& what, int64_t seq) {
+    if (r == ncclSuccess) return;
+    if (r != ncclInProgress) fail(what, seq, std::string("could not be started: ") + nccl_error_text(r));
+    wait_ready(what, seq);
+  }
+
+  // Polls ncclCommGetAsyncError until the communicator is no longer ncclInProgress, under the
+  // deadline.
+  void wait_ready(const std::string& what, int64_t seq) {
+    const auto t0 = Clock::now();
+    const auto deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opts_.timeout_s));
+    bool interrupt_reported = false;
+    for (int polls = 0;; ++polls) {
+      ncclResult_t state = ncclInProgress;
+      const ncclResult_t q = ncclCommGetAsyncError(comm_, &state);
+      if (q != ncclSuccess) fail(what, seq, std::string("failed: ncclCommGetAsyncError: ") + nccl_error_text(q));
+      if (state == ncclSuccess) return;
+      if (state != ncclInProgress) fail(what, seq, std::string("failed: ") + nccl_error_text(state));
+      if (!interrupt_reported && interrupt_signal() != 0) {
+        interrupt_reported = true;
+        std::fprintf(stderr, "dropnet: rank %d: signal %d while waiting %.3g s in NCCL %s\n", rank_, interrupt_signal(),
+                     std::chrono::duration<double>(Clock::now() - t0).count(), what.c_str());
+        std::fflush(stderr);
+      }
+      if (Clock::now() > deadline) fail(what, seq, fmt::format("did not complete within {:g} s", opts_.timeout_s));
+      if (polls < 200)
+        std::this_thread::yield();
+      else
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  }
+
   struct Pending {
     std::string what;
     int64_t seq;
@@ -165,11 +243,17 @@ class NcclComm final : public Communicator {
     for (int polls = 0;; ++polls) {
       cudaError_t q = cudaEventQuery(ev);
       if (q == cudaSuccess) return;
-      if (q != cudaErrorNotReady) DN_CUDA_CHECK(q);
+      if (q != cudaErrorNotReady) {
+        // A device fault while the collective ran (or before, on the compute stream it waits
+        // for): the communicator cannot be trusted any more, and the other ranks wait in it.
+        (void)cudaGetLastError();  // clears a non-sticky error; a sticky one stays with the device
+        fail(what, seq, std::string("failed with a CUDA error: ") + cudaGetErrorName(q) + ": " + cudaGetErrorString(q));
+      }
       ncclResult_t async = ncclSuccess;
-      DN_NCCL_CHECK(ncclCommGetAsyncError(live(), &async));
+      const ncclResult_t r = ncclCommGetAsyncError(live(), &async);
+      if (r != ncclSuccess) fail(what, seq, std::string("failed: ncclCommGetAsyncError: ") + nccl_error_text(r));
       if (async != ncclSuccess && async != ncclInProgress)
-        fail(what, seq, std::string("failed: ") + ncclGetErrorString(async));
+        fail(what, seq, std::string("failed: ") + nccl_error_text(async));
       if (!interrupt_reported && interrupt_signal() != 0) {
         interrupt_reported = true;
         std::fprintf(stderr, "dropnet: rank %d: signal %d while waiting %.3g s in NCCL %s (collective #%lld)\n", rank_,

@@ -52,10 +52,10 @@ layers:
   - {name: loss, type: softmax_loss, bottom: [fc, label], top: loss}
 )";
 
-std::vector<float> train_on_gpu(GradientReducer* reducer) {
+std::vector<float> train_on_gpu(GradientReducer* reducer, Device dev) {
   LoadedConfig cfg = load_config_text(kNet, "nccl.yaml");
   SolverOptions so;
-  so.device = Device::cuda(0);
+  so.device = dev;
   so.source_factory = make_batch_source;
   so.reducer = reducer;
   so.seed = 3;
@@ -72,9 +72,9 @@ TEST(Nccl, OneGpuTrainsLikeLocalComm) {
   if (!nccl) GTEST_SKIP() << "built without NCCL";
   EXPECT_EQ(nccl->kind(), "nccl");
   EXPECT_EQ(nccl->world(), 1);
-  dist::LocalComm local(Device::cuda(0));
-  std::vector<float> a = train_on_gpu(&local);
-  std::vector<float> b = train_on_gpu(nccl.get());
+  dist::LocalComm local(nccl->device());
+  std::vector<float> a = train_on_gpu(&local, nccl->device());
+  std::vector<float> b = train_on_gpu(nccl.get(), nccl->device());
   EXPECT_TRUE(all_close(a, b, 1e-6f, 1e-6f));
   EXPECT_GT(nccl->last_reduction().buckets, 1);  // bucket_mb 0.001: one bucket per layer
   EXPECT_GT(nccl->last_reduction().comm_seconds, 0.0);
@@ -89,7 +89,10 @@ TEST(Nccl, CollectivesOnDeviceBuffers) {
   std::vector<float> host = dropnet::testing::random_vector(n, 17);
   std::vector<float> mine(host.size());
   for (size_t i = 0; i < host.size(); ++i) mine[i] = host[i] * static_cast<float>(r + 1);
-  Tensor t(Shape({n}), Device::cuda(0));
+  // On the communicator's device (cuda:local_rank under a launcher): NCCL runs collectives on
+  // the buffers of the device it was created on.
+  EXPECT_TRUE(comm->device().is_cuda()) << comm->device().str();
+  Tensor t(Shape({n}), comm->device());
   t.from_host(mine);
   comm->allreduce_sum(t.data(), n, t.device());
   std::vector<float> want(host.size());
@@ -124,7 +127,7 @@ TEST(Mpi, StagesCudaBuffersThroughHost) {
     mine[i] = host[i] * static_cast<float>(r + 1);
     want[i] = host[i] * static_cast<float>(w * (w + 1) / 2);
   }
-  Tensor t(Shape({n}), Device::cuda(0));
+  Tensor t(Shape({n}), comm->device());
   t.from_host(mine);
   comm->allreduce_sum(t.data(), n, t.device());
   EXPECT_TRUE(all_close(want, t.to_host(), 1e-6f, 1e-6f));

@@ -36,6 +36,14 @@ if(DROPNET_MPI_ON AND MPIEXEC_EXECUTABLE AND TARGET mpi_data_parallel AND TARGET
     set_tests_properties(mpi_fault_${mode} PROPERTIES LABELS mpi TIMEOUT 120 ENVIRONMENT "${dn_mpi_env}")
   endforeach()
 
+  # Two ranks on two emulated GPUs with the emulated NCCL against two CPU ranks (DROPNET_CUDA=EMU).
+  if(DN_CUDA_EMU AND DROPNET_NCCL_ON)
+    add_test(NAME mpi_nccl_emulated_np2
+             COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/mpi_nccl_emu.sh ${MPIEXEC_EXECUTABLE} $<TARGET_FILE:dropnet-train>
+                     ${CMAKE_CURRENT_BINARY_DIR}/mpi_nccl_emu)
+    set_tests_properties(mpi_nccl_emulated_np2 PROPERTIES LABELS mpi TIMEOUT 300 ENVIRONMENT "${dn_mpi_env}")
+  endif()
+
   # NCCL on one GPU vs LocalComm, and MpiComm's host staging of CUDA buffers (label cuda: these
   # skip without a GPU). The same binary also runs unlaunched under the label mpi.
   if(TARGET mpi_nccl)
