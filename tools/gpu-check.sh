@@ -46,8 +46,13 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-# Binaries the check needs (tests: every tests/cuda_*.cpp).
-cuda_tests() { for f in "$ROOT"/tests/cuda_*.cpp; do [ -e "$f" ] && basename "$f" .cpp; done; }
+# Binaries the check needs (tests: every tests/cuda_*.cpp but the emulator's own).
+cuda_tests() {
+  for f in "$ROOT"/tests/cuda_*.cpp; do
+    case "$f" in */cuda_emulator*) continue ;; esac
+    [ -e "$f" ] && basename "$f" .cpp
+  done
+}
 BENCHES=(bench_gemm_cuda bench_conv_cuda bench_memory_cuda)
 TOOLS=(dropnet-train dropnet-time dropnet-summary)
 
@@ -158,8 +163,10 @@ finish() {
 export PATH="/usr/local/cuda/bin:$PATH"
 say "dropnet gpu-check, $(date -u '+%Y-%m-%d %H:%M:%S UTC'), checkout $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')"
 GPU_PRESENT=0
+GPU_COUNT=0
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
   GPU_PRESENT=1
+  GPU_COUNT=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader \
     2>&1 | sed 's/^/gpu: /' | tee -a "$SUMMARY"
   nvidia-smi > "$OUT/env.log" 2>&1
@@ -211,8 +218,11 @@ else
     FAILED+=("build (missing dependencies)")
     finish 3
   fi
+  # MPI + NCCL only where the 2-GPU NCCL smoke test can run (2 GPUs, mpirun): they are optional.
+  mpi_nccl=(-DDROPNET_MPI=OFF -DDROPNET_NCCL=OFF)
+  [ "$GPU_COUNT" -ge 2 ] && command -v mpirun >/dev/null 2>&1 && mpi_nccl=(-DDROPNET_MPI=AUTO -DDROPNET_NCCL=AUTO)
   cmake_args=(-S "$ROOT" -B "$BUILD" -G "$(pick_generator)" -DCMAKE_BUILD_TYPE=Release -DDROPNET_CUDA=ON
-    -DCMAKE_CUDA_ARCHITECTURES=90 -DDROPNET_MPI=OFF -DDROPNET_NCCL=OFF)
+    -DCMAKE_CUDA_ARCHITECTURES=90 "${mpi_nccl[@]}")
   if [ ! -e /usr/local/cuda/include/cudnn.h ] && p="$(cudnn_dir_from_python)" && [ -e "$p/include/cudnn.h" ]; then
     lib="$(find "$p/lib" -maxdepth 1 -name 'libcudnn.so*' 2>/dev/null | sort | head -1)"
     [ -n "$lib" ] && cmake_args+=(-DCUDNN_INCLUDE_DIR="$p/include" -DCUDNN_LIBRARY="$lib")
@@ -291,6 +301,22 @@ if [ "${skipped:-0}" -gt 0 ] && [ "$GPU_PRESENT" = 1 ]; then
   FAILED+=("tests skipped")
 fi
 grep -hoE 'engine (native|cublas|cudnn): loss.*' "$OUT/tests.log" | sort -u | sed 's/^/  net: /' | tee -a "$SUMMARY"
+
+# ---- two GPUs: NCCL data parallelism -----------------------------------------------------------
+# Two ranks, one GPU each, 20 iterations of LeNet on synthetic data: init, the broadcast and the
+# gradient all-reduces through NCCL (the emulated build checks the same against the CPU in CI).
+if [ "$GPU_COUNT" -ge 2 ] && command -v mpirun >/dev/null 2>&1 &&
+  grep -q "NCCL=TRUE" "$OUT/build.log" 2>/dev/null; then
+  STEP_LOG=tests run_step nccl_2gpu 60 mpirun --allow-run-as-root --oversubscribe -np 2 \
+    "$BIN_TOOLS/dropnet-train" "$ROOT/configs/lenet.yaml" --device cuda --out /tmp/dropnet-gpu-check-nccl \
+    "data.train={source: synthetic, shape: [1, 28, 28], num_classes: 10, num_samples: 512, batch_size: 64}" \
+    "data.test={source: synthetic, shape: [1, 28, 28], num_classes: 10, num_samples: 64, batch_size: 64}" \
+    solver.max_iter=20 solver.test_interval=0 solver.snapshot=0 solver.display=10
+  if grep -q "x 2 ranks (nccl)" "$OUT/tests.log"; then say "nccl: 2 ranks on 2 GPUs trained 20 iterations"
+  else say "[FAIL] nccl: the 2-rank run did not use NCCL on 2 GPUs"; FAILED+=("nccl_2gpu"); fi
+else
+  say "[SKIP] nccl_2gpu: needs 2 GPUs, mpirun and a build with NCCL (this machine: $GPU_COUNT GPU(s))"
+fi
 
 # ---- kernel benchmarks -------------------------------------------------------------------------
 say ""
