@@ -15,6 +15,9 @@
 #endif
 
 extern "C" {
+#if DN_EMU_ASAN
+void __asan_unpoison_memory_region(void const volatile* addr, size_t size);
+#endif
 #if DN_EMU_TSAN
 void* __tsan_get_current_fiber(void);
 void* __tsan_create_fiber(unsigned flags);
@@ -114,7 +117,16 @@ Fiber::~Fiber() {
   munmap(stack_, mapped_);
 }
 
-void Fiber::reset(Entry entry, void* arg) {
+// Not instrumented for TSan: the initial frame is written here by the scheduler and then used by
+// the fiber's own code, which TSan sees as another thread.
+__attribute__((no_sanitize_thread)) void Fiber::reset(Entry entry, void* arg) {
+#if DN_EMU_ASAN
+  // A fiber abandoned mid-kernel (its block faulted) left its frames' redzones poisoned.
+  if (!finished()) {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    __asan_unpoison_memory_region(stack_ + page, mapped_ - page);
+  }
+#endif
   entry_.store(entry, std::memory_order_relaxed);
   arg_.store(arg, std::memory_order_relaxed);
   finished_.store(false, std::memory_order_relaxed);
@@ -135,6 +147,7 @@ void Fiber::reset(Entry entry, void* arg) {
 }
 
 void Fiber::resume() {
+  void* const target = sp_;  // read as the scheduler (TSan attributes what follows to the fiber)
 #if DN_EMU_TSAN
   tsan_sched_.store(__tsan_get_current_fiber(), std::memory_order_relaxed);
   __tsan_switch_to_fiber(tsan_fiber_, 1 /* __tsan_switch_to_fiber_no_sync */);
@@ -144,7 +157,7 @@ void Fiber::resume() {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   __sanitizer_start_switch_fiber(&fake, stack_ + page, mapped_ - page);
 #endif
-  dn_emu_switch(&sched_sp_, sp_);
+  dn_emu_switch(&sched_sp_, target);
 #if DN_EMU_ASAN
   __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #endif
@@ -167,10 +180,15 @@ void Fiber::switch_out(bool dying) {
 
 void Fiber::suspend() { switch_out(false); }
 
-void Fiber::start(Fiber* self) {
+void Fiber::arrived(Fiber* self) {
 #if DN_EMU_ASAN
   __sanitizer_finish_switch_fiber(nullptr, &self->sched_bottom_, &self->sched_size_);
+#else
+  (void)self;
 #endif
+}
+
+void Fiber::start(Fiber* self) {
   // The entry catches everything: nothing unwinds past this frame.
   self->entry_.load(std::memory_order_relaxed)(self->arg_.load(std::memory_order_relaxed));
   self->finished_.store(true, std::memory_order_relaxed);
@@ -181,4 +199,9 @@ void Fiber::start(Fiber* self) {
 }  // namespace dn_emu
 
 extern "C" void dn_emu_fiber_start(dn_emu::Fiber* self);
-extern "C" void dn_emu_fiber_start(dn_emu::Fiber* self) { dn_emu::Fiber::start(self); }
+// ASan is told about the new stack before anything else runs on it (start never returns, so the
+// compiler puts an __asan_handle_no_return, which unpoisons "the current stack", before the call).
+extern "C" void dn_emu_fiber_start(dn_emu::Fiber* self) {
+  dn_emu::Fiber::arrived(self);
+  dn_emu::Fiber::start(self);
+}

@@ -52,7 +52,9 @@ class Fiber {
   // From inside the fiber: back to the scheduler (resume() returns).
   void suspend();
   bool finished() const { return finished_.load(std::memory_order_relaxed); }
-  // The first frame of the fiber's stack (called by the assembly trampoline).
+  // The first frames of the fiber's stack (called by the assembly trampoline): arrived() tells the
+  // sanitizers, start() runs the entry and never returns.
+  static void arrived(Fiber* self);
   static void start(Fiber* self);
 
  private:

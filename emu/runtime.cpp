@@ -254,8 +254,12 @@ cudaError_t check_stream(cudaStream_t s) {
 enum class Wait : int { None, Block, Warp };
 
 struct Team;
-thread_local Team* t_team = nullptr;  // the team whose fiber is running on this host thread
-thread_local int t_fiber = -1;        // which fiber (-1: not inside a fiber)
+// The team whose fiber is running on this host thread, and which fiber (-1: none). Set by the
+// scheduler, read by the fibers: relaxed atomics, which TSan neither reports nor takes as ordering.
+thread_local std::atomic<Team*> t_team_{nullptr};
+thread_local std::atomic<int> t_fiber_{-1};
+Team* cur_team() { return t_team_.load(std::memory_order_relaxed); }
+int cur_fiber() { return t_fiber_.load(std::memory_order_relaxed); }
 thread_local dim3 t_thread_idx, t_block_idx, t_block_dim, t_grid_dim;
 
 // The fibers of one host thread, reused from block to block.
@@ -282,7 +286,7 @@ struct Team {
   std::vector<std::array<char, 2>> warp_token;
 
   static void entry(void* arg) {
-    auto* self = t_team;
+    auto* self = cur_team();
     const int me = static_cast<int>(reinterpret_cast<intptr_t>(arg));
     (void)me;
     hb_acquire(&self->launch_token);
@@ -297,9 +301,10 @@ struct Team {
   }
 };
 
+// Never destroyed: the fibers' last stores would otherwise race (for TSan) with the destructor.
 Team& team() {
-  static thread_local Team t;
-  return t;
+  static thread_local Team* t = new Team();
+  return *t;
 }
 
 [[noreturn]] void kernel_fault(const std::string& what) { throw Fault(cudaErrorLaunchFailure, what); }
@@ -307,28 +312,34 @@ Team& team() {
 std::string dim_text(dim3 d) { return "(" + std::to_string(d.x) + ", " + std::to_string(d.y) + ", " + std::to_string(d.z) + ")"; }
 
 Team::Member& current_member(const char* what) {
-  if (t_team == nullptr || t_fiber < 0)
+  if (cur_team() == nullptr || cur_fiber() < 0)
     kernel_fault(std::string(what) + " outside a block's fibers: a barrier that block (0, 0, 0) did not reach (block " +
                  dim_text(t_block_idx) + ", thread " + dim_text(t_thread_idx) + ")");
-  return *t_team->members[static_cast<size_t>(t_fiber)];
+  return *cur_team()->members[static_cast<size_t>(cur_fiber())];
 }
 
 void wait_here(Team::Member& m, Wait w) {
   m.wait.store(static_cast<int>(w), std::memory_order_relaxed);
-  t_team->sync_calls.fetch_add(1, std::memory_order_relaxed);
-  Team* team_ptr = t_team;
-  const int me = t_fiber;
-  m.fiber.suspend();
-  // Resumed by the scheduler: restore this thread's coordinates.
-  t_team = team_ptr;
-  t_fiber = me;
-  t_thread_idx = team_ptr->members[static_cast<size_t>(me)]->idx;
+  cur_team()->sync_calls.fetch_add(1, std::memory_order_relaxed);
+  m.fiber.suspend();  // resumed by the scheduler, which has set this thread's coordinates
+}
+
+// A block abandoned on a fault: every fiber's work so far happens before what the scheduler does
+// next (for TSan: the fibers released these tokens on finishing or at their barrier).
+void abandon(Team& tm) {
+  hb_acquire(&tm.done_token);
+  hb_acquire(&tm.error_token);
+  hb_acquire(&tm.block_token[0]);
+  hb_acquire(&tm.block_token[1]);
+  for (auto& w : tm.warp_token) {
+    hb_acquire(&w[0]);
+    hb_acquire(&w[1]);
+  }
 }
 
 // Runs every thread of one block as fibers until all have finished.
 void run_block_fibers(Team& tm, const char* name) {
   const int n = tm.n;
-  hb_release(&tm.launch_token);
   for (int t = 0; t < n; ++t) {
     Team::Member& m = *tm.members[static_cast<size_t>(t)];
     m.wait.store(0, std::memory_order_relaxed);
@@ -338,21 +349,22 @@ void run_block_fibers(Team& tm, const char* name) {
   }
   const int warps = (n + 31) / 32;
   if (static_cast<int>(tm.warp_token.size()) < warps) tm.warp_token.resize(static_cast<size_t>(warps));
+  hb_release(&tm.launch_token);  // everything above (and before the launch) happens before the block
   for (;;) {
     for (int t = 0; t < n; ++t) {
       Team::Member& m = *tm.members[static_cast<size_t>(t)];
       if (m.fiber.finished() || m.wait.load(std::memory_order_relaxed) != 0) continue;
-      t_team = &tm;
-      t_fiber = t;
+      t_team_.store(&tm, std::memory_order_relaxed);
+      t_fiber_.store(t, std::memory_order_relaxed);
       t_thread_idx = m.idx;
       m.fiber.resume();
-      t_team = nullptr;
-      t_fiber = -1;
+      t_team_.store(nullptr, std::memory_order_relaxed);
+      t_fiber_.store(-1, std::memory_order_relaxed);
       if (tm.failed.load(std::memory_order_relaxed)) break;
     }
     if (tm.failed.load(std::memory_order_relaxed)) {
       // Finish no other fiber: the block is abandoned (its fibers are reset before reuse).
-      hb_acquire(&tm.error_token);
+      abandon(tm);
       std::exception_ptr e = tm.error;
       tm.error = nullptr;
       tm.failed.store(false, std::memory_order_relaxed);
@@ -390,6 +402,7 @@ void run_block_fibers(Team& tm, const char* name) {
       continue;
     }
     // Some threads wait at a barrier that the others will never reach.
+    abandon(tm);
     throw Fault(cudaErrorLaunchFailure,
                 std::string("kernel ") + name + ", block " + dim_text(t_block_idx) + ": " + std::to_string(at_block) +
                     " of " + std::to_string(n) + " threads wait at __syncthreads while " + std::to_string(finished) +
@@ -464,7 +477,7 @@ void write_launch_log_at_exit() {
 
 void syncthreads() {
   Team::Member& m = current_member("__syncthreads");
-  Team* tm = t_team;
+  Team* tm = cur_team();
   const unsigned gen = m.barriers.load(std::memory_order_relaxed);
   hb_release(&tm->block_token[gen % 2]);
   wait_here(m, Wait::Block);
@@ -474,8 +487,8 @@ void syncthreads() {
 
 namespace {
 void warp_barrier(Team::Member& m) {
-  Team* tm = t_team;
-  const size_t warp = static_cast<size_t>(t_fiber / 32);
+  Team* tm = cur_team();
+  const size_t warp = static_cast<size_t>(cur_fiber() / 32);
   const unsigned gen = m.warp_syncs.load(std::memory_order_relaxed);
   hb_release(&tm->warp_token[warp][gen % 2]);
   wait_here(m, Wait::Warp);
@@ -488,10 +501,10 @@ void syncwarp(unsigned) { warp_barrier(current_member("__syncwarp")); }
 
 uint64_t warp_exchange(unsigned, uint64_t value, int src_lane) {
   Team::Member& m = current_member("a warp shuffle");
-  Team* tm = t_team;
+  Team* tm = cur_team();
   m.slot = value;
   warp_barrier(m);
-  const int warp_base = t_fiber - t_fiber % 32;
+  const int warp_base = cur_fiber() - cur_fiber() % 32;
   const int src = warp_base + src_lane;
   const uint64_t got = src < tm->n ? tm->members[static_cast<size_t>(src)]->slot : value;
   warp_barrier(m);
@@ -500,10 +513,10 @@ uint64_t warp_exchange(unsigned, uint64_t value, int src_lane) {
 
 unsigned warp_ballot(unsigned mask, bool pred) {
   Team::Member& m = current_member("a warp vote");
-  Team* tm = t_team;
+  Team* tm = cur_team();
   m.vote = pred;
   warp_barrier(m);
-  const int warp_base = t_fiber - t_fiber % 32;
+  const int warp_base = cur_fiber() - cur_fiber() % 32;
   unsigned bits = 0;
   for (int l = 0; l < 32 && warp_base + l < tm->n; ++l)
     if (tm->members[static_cast<size_t>(warp_base + l)]->vote) bits |= 1u << l;
@@ -579,7 +592,7 @@ void check_device_access(int device, const void* p, size_t bytes, const std::str
   if (p == nullptr) throw Fault(cudaErrorIllegalAddress, what + ": null pointer");
   if (!find_range(p, bytes, &r)) {
     Range start;
-    if (find_range(p, 0, &start))
+    if (find_range(p, 1, &start))
       throw Fault(cudaErrorIllegalAddress, what + ": " + std::to_string(bytes) + " bytes at " + ptr_text(p) +
                                                " run past the end of its " + std::to_string(start.size) +
                                                "-byte allocation (offset " +
@@ -636,7 +649,9 @@ int classify(const void* p, size_t bytes, int* d, bool* pinned) {
     *pinned = a.pinned;
     return is_device(a) ? 1 : 0;
   }
-  if (find_alloc(p, 0, &a, nullptr)) return -1;
+  // (At least its first byte: a pointer just past one allocation's end may be the start of
+  // unrelated host memory, as TSan's allocator packs blocks end to end.)
+  if (bytes > 0 && find_alloc(p, 1, &a, nullptr)) return -1;
   *d = -1;
   *pinned = false;
   return 0;

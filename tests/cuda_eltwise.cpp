@@ -37,7 +37,9 @@ std::vector<float> relu_input(int64_t n, uint64_t seed) {
 
 TEST(CudaRelu, ForwardBackwardMatchCpuExactly) {
   DN_REQUIRE_CUDA();
-  for (int64_t n : {int64_t(1), int64_t(1000), int64_t(1) << 20, (int64_t(1) << 22) + 3}) {
+  // Emulated device (one host thread): the same shapes of counts, smaller.
+  for (int64_t n : {int64_t(1), int64_t(1000), testing::on_gpu_or_emulated<int64_t>(int64_t(1) << 20, 1 << 16),
+                    testing::on_gpu_or_emulated<int64_t>((int64_t(1) << 22) + 3, (1 << 18) + 3)}) {
     for (float slope : {0.f, 0.1f}) {
       SCOPED_TRACE("n " + std::to_string(n) + " slope " + std::to_string(slope));
       const std::vector<float> x = relu_input(n, 1), dy = random_vector(n, 2), old = random_vector(n, 3);
@@ -98,7 +100,9 @@ struct BiasCase {
 TEST(CudaBias, ForwardExactBackwardClose) {
   DN_REQUIRE_CUDA();
   // fc-like (inner 1), conv-like, one channel, many channels with a large inner, odd sizes.
-  const BiasCase cases[] = {{64, 500, 1}, {2, 96, 55 * 55}, {3, 1, 1001}, {1, 7, 13}, {256, 384, 169}, {5, 1000, 1}};
+  const BiasCase cases[] = {{64, 500, 1},  {2, 96, 55 * 55},
+                            {3, 1, 1001}, {1, 7, 13},
+                            {testing::on_gpu_or_emulated<int64_t>(256, 16), 384, 169}, {5, 1000, 1}};
   for (const BiasCase& c : cases) {
     SCOPED_TRACE("outer " + std::to_string(c.outer) + " channels " + std::to_string(c.channels) + " inner " +
                  std::to_string(c.inner));

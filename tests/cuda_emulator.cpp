@@ -62,6 +62,14 @@ __global__ void fill(float* p, int n, float v) {
 
 __global__ void nothing() {}
 
+// Thread t writes s[t] and reads s[t + 1] with no barrier in between: a race on a GPU.
+__global__ void racy_neighbour(float* out) {
+  __shared__ float s[64];
+  const int t = static_cast<int>(threadIdx.x);
+  s[t] = static_cast<float>(t);
+  out[t] = s[(t + 1) % 64];  // missing __syncthreads() before this read
+}
+
 float* device_floats(size_t n) {
   void* p = nullptr;
   EXPECT_EQ(cudaMalloc(&p, n * sizeof(float)), cudaSuccess);
@@ -314,6 +322,15 @@ TEST_F(Emulator, OutOfMemoryIsAnErrorNotACrash) {
   EXPECT_EQ(cudaMalloc(&p, total + 1), cudaErrorMemoryAllocation);
   EXPECT_NE(last_error_text().find("bytes requested"), std::string::npos);
   EXPECT_EQ(p, nullptr);
+}
+
+// Run only by the TSan build's racecheck test (tests/CMakeLists.txt), which expects TSan to report
+// this race: it shows that the emulated racecheck sees a missing barrier.
+TEST_F(Emulator, DISABLED_RacecheckSeesAMissingBarrier) {
+  float* out = device_floats(64);
+  DN_LAUNCH(racy_neighbour, dim3(1), dim3(64), 0, nullptr, out);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  cudaFree(out);
 }
 
 }  // namespace
