@@ -166,6 +166,59 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
   sync_directory(dir);
 }
 
+namespace {
+
+// write(2) until done; returns 0 or the errno of the failure (a write of 0 bytes counts as ENOSPC).
+int write_all(int fd, std::string_view bytes) {
+  const char* p = bytes.data();
+  size_t left = bytes.size();
+  while (left > 0) {
+    ssize_t w = ::write(fd, p, std::min<size_t>(left, size_t{1} << 30));
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return errno;
+    if (w == 0) return ENOSPC;
+    p += w;
+    left -= static_cast<size_t>(w);
+  }
+  return 0;
+}
+
+}  // namespace
+
+AppendFile::AppendFile(const std::string& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd_ < 0) io_fail("open for appending", path, errno);
+  struct stat st;
+  size_ = ::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode) ? static_cast<int64_t>(st.st_size) : 0;
+}
+
+AppendFile::~AppendFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void AppendFile::append(std::string_view record) {
+  if (fd_ < 0) input_error("cannot write '{}': the file is not open", path_);
+  const int err = write_all(fd_, record);
+  if (err != 0) {
+    // Drop the torn tail so the file still ends with a whole record (fails harmlessly on a device).
+    if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+    }
+    io_fail("write", path_, err);
+  }
+  size_ += static_cast<int64_t>(record.size());
+}
+
+void write_file_checked(const std::string& path, std::string_view bytes) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) io_fail("create", path, errno);
+  const int err = write_all(fd, bytes);
+  if (err != 0) {
+    ::close(fd);
+    io_fail("write", path, err);
+  }
+  if (::close(fd) != 0) io_fail("close", path, errno);
+}
+
 std::string host_tag() {
   static const std::string tag = [] {
     char host[256] = {};

@@ -35,6 +35,32 @@ void write_file_atomic(const std::string& path, std::string_view bytes);
 // fsync on a directory, making a rename or unlink inside it durable.
 void sync_directory(const std::string& dir);
 
+// An append-only file of records (metrics.jsonl, metrics.csv) whose every write is checked: a
+// failed or short write (ENOSPC, EIO) throws an input error naming the file and the system's
+// reason, after cutting the file back to its last whole record where it can. One record is one
+// write(2), so a reader never sees half a record unless the disk fills inside it.
+class AppendFile {
+ public:
+  AppendFile() = default;
+  explicit AppendFile(const std::string& path);  // opens (creates) for appending
+  ~AppendFile();
+  AppendFile(const AppendFile&) = delete;
+  AppendFile& operator=(const AppendFile&) = delete;
+
+  void append(std::string_view record);
+  int64_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  int fd_ = -1;
+  std::string path_;
+  int64_t size_ = 0;
+};
+
+// Writes a whole file (not atomically: for reports such as --json outputs), every write and the
+// close checked; an input error names the path and the reason.
+void write_file_checked(const std::string& path, std::string_view bytes);
+
 // Temporary files written by write_file_atomic start with this prefix.
 inline constexpr std::string_view kTempFilePrefix = ".tmp-";
 bool is_temp_file_name(std::string_view file_name);

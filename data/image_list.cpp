@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/fileio.h"
 #include "data/file_io.h"
 
 // The one translation unit with stb_image's implementation; JPEG and PNG only.
@@ -231,8 +232,8 @@ ImageListDataset::ImageListDataset(const ImageListOptions& opt) : opt_(opt) {
 }
 
 void ImageListDataset::read_list() {
-  std::ifstream in(opt_.list);
-  if (!in) input_error("cannot open image list '{}': {}", opt_.list, std::strerror(errno));
+  // A regular file of at most 4 GiB (a FIFO or a device is refused before a byte is read).
+  std::istringstream in(read_file(opt_.list, "image list", int64_t{4} << 30));
   fs::path base = opt_.root.empty() ? fs::path(opt_.list).parent_path() : fs::path(opt_.root);
   int max_label = -1;
   std::string line;

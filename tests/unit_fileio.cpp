@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 
@@ -76,6 +77,20 @@ TEST_F(FileIo, ConfigFilesAndTheirBasesAreRegularFiles) {
   }
   msg = error_of([&] { load_config_file(path("big.yaml")); });
   EXPECT_NE(msg.find("is too large"), std::string::npos) << msg;
+}
+
+TEST_F(FileIo, CheckedWritesReportAFullDisk) {
+  std::filesystem::create_symlink("/dev/full", path("full"));
+  std::string msg = error_of([&] { write_file_checked(path("full"), "x"); });
+  EXPECT_NE(msg.find("No space left on device"), std::string::npos) << msg;
+  AppendFile f(path("full"));
+  msg = error_of([&] { f.append("{\"a\": 1}\n"); });
+  EXPECT_NE(msg.find("cannot write '" + path("full") + "': No space left on device"), std::string::npos) << msg;
+  AppendFile g(path("ok.jsonl"));
+  g.append("a\n");
+  g.append("b\n");
+  EXPECT_EQ(g.size(), 4);
+  EXPECT_EQ(read_file(path("ok.jsonl")), "a\nb\n");
 }
 
 TEST(ClipText, CutsLongTextAndControlCharacters) {
