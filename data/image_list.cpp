@@ -258,8 +258,14 @@ void ImageListDataset::read_list() {
     char* end = nullptr;
     errno = 0;
     long v = std::strtol(lab.c_str(), &end, 10);
-    if (end == lab.c_str() || *end != '\0' || errno != 0 || v < 0 || v > (1 << 24)) {
-      bad(fmt::format("bad label '{}' (expected a non-negative integer) in '{}'", lab, t));
+    if (end == lab.c_str() || *end != '\0' || errno != 0 || v < 0) {
+      bad(fmt::format("bad label '{}' (expected a non-negative integer) in '{}'", clip_text(lab), clip_text(t)));
+      continue;
+    }
+    // Labels travel as float32, exact below 2^24; 16,777,216 passed here and was refused by the
+    // loss layer in training, without the file's name.
+    if (v >= (1 << 24)) {
+      bad(fmt::format("label {} is too large (labels are float32 values: at most {})", lab, (1 << 24) - 1));
       continue;
     }
     if (opt_.num_classes > 0 && v >= opt_.num_classes) {

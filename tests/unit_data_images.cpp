@@ -256,6 +256,8 @@ TEST_F(ImagesTest, BadInputs) {
   expect_error(keys(), {list + ":2", "no label"});
   write_text(list, "sub/img0.png one\n");
   expect_error(keys(), {list + ":1", "bad label 'one'"});
+  write_text(list, "sub/img0.png 16777216\n");
+  expect_error(keys(), {list + ":1", "label 16777216 is too large (labels are float32 values: at most 16777215)"});
   write_text(list, "sub/img0.png 7\n");
   expect_error(keys("\nnum_classes: 5"), {list + ":1", "label 7 is out of range [0, 5)"});
   // A missing file.
