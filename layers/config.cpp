@@ -31,7 +31,8 @@ ConfigNode::ConfigNode(YAML::Node node, std::string path, std::shared_ptr<const 
 
 std::string ConfigNode::key_path(const std::string& key) const {
   if (key.empty()) return path_.empty() ? "<root>" : path_;
-  return path_.empty() ? key : path_ + "." + key;
+  const std::string k = clip_text(key, 60);  // an unknown key may be anything
+  return path_.empty() ? k : path_ + "." + k;
 }
 
 YAML::Node ConfigNode::value_node(const std::string& key) const {
@@ -81,7 +82,7 @@ YAML::Node ConfigNode::required(const std::string& key) {
 namespace {
 
 std::string describe(const YAML::Node& v) {
-  if (v.IsScalar()) return "'" + v.Scalar() + "'";
+  if (v.IsScalar()) return "'" + clip_text(v.Scalar()) + "'";
   if (v.IsSequence()) return "a list";
   if (v.IsMap()) return "a map";
   return "nothing";
@@ -184,7 +185,7 @@ std::string ConfigNode::get_choice(const std::string& key, const std::vector<std
   std::string s = def.empty() ? get_string(key) : get_string(key, def);
   for (const auto& c : choices)
     if (s == c) return s;
-  fail(key, fmt::format("'{}' is not one of: {}", s, fmt::join(choices, ", ")));
+  fail(key, fmt::format("'{}' is not one of: {}", clip_text(s), fmt::join(choices, ", ")));
 }
 
 std::vector<std::string> ConfigNode::get_string_list(const std::string& key) {
@@ -292,7 +293,7 @@ void ConfigNode::finish() const {
     std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "?";
     if (!used_->count(k)) {
       std::vector<std::string> known(used_->begin(), used_->end());
-      fail(k, fmt::format("unknown key '{}' (known keys here: {})", k,
+      fail(k, fmt::format("unknown key '{}' (known keys here: {})", clip_text(k),
                           known.empty() ? std::string("none") : fmt::format("{}", fmt::join(known, ", "))));
     }
   }
@@ -330,7 +331,8 @@ std::string substitute(const std::string& s, const Vars& vars, const std::string
     std::string name = expr.substr(0, op);
     while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back()))) name.pop_back();
     auto it = vars.find(name);
-    if (it == vars.end()) fail_at(file, where, fmt::format("unknown variable '{}' in '{}'", name, s));
+    if (it == vars.end())
+      fail_at(file, where, fmt::format("unknown variable '{}' in '{}'", clip_text(name), clip_text(s)));
     int64_t v = it->second;
     if (op != std::string::npos) {
       int64_t k = 0;

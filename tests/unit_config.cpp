@@ -331,6 +331,13 @@ TEST(ConfigLimits, NamesAreCheckedAtLoad) {
   std::string msg = error_of(replace(kBase, "name: t", "name: " + huge));
   EXPECT_NE(msg.find("longer than 128 bytes"), std::string::npos) << msg.substr(0, 200);
   EXPECT_LT(msg.size(), 400u);
+  // Nor does a huge unknown key or a huge wrong value.
+  msg = error_of(replace(kBase, "kernel: 3}", "kernel: 3, " + huge.substr(0, 1000) + ": 1}"));  // YAML: keys < 1024
+  EXPECT_NE(msg.find("unknown key 'nnnn"), std::string::npos) << msg.substr(0, 300);
+  EXPECT_LT(msg.size(), 600u);
+  msg = error_of(replace(kBase, "kernel: 3}", "kernel: " + huge.substr(0, 1 << 20) + "}"));
+  EXPECT_NE(msg.find("expected an integer or a list of integers, got 'nnnn"), std::string::npos) << msg.substr(0, 200);
+  EXPECT_LT(msg.size(), 400u);
   msg = error_of(replace(kBase, "name: fc1", "name: " + huge.substr(0, 1 << 20)));
   EXPECT_NE(msg.find("a layer name has 1 to 128 bytes"), std::string::npos) << msg.substr(0, 200);
   EXPECT_LT(msg.size(), 400u);
