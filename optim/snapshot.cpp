@@ -315,9 +315,7 @@ void restore_snapshot(Solver& solver, const std::string& path) {
   // A run directory: its `latest`, or, when that is corrupt or missing its files, the newest intact
   // older snapshot, with a warning naming the one refused. Restores validate everything before
   // touching the solver, so a refused attempt leaves it as it was.
-  std::string newest;
   try {
-    newest = path;
     restore_state_file(solver, path);
     return;
   } catch (const Error& e) {
