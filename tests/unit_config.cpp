@@ -319,6 +319,25 @@ TEST(ConfigLimits, NonFiniteNumbersAreConfigErrors) {
   EXPECT_NE(error_of(kBase, {"data.test.scale=nan"}).find("expected a finite number"), std::string::npos);
 }
 
+TEST(ConfigLimits, ParameterArenaIsBoundedLikeABlob) {
+  // Each fc weight below the blob limit, their sum (one arena allocation) above it.
+  const std::string text = replace(replace(kBase, "num_output: 4}", "num_output: 4000}"), "  - {name: loss",
+                                   "  - {name: fc2, type: fc, bottom: fc1, top: fc2, num_output: 4000}\n"
+                                   "  - {name: fc3, type: fc, bottom: fc2, top: fc3, num_output: 4000}\n  - {name: loss");
+  LoadedConfig cfg = load_config_text(replace(text, "bottom: [fc1, label]", "bottom: [fc3, label]"), "cfg.yaml");
+  SolverOptions so;
+  so.source_factory = make_batch_source;
+  so.shapes_only = true;
+  so.max_blob_floats = 20e6;
+  std::string msg;
+  try {
+    Solver s(cfg, so);
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("the parameters of the net total 32444048 floats"), std::string::npos) << msg;
+}
+
 TEST(ConfigLimits, NamesAreCheckedAtLoad) {
   // Refused by --dry-run (what error_of builds), not at the first snapshot after training.
   for (const char* bad : {"../../x", "a/b", "..", "a\\\\b"}) {
