@@ -2,6 +2,18 @@
 
 namespace dropnet {
 
+std::string clip_text(std::string_view s, size_t max) {
+  std::string out;
+  const size_t n = s.size() <= max ? s.size() : max;
+  out.reserve(n + 32);
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    out += (c < 0x20 || c == 0x7f) ? '?' : static_cast<char>(c);
+  }
+  if (n < s.size()) out += fmt::format("... ({} bytes)", s.size());
+  return out;
+}
+
 void internal_error(const char* file, int line, const std::string& msg) {
   throw Error(ErrorKind::Internal, fmt::format("{}:{}: {}", file, line, msg));
 }

@@ -6,6 +6,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace dropnet {
 
@@ -25,6 +26,10 @@ template <typename... Args>
 [[noreturn]] void input_error(fmt::format_string<Args...> f, Args&&... args) {
   throw Error(ErrorKind::Input, fmt::format(f, std::forward<Args>(args)...));
 }
+
+// User text quoted in a message, cut to `max` bytes ("abc... (10485760 bytes)") so a hostile
+// 10 MB name cannot make a 10 MB error line; control characters are shown as '?'.
+std::string clip_text(std::string_view s, size_t max = 100);
 
 [[noreturn]] void internal_error(const char* file, int line, const std::string& msg);
 

@@ -34,13 +34,71 @@ uint32_t crc32_bytes(const void* data, size_t n, uint32_t crc) {
 
 std::string crc32_hex(uint32_t crc) { return fmt::format("{:08x}", crc); }
 
-std::string read_file(const std::string& path, const std::string& what) {
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) input_error("{} '{}' is a directory", what, path);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) input_error("cannot open {} '{}': {}", what, path, std::strerror(errno));
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) input_error("error reading {} '{}'", what, path);
+namespace {
+
+const char* file_type_name(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a plain file";
+}
+
+std::string human_bytes(int64_t n) {
+  if (n >= (int64_t{1} << 30)) return fmt::format("{:.1f} GiB", static_cast<double>(n) / (1 << 30));
+  if (n >= (int64_t{1} << 20)) return fmt::format("{:.1f} MiB", static_cast<double>(n) / (1 << 20));
+  return fmt::format("{} bytes", n);
+}
+
+}  // namespace
+
+int open_regular_file(const std::string& path, const std::string& what, int64_t max_bytes, int64_t* size) {
+  // O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    const int err = errno;
+    input_error("cannot open {} '{}': {}", what, path, std::strerror(err));
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    input_error("cannot stat {} '{}': {}", what, path, std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    input_error("{} '{}' is not a regular file (it is {})", what, path, file_type_name(st.st_mode));
+  }
+  if (st.st_size > max_bytes) {
+    ::close(fd);
+    input_error("{} '{}' is too large: {} ({} bytes), the limit is {}", what, path, human_bytes(st.st_size),
+                st.st_size, human_bytes(max_bytes));
+  }
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  *size = static_cast<int64_t>(st.st_size);
+  return fd;
+}
+
+std::string read_file(const std::string& path, const std::string& what, int64_t max_bytes) {
+  int64_t size = 0;
+  const int fd = open_regular_file(path, what, max_bytes, &size);
+  std::string bytes(static_cast<size_t>(size), '\0');
+  size_t got = 0;
+  while (got < bytes.size()) {
+    ssize_t r = ::read(fd, bytes.data() + got, std::min<size_t>(bytes.size() - got, size_t{1} << 30));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      const int err = errno;
+      ::close(fd);
+      input_error("error reading {} '{}': {}", what, path, std::strerror(err));
+    }
+    if (r == 0) break;  // shrank since fstat
+    got += static_cast<size_t>(r);
+  }
+  ::close(fd);
+  bytes.resize(got);
   return bytes;
 }
 
@@ -106,6 +164,59 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
     input_error("cannot rename '{}' to '{}': {}", tmp, path, std::strerror(err));
   }
   sync_directory(dir);
+}
+
+namespace {
+
+// write(2) until done; returns 0 or the errno of the failure (a write of 0 bytes counts as ENOSPC).
+int write_all(int fd, std::string_view bytes) {
+  const char* p = bytes.data();
+  size_t left = bytes.size();
+  while (left > 0) {
+    ssize_t w = ::write(fd, p, std::min<size_t>(left, size_t{1} << 30));
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return errno;
+    if (w == 0) return ENOSPC;
+    p += w;
+    left -= static_cast<size_t>(w);
+  }
+  return 0;
+}
+
+}  // namespace
+
+AppendFile::AppendFile(const std::string& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd_ < 0) io_fail("open for appending", path, errno);
+  struct stat st;
+  size_ = ::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode) ? static_cast<int64_t>(st.st_size) : 0;
+}
+
+AppendFile::~AppendFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void AppendFile::append(std::string_view record) {
+  if (fd_ < 0) input_error("cannot write '{}': the file is not open", path_);
+  const int err = write_all(fd_, record);
+  if (err != 0) {
+    // Drop the torn tail so the file still ends with a whole record (fails harmlessly on a device).
+    if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+    }
+    io_fail("write", path_, err);
+  }
+  size_ += static_cast<int64_t>(record.size());
+}
+
+void write_file_checked(const std::string& path, std::string_view bytes) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) io_fail("create", path, errno);
+  const int err = write_all(fd, bytes);
+  if (err != 0) {
+    ::close(fd);
+    io_fail("write", path, err);
+  }
+  if (::close(fd) != 0) io_fail("close", path, errno);
 }
 
 std::string host_tag() {

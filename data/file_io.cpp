@@ -1,6 +1,7 @@
 #include "data/file_io.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <cerrno>
@@ -9,6 +10,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/fileio.h"
 
 namespace dropnet::data {
 
@@ -22,30 +24,38 @@ bool is_gzip(const std::vector<uint8_t>& b) { return b.size() >= 2 && b[0] == 0x
 
 namespace {
 
-std::vector<uint8_t> read_raw(const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) input_error("cannot open '{}': {}", path, std::strerror(errno));
-  if (S_ISDIR(st.st_mode)) input_error("cannot read '{}': it is a directory", path);
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) input_error("cannot open '{}': {}", path, std::strerror(errno));
-  std::vector<uint8_t> out;
-  out.resize(static_cast<size_t>(st.st_size));
-  size_t got = out.empty() ? 0 : std::fread(out.data(), 1, out.size(), f);
-  bool err = std::ferror(f) != 0;
-  std::fclose(f);
-  if (err || got != out.size())
-    input_error("cannot read '{}': read {} of {} bytes", path, got, out.size());
+std::vector<uint8_t> read_raw(const std::string& path, int64_t max_bytes) {
+  int64_t size = 0;
+  const int fd = open_regular_file(path, "data file", max_bytes, &size);
+  std::vector<uint8_t> out(static_cast<size_t>(size));
+  size_t got = 0;
+  while (got < out.size()) {
+    ssize_t r = ::read(fd, out.data() + got, std::min<size_t>(out.size() - got, size_t{1} << 30));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      const int err = r < 0 ? errno : 0;
+      ::close(fd);
+      input_error("cannot read '{}': read {} of {} bytes{}", path, got, out.size(),
+                  err ? std::string(": ") + std::strerror(err) : std::string());
+    }
+    got += static_cast<size_t>(r);
+  }
+  ::close(fd);
   return out;
 }
 
-std::vector<uint8_t> gunzip(const std::vector<uint8_t>& in, const std::string& path) {
+std::vector<uint8_t> gunzip(const std::vector<uint8_t>& in, const std::string& path, const ReadLimit& limit,
+                            ReadInfo* info) {
   std::vector<uint8_t> out;
-  // The trailer's ISIZE (size mod 2^32 of the last member) is a good first guess.
+  // The trailer's ISIZE (size mod 2^32 of the last member) is a good first guess, if modest: it is
+  // the file's word, not a fact.
   if (in.size() >= 18) {
     uint32_t isize = static_cast<uint32_t>(in[in.size() - 4]) | (static_cast<uint32_t>(in[in.size() - 3]) << 8) |
                      (static_cast<uint32_t>(in[in.size() - 2]) << 16) | (static_cast<uint32_t>(in[in.size() - 1]) << 24);
-    if (isize < (1u << 31)) out.reserve(isize);
+    if (isize <= (1u << 28) && isize <= limit.max_bytes) out.reserve(isize);
   }
+  int64_t cap = limit.max_bytes;
+  bool promised = false;  // cap is the header's promise
   z_stream zs{};
   if (inflateInit2(&zs, 15 + 16) != Z_OK) input_error("'{}': zlib initialisation failed", path);
   size_t pos = 0;
@@ -66,6 +76,20 @@ std::vector<uint8_t> gunzip(const std::vector<uint8_t>& in, const std::string& p
                     pos + (chunk - zs.avail_in), msg);
       }
       out.insert(out.end(), buf, buf + (sizeof(buf) - zs.avail_out));
+      if (limit.promised && !promised && out.size() >= limit.header_bytes) {
+        cap = std::min(cap, std::max<int64_t>(limit.promised(out.data()), static_cast<int64_t>(limit.header_bytes)));
+        promised = true;
+      }
+      if (static_cast<int64_t>(out.size()) > cap) {
+        inflateEnd(&zs);
+        if (promised && info) {  // the caller names what the header promised
+          info->stopped = true;
+          info->limit = cap;
+          return out;
+        }
+        input_error("'{}': gzip data inflates to more than {} bytes{}; stopped after {} bytes of output", path, cap,
+                    promised ? " (what its header promises)" : " (the limit)", out.size());
+      }
     } while (zs.avail_out == 0 && ret != Z_STREAM_END);
     pos += chunk - zs.avail_in;
     if (ret == Z_STREAM_END) {
@@ -92,10 +116,12 @@ std::vector<uint8_t> gunzip(const std::vector<uint8_t>& in, const std::string& p
 
 }  // namespace
 
-std::vector<uint8_t> read_file_bytes(const std::string& path) {
-  std::vector<uint8_t> raw = read_raw(path);
-  if (is_gzip(raw)) return gunzip(raw, path);
-  return raw;
+std::vector<uint8_t> read_file_bytes(const std::string& path, const ReadLimit& limit, ReadInfo* info) {
+  std::vector<uint8_t> raw = read_raw(path, limit.max_bytes);
+  if (info) *info = ReadInfo{};
+  if (!is_gzip(raw)) return raw;
+  if (info) info->gzip = true;
+  return gunzip(raw, path, limit, info);
 }
 
 uint64_t fnv1a64(const std::string& s, uint64_t h) {

@@ -16,10 +16,26 @@ uint32_t be32(const uint8_t* p) {
          (static_cast<uint32_t>(p[2]) << 8) | static_cast<uint32_t>(p[3]);
 }
 
+// The total size an IDX header promises: 16 + n * rows * cols for images, 8 + n for labels; the
+// header alone when its fields are out of range (the caller then names the bad field).
+int64_t idx_promise(const uint8_t* h, uint32_t magic, size_t header) {
+  if (be32(h) != magic) return static_cast<int64_t>(header);
+  const int64_t n = be32(h + 4);
+  if (n <= 0 || n > (int64_t{1} << 31)) return static_cast<int64_t>(header);
+  if (magic == kLabelsMagic) return 8 + n;
+  const int64_t rows = be32(h + 8), cols = be32(h + 12);
+  if (rows <= 0 || cols <= 0 || rows > 65536 || cols > 65536) return static_cast<int64_t>(header);
+  const double total = 16.0 + static_cast<double>(n) * static_cast<double>(rows) * static_cast<double>(cols);
+  return total > static_cast<double>(kMaxDataFileBytes) ? kMaxDataFileBytes : static_cast<int64_t>(total);
+}
+
 std::vector<uint8_t> read_idx(const std::string& path, uint32_t magic, size_t header, const char* what,
-                              std::string* kind) {
-  std::vector<uint8_t> b = read_file_bytes(path);
-  *kind = file_size_or_neg(path) == static_cast<int64_t>(b.size()) ? "" : " (after gunzip)";
+                              std::string* kind, ReadInfo* info) {
+  ReadLimit limit;
+  limit.header_bytes = header;
+  limit.promised = [magic, header](const uint8_t* h) { return idx_promise(h, magic, header); };
+  std::vector<uint8_t> b = read_file_bytes(path, limit, info);
+  *kind = info->gzip ? " (after gunzip)" : "";
   if (b.empty()) input_error("IDX {} file '{}' is empty (0 bytes)", what, path);
   if (b.size() < 4)
     input_error("IDX {} file '{}' is truncated: {} bytes{}, too short for the 4-byte magic", what, path, b.size(), *kind);
@@ -40,7 +56,8 @@ std::vector<uint8_t> read_idx(const std::string& path, uint32_t magic, size_t he
 
 IdxImages read_idx_images(const std::string& path) {
   std::string kind;
-  std::vector<uint8_t> b = read_idx(path, kImagesMagic, 16, "image", &kind);
+  ReadInfo info;
+  std::vector<uint8_t> b = read_idx(path, kImagesMagic, 16, "image", &kind, &info);
   IdxImages im;
   im.n = be32(b.data() + 4);
   im.rows = be32(b.data() + 8);
@@ -48,8 +65,15 @@ IdxImages read_idx_images(const std::string& path) {
   if (im.n <= 0 || im.n > (int64_t{1} << 31)) input_error("IDX image file '{}': bad image count {}", path, im.n);
   if (im.rows <= 0 || im.cols <= 0 || im.rows > 65536 || im.cols > 65536)
     input_error("IDX image file '{}': bad image size {}x{}", path, im.rows, im.cols);
-  int64_t want = 16 + im.n * im.rows * im.cols;
+  int64_t want = 0;
+  if (__builtin_mul_overflow(im.n, im.rows * im.cols, &want) || want > kMaxDataFileBytes - 16)
+    input_error("IDX image file '{}': {} images of {}x{} would be more than {} bytes", path, im.n, im.rows, im.cols,
+                kMaxDataFileBytes);
+  want += 16;
   int64_t got = static_cast<int64_t>(b.size());
+  if (info.stopped)
+    input_error("IDX image file '{}': its gzip data inflates to more than the {} bytes its header promises ({} images "
+                "of {}x{}); stopped after {} bytes of output", path, want, im.n, im.rows, im.cols, got);
   if (got < want)
     input_error("IDX image file '{}' is truncated: {} images of {}x{} need 16 + {} = {} bytes, got {}{}", path, im.n,
                 im.rows, im.cols, want - 16, want, got, kind);
@@ -62,10 +86,14 @@ IdxImages read_idx_images(const std::string& path) {
 
 std::vector<uint8_t> read_idx_labels(const std::string& path) {
   std::string kind;
-  std::vector<uint8_t> b = read_idx(path, kLabelsMagic, 8, "label", &kind);
+  ReadInfo info;
+  std::vector<uint8_t> b = read_idx(path, kLabelsMagic, 8, "label", &kind, &info);
   int64_t n = be32(b.data() + 4);
   if (n <= 0 || n > (int64_t{1} << 31)) input_error("IDX label file '{}': bad label count {}", path, n);
   int64_t want = 8 + n, got = static_cast<int64_t>(b.size());
+  if (info.stopped)
+    input_error("IDX label file '{}': its gzip data inflates to more than the {} bytes its header promises ({} "
+                "labels); stopped after {} bytes of output", path, want, n, got);
   if (got < want)
     input_error("IDX label file '{}' is truncated: {} labels need 8 + {} = {} bytes, got {}{}", path, n, n, want, got,
                 kind);

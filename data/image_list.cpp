@@ -1,5 +1,7 @@
 #include "data/image_list.h"
 
+#include <sys/stat.h>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -13,6 +15,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/fileio.h"
 #include "data/file_io.h"
 
 // The one translation unit with stb_image's implementation; JPEG and PNG only.
@@ -231,8 +234,8 @@ ImageListDataset::ImageListDataset(const ImageListOptions& opt) : opt_(opt) {
 }
 
 void ImageListDataset::read_list() {
-  std::ifstream in(opt_.list);
-  if (!in) input_error("cannot open image list '{}': {}", opt_.list, std::strerror(errno));
+  // A regular file of at most 4 GiB (a FIFO or a device is refused before a byte is read).
+  std::istringstream in(read_file(opt_.list, "image list", int64_t{4} << 30));
   fs::path base = opt_.root.empty() ? fs::path(opt_.list).parent_path() : fs::path(opt_.root);
   int max_label = -1;
   std::string line;
@@ -255,8 +258,14 @@ void ImageListDataset::read_list() {
     char* end = nullptr;
     errno = 0;
     long v = std::strtol(lab.c_str(), &end, 10);
-    if (end == lab.c_str() || *end != '\0' || errno != 0 || v < 0 || v > (1 << 24)) {
-      bad(fmt::format("bad label '{}' (expected a non-negative integer) in '{}'", lab, t));
+    if (end == lab.c_str() || *end != '\0' || errno != 0 || v < 0) {
+      bad(fmt::format("bad label '{}' (expected a non-negative integer) in '{}'", clip_text(lab), clip_text(t)));
+      continue;
+    }
+    // Labels travel as float32, exact below 2^24; 16,777,216 passed here and was refused by the
+    // loss layer in training, without the file's name.
+    if (v >= (1 << 24)) {
+      bad(fmt::format("label {} is too large (labels are float32 values: at most {})", lab, (1 << 24) - 1));
       continue;
     }
     if (opt_.num_classes > 0 && v >= opt_.num_classes) {
@@ -264,9 +273,16 @@ void ImageListDataset::read_list() {
       continue;
     }
     fs::path p = fs::path(rel).is_absolute() ? fs::path(rel) : base / rel;
-    std::error_code ec;
-    if (!fs::is_regular_file(p, ec)) {
-      bad(fmt::format("cannot find image '{}'", p.string()));
+    struct stat st;
+    if (::stat(p.c_str(), &st) != 0) {
+      // "cannot find" only when it is not there: an unreadable folder says so.
+      const int err = errno;
+      bad(err == ENOENT || err == ENOTDIR ? fmt::format("cannot find image '{}'", p.string())
+                                          : fmt::format("cannot access image '{}': {}", p.string(), std::strerror(err)));
+      continue;
+    }
+    if (!S_ISREG(st.st_mode)) {
+      bad(fmt::format("image '{}' is not a regular file", p.string()));
       continue;
     }
     paths_.push_back(p.string());
@@ -318,6 +334,34 @@ std::pair<int, int> ImageListDataset::fixed_hw() const {
   return {0, 0};
 }
 
+namespace {
+
+// Why stb_image refused `b`, in words that fit the file. stb_image reports the failure of the last
+// format it tried, so a truncated JPEG said "Not a PNG": the signature decides what the file is.
+std::string undecodable(const std::vector<uint8_t>& b) {
+  static const uint8_t kPng[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  const bool jpeg = b.size() >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff;
+  const bool png = b.size() >= 8 && std::memcmp(b.data(), kPng, 8) == 0;
+  const char* r = stbi_failure_reason();
+  const std::string reason = r ? r : "unknown error";
+  if (jpeg) {
+    size_t end = b.size();
+    while (end > 2 && b[end - 1] == 0) --end;  // zero padding after the end-of-image marker
+    if (b[end - 2] != 0xff || b[end - 1] != 0xd9)
+      return fmt::format("truncated or corrupt JPEG ({} bytes): no end-of-image marker", b.size());
+    return fmt::format("corrupt JPEG ({} bytes){}", b.size(), reason == "Not a PNG" ? "" : ": " + reason);
+  }
+  if (png) {
+    static const char kIend[4] = {'I', 'E', 'N', 'D'};
+    const bool has_end = b.size() >= 20 && std::search(b.end() - 20, b.end(), kIend, kIend + 4) != b.end();
+    if (!has_end) return fmt::format("truncated or corrupt PNG ({} bytes): no IEND chunk", b.size());
+    return fmt::format("corrupt PNG ({} bytes): {}", b.size(), reason);
+  }
+  return fmt::format("not a readable JPEG or PNG image ({} bytes): it starts with neither signature", b.size());
+}
+
+}  // namespace
+
 std::string ImageListDataset::describe(int64_t i) const {
   if (lines_[i] > 0) return fmt::format("{}:{} ({})", opt_.list, lines_[i], paths_[i]);
   return paths_[i];
@@ -344,13 +388,12 @@ std::string ImageListDataset::decode(int64_t i, std::vector<uint8_t>& scratch, i
   if (std::string why = png_chunk_problem(bytes); !why.empty()) return "corrupt PNG: " + why;
   int w = 0, h = 0, comp = 0;
   const int len = static_cast<int>(bytes.size());
-  if (!stbi_info_from_memory(bytes.data(), len, &w, &h, &comp))
-    return fmt::format("not a readable JPEG or PNG image ({} bytes): {}", bytes.size(), stbi_failure_reason());
+  if (!stbi_info_from_memory(bytes.data(), len, &w, &h, &comp)) return undecodable(bytes);
   if (static_cast<int64_t>(w) * h > opt_.max_pixels) return too_large(w, h);
   const int c = opt_.channels;
   int dw = 0, dh = 0, dc = 0;
   stbi_uc* px = stbi_load_from_memory(bytes.data(), len, &dw, &dh, &dc, c);
-  if (!px) return fmt::format("cannot decode image ({} bytes): {}", bytes.size(), stbi_failure_reason());
+  if (!px) return undecodable(bytes);
   std::unique_ptr<stbi_uc, void (*)(void*)> owner(px, stbi_image_free);
   const uint8_t* hwc = px;
   int h2 = dh, w2 = dw;

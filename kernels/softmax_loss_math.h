@@ -38,7 +38,10 @@ DN_HD float softmax_loss_position(const SoftmaxParams& p, const float* x, const 
     return 0.f;
   }
   *valid = 1;
-  return -logf(fmaxf(ps[label * p.inner], FLT_MIN));
+  // A NaN probability (NaN or inf scores) gives a NaN loss: fmaxf would turn it into -log(FLT_MIN) = 87.3,
+  // a finite loss that hides the NaN from the solver's check.
+  const float pl = ps[label * p.inner];
+  return pl != pl ? pl : -logf(fmaxf(pl, FLT_MIN));
 }
 
 // dx = scale * (prob - onehot(label)), 0 for ignored positions; scale = loss_weight / valid.
@@ -50,11 +53,17 @@ DN_HD float softmax_loss_grad(const SoftmaxParams& p, const float* prob, const f
   return scale * g;
 }
 
-// Caffe's rule: correct when fewer than k other classes score >= the true class.
+// Caffe's rule: correct when fewer than k other classes score >= the true class. A position with
+// a non-finite score (NaN, inf) is a wrong answer: every comparison with NaN is false, so under
+// Caffe's rule alone NaN scores were "correct" (top-1 = 1 for a diverged net).
 DN_HD int topk_correct(const float* x, int64_t classes, int64_t stride, int label, int k) {
   const float truth = x[label * stride];
   int better = -1;  // the true class counts itself once
-  for (int64_t c = 0; c < classes && better < k; ++c) better += (x[c * stride] >= truth) ? 1 : 0;
+  for (int64_t c = 0; c < classes; ++c) {
+    const float v = x[c * stride];
+    if (!(v - v == 0.f)) return 0;  // NaN or +-inf (inf - inf is NaN); no fast-math in this project
+    better += (v >= truth) ? 1 : 0;
+  }
   return better < k ? 1 : 0;
 }
 

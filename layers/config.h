@@ -38,6 +38,7 @@ class ConfigNode {
 
   int64_t get_int(const std::string& key);
   int64_t get_int(const std::string& key, int64_t def);
+  // A finite number within the float range: nan and inf are config errors.
   double get_float(const std::string& key);
   double get_float(const std::string& key, double def);
   std::string get_string(const std::string& key);
@@ -61,6 +62,10 @@ class ConfigNode {
   std::string where(const std::string& key = "") const;
   [[noreturn]] void fail(const std::string& key, const std::string& msg) const;
 
+  // A name that becomes part of a file name (the run `name`, `snapshot_prefix`): at most
+  // kMaxNameLength bytes, no '/' or '\\', not "." or "..", no control characters, not a
+  // temporary file's prefix. Checked at load, so --dry-run refuses what a snapshot would.
+  std::string get_file_name(const std::string& key, const std::string& def);
   // A positive/non-negative/range check with a message that names the key.
   int64_t get_positive_int(const std::string& key);
   int64_t get_positive_int(const std::string& key, int64_t def);
@@ -81,6 +86,18 @@ class ConfigNode {
   std::shared_ptr<const MarkTable> marks_;
   std::shared_ptr<std::set<std::string>> used_ = std::make_shared<std::set<std::string>>();
 };
+
+// Limits that keep loading a hostile config bounded in time and memory (README "Limits").
+// A config file is at most kMaxConfigBytes; its YAML tree, counting an alias in full at each of its
+// uses, is at most kMaxConfigNodes nodes, and so is the work of expanding `repeat:` blocks (nodes
+// produced plus iterations); at most kMaxLayers layers; repeat blocks nest at most
+// kMaxRepeatDepth deep; repeat bounds lie within +-kMaxRepeatIndex.
+inline constexpr int64_t kMaxConfigBytes = int64_t{16} << 20;
+inline constexpr int64_t kMaxConfigNodes = 1'000'000;
+inline constexpr int64_t kMaxLayers = 10'000;
+inline constexpr int kMaxRepeatDepth = 8;
+inline constexpr int64_t kMaxRepeatIndex = 1'000'000'000;
+inline constexpr size_t kMaxNameLength = 128;  // run, snapshot and layer names
 
 // Loads a YAML file (or text), expands `repeat:` blocks in `layers`, applies `a.b.c=value`
 // overrides (a layer is addressed by its name: layers.conv1.kernel=3). Parse errors carry

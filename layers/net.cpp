@@ -49,7 +49,7 @@ int64_t Net::batch_size() const {
 
 void Net::build(const LoadedConfig& cfg) {
   ConfigNode root = cfg.node();
-  name_ = root.has("name") ? root.get_string("name") : "net";
+  name_ = root.get_file_name("name", "net");
   std::vector<ConfigNode> nodes = root.children("layers");
   if (nodes.empty()) root.fail("layers", "the net has no layers");
   std::set<std::string> names;
@@ -59,6 +59,8 @@ void Net::build(const LoadedConfig& cfg) {
   for (auto& node : nodes) {
     LayerInfo info;
     info.name = node.get_string("name");
+    if (info.name.empty() || info.name.size() > kMaxNameLength)
+      node.fail("name", fmt::format("a layer name has 1 to {} bytes, got {}", kMaxNameLength, info.name.size()));
     if (!names.insert(info.name).second) node.fail("name", fmt::format("duplicate layer name '{}'", info.name));
     info.type = node.get_string("type");
     std::string phase = node.get_choice("phase", {"train", "test", "both"}, "both");
@@ -170,6 +172,10 @@ void Net::allocate_params() {
       params_.push_back(r);
     }
   }
+  // The arena is one allocation (values; gradients and momentum alike): bounded like any blob.
+  if (static_cast<double>(total) > opts_.max_blob_floats)
+    input_error("the parameters of the net total {} floats ({:.1f} GiB), more than one allocation may hold ({} "
+                "floats)", total, static_cast<double>(total) * 4.0 / (1 << 30), opts_.max_blob_floats);
   if (opts_.share_from != nullptr) {
     const Net& src = *opts_.share_from;
     param_values_ = src.param_values_;

@@ -278,7 +278,73 @@ std::string save_snapshot(Solver& solver, const std::string& dir, const std::str
   return weights_path;
 }
 
+namespace {
+
+void restore_state_file(Solver& solver, const std::string& state_path);
+
+// The solver states in `dir`, newest first: "<prefix>_iter_<N>.solverstate" (prefix: any).
+std::vector<std::pair<int64_t, std::string>> states_in(const std::string& dir) {
+  std::vector<std::pair<int64_t, std::string>> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (is_temp_file_name(name) || !ends_with(name, ".solverstate")) continue;
+    const size_t at = name.rfind("_iter_");
+    if (at == std::string::npos || at == 0) continue;
+    const int64_t it = parse_snapshot_iter(name, name.substr(0, at), ".solverstate");
+    if (it >= 0) out.emplace_back(it, e.path().string());
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  return out;
+}
+
+}  // namespace
+
 void restore_snapshot(Solver& solver, const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) {
+    // An explicit file: exactly that snapshot (no silent substitution).
+    try {
+      restore_state_file(solver, path);
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::Input) throw;
+      input_error("{} (pass the run directory to --resume to fall back to its newest intact snapshot)", e.what());
+    }
+    return;
+  }
+  // A run directory: its `latest`, or, when that is corrupt or missing its files, the newest intact
+  // older snapshot, with a warning naming the one refused. Restores validate everything before
+  // touching the solver, so a refused attempt leaves it as it was.
+  try {
+    restore_state_file(solver, path);
+    return;
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::Input) throw;
+    const std::string first_error = e.what();
+    int tried = 0;  // a few: a cause shared by all (another seed, another net) need not read them all
+    for (const auto& [iter, state] : states_in(path)) {
+      if (first_error.find("'" + state + "'") != std::string::npos) continue;  // the one just refused
+      if (++tried > 3) break;
+      try {
+        restore_state_file(solver, state);
+      } catch (const Error& older) {
+        if (older.kind() != ErrorKind::Input) throw;
+        spdlog::warn("resume: '{}' is not usable either: {}", state, older.what());
+        continue;
+      }
+      spdlog::warn("resume: the newest snapshot in '{}' is refused ({}); resumed from the older intact snapshot '{}' "
+                   "(iteration {})",
+                   path, first_error, state, iter);
+      return;
+    }
+    input_error("{} (and no older snapshot in '{}' is intact{})", first_error, path,
+                tried > 3 ? ": the 3 newest were tried" : "");
+  }
+}
+
+namespace {
+
+void restore_state_file(Solver& solver, const std::string& path) {
   // Resolve the solver-state file.
   std::string state_path;
   std::error_code ec;
@@ -409,6 +475,8 @@ void restore_snapshot(Solver& solver, const std::string& path) {
   solver.set_iter(iter);
   solver.restore_loss_window(losses);
 }
+
+}  // namespace
 
 void load_weights(Net& net, const std::string& path) {
   SafeTensors w = SafeTensors::read(path);

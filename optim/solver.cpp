@@ -44,7 +44,7 @@ SolverConfig SolverConfig::parse(ConfigNode n) {
   c.average_loss = n.get_positive_int("average_loss", 1);
   c.snapshot = n.get_int("snapshot", 0);
   if (c.snapshot < 0) n.fail("snapshot", "must be >= 0");
-  c.snapshot_prefix = n.get_string("snapshot_prefix", "");
+  c.snapshot_prefix = n.get_file_name("snapshot_prefix", "");
   c.keep_last = n.get_int("keep_last", 0);
   if (c.keep_last < 0) n.fail("keep_last", "must be >= 0");
   c.warmup_iter = n.get_int("warmup_iter", 0);

@@ -2,6 +2,9 @@
 // path and (for layers) the layer.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdio>
+
 #include "core/error.h"
 #include "data/sources.h"
 #include "layers/config.h"
@@ -141,3 +144,234 @@ TEST(Config, LayerOverrideAfterExpansion) {
 }
 
 }  // namespace
+
+// ---- issue 17: bounded loading, finite numbers, names, file types ------------------------------
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// `levels` levels of `fan` aliases each: a1: &a1 [*a, *a, ...], ..., layers: *a<levels>.
+std::string alias_bomb(int levels, int fan) {
+  std::string t = "name: bomb\na0: &a0 {name: r, type: relu}\n";
+  for (int l = 1; l <= levels; ++l) {
+    t += fmt::format("a{}: &a{} [", l, l);
+    for (int i = 0; i < fan; ++i) t += fmt::format("{}*a{}", i ? ", " : "", l - 1);
+    t += "]\n";
+  }
+  return t + fmt::format("layers: *a{}\n", levels);
+}
+
+// A net of `n` layers: data, relu0 and a flat repeat of n - 2 relu layers.
+std::string deep_relu_config(int n) {
+  return fmt::format(R"(name: deep
+seed: 1
+data:
+  train: {{source: synthetic, shape: [1, 2, 2], num_classes: 4, num_samples: 8, batch_size: 2}}
+solver: {{base_lr: 0.1, max_iter: 1}}
+layers:
+  - {{name: data, type: data, top: [data, label]}}
+  - {{name: relu0, type: relu, bottom: data, top: r0}}
+  - repeat:
+      var: i
+      from: 1
+      to: {}
+      layers:
+        - {{name: "relu{{i}}", type: relu, bottom: "r{{i-1}}", top: "r{{i}}"}}
+)",
+                     n - 2);
+}
+
+}  // namespace
+
+TEST(ConfigLimits, AliasBombIsRefusedQuickly) {
+  // 10^8 layers once expanded: counted while parsing, refused before any walk of the tree.
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string msg;
+  try {
+    load_config_text(alias_bomb(8, 10), "bomb.yaml");
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  const double s = seconds_since(t0);
+  EXPECT_NE(msg.find("more than 1000000 YAML nodes once aliases are expanded"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("bomb.yaml:"), std::string::npos) << msg;
+  EXPECT_LT(s, 2.0) << "alias bomb took " << s << " s";
+  RecordProperty("alias_bomb_seconds", fmt::format("{:.4f}", s));
+}
+
+TEST(ConfigLimits, AliasesWithinTheBudgetStillWork) {
+  // 3 x 3 uses of one layer: fine (and they expand to 9 layers).
+  LoadedConfig cfg = load_config_text(alias_bomb(2, 3), "ok.yaml");
+  EXPECT_EQ(cfg.root["layers"].size(), 3u);
+  EXPECT_EQ(cfg.root["layers"][2].size(), 3u);
+}
+
+TEST(ConfigLimits, AliasCycleIsAnError) {
+  std::string msg;
+  try {
+    load_config_text("name: c\nlayers: &a [*a]\n", "cycle.yaml");
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("cycle"), std::string::npos) << msg;
+}
+
+TEST(ConfigLimits, RepeatOfAnAliasBombIsBounded) {
+  // Each of 10,000 iterations would copy 5 x 10^4 nodes: the expansion budget stops it.
+  std::string t = alias_bomb(4, 10);
+  t.replace(t.find("layers: *a4"), std::string::npos, "layers:\n  - repeat: {count: 10000, layers: [{name: \"x{i}\", extra: *a4}]}\n");
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string msg;
+  try {
+    load_config_text(t, "r.yaml");
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("repeat blocks expand to more than 1000000 YAML nodes"), std::string::npos) << msg;
+  // Copying the budget's million yaml-cpp nodes takes ~6 s here (without the budget: 5 x 10^8 nodes).
+  EXPECT_LT(seconds_since(t0), 30.0);
+}
+
+TEST(ConfigLimits, NestedEmptyRepeatsAreBounded) {
+  // 8 levels of 10,000 iterations of nothing: 10^32 iterations without the iteration count.
+  std::string inner = "[]";
+  for (int d = 0; d < 8; ++d) inner = "[{repeat: {var: v" + std::to_string(d) + ", count: 10000, layers: " + inner + "}}]";
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string msg;
+  try {
+    load_config_text("name: n\nlayers: " + inner + "\n", "n.yaml");
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("repeat blocks expand to more than"), std::string::npos) << msg;
+  EXPECT_LT(seconds_since(t0), 5.0);
+}
+
+TEST(ConfigLimits, RepeatBoundsAndArithmeticCannotOverflow) {
+  EXPECT_NE(error_of(replace(kBase, "name: fc1,", "name: 'fc{N+9223372036854775807}',") + "vars: {N: 5}\n")
+                .find("overflows"),
+            std::string::npos);
+  std::string msg;
+  try {
+    load_config_text("layers: [{repeat: {from: -9223372036854775807, count: 9999, layers: []}}]\n", "o.yaml");
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("must lie within"), std::string::npos) << msg;
+}
+
+TEST(ConfigLimits, TenThousandLayersLoadInAboutASecond) {
+  // Was worse than quadratic (yaml-cpp merging node sets on every copied layer): 1,000 layers 17.6 s.
+  const auto t0 = std::chrono::steady_clock::now();
+  LoadedConfig cfg = load_config_text(deep_relu_config(10000), "deep.yaml");
+  const double load_s = seconds_since(t0);
+  ASSERT_EQ(cfg.root["layers"].size(), 10000u);
+  EXPECT_EQ(cfg.root["layers"][9999]["name"].Scalar(), "relu9998");
+  EXPECT_EQ(cfg.root["layers"][9999]["bottom"].Scalar(), "r9997");
+  // And builds (the net's own checks over 10,000 layers).
+  cli::read_run_settings(cfg);
+  SolverOptions so;
+  so.source_factory = make_batch_source;
+  Solver s(cfg, so);
+  const double build_s = seconds_since(t0);
+  RecordProperty("load_seconds", fmt::format("{:.3f}", load_s));
+  RecordProperty("load_and_build_seconds", fmt::format("{:.3f}", build_s));
+  std::printf("10,000-layer config: load %.3f s, load + build %.3f s\n", load_s, build_s);
+  // "About a second"; the bound leaves room for a loaded machine and sanitizer builds.
+  EXPECT_LT(load_s, 5.0);
+  // A layer override still finds an expanded layer, and the expanded layers are distinct nodes.
+  LoadedConfig o = load_config_text(deep_relu_config(50), "deep.yaml", {"layers.relu7.negative_slope=0.5"});
+  EXPECT_EQ(o.root["layers"][8]["negative_slope"].Scalar(), "0.5");
+  EXPECT_FALSE(o.root["layers"][9]["negative_slope"].IsDefined());
+}
+
+TEST(ConfigLimits, NulBytesAreRefusedBeforeParsing) {
+  // Found by fuzz_config_loader: 16 bytes with a NUL kept yaml-cpp busy for 2.2 s (ASan build).
+  const std::string text("\x2c\xbd\x00\x6d\x20\x3a\x65\x6c\x35\x2c\x20\x23\x35\x30\x7d\x0a", 16);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string msg;
+  try {
+    load_config_text(text, "nul.yaml");
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("nul.yaml: not a text file (contains NUL bytes)"), std::string::npos) << msg;
+  EXPECT_LT(seconds_since(t0), 0.5);
+}
+
+TEST(ConfigLimits, LayerCountIsBounded) {
+  std::string msg;
+  try {
+    load_config_text(deep_relu_config(10001), "deep.yaml");
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("more than 10000 layers"), std::string::npos) << msg;
+}
+
+TEST(ConfigLimits, NonFiniteNumbersAreConfigErrors) {
+  const std::string b = kBase;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {replace(b, "base_lr: 0.1", "base_lr: inf"), "solver.base_lr"},
+      {replace(b, "base_lr: 0.1", "base_lr: nan"), "solver.base_lr"},
+      {replace(b, "base_lr: 0.1", "base_lr: 1e39"), "solver.base_lr"},
+      {replace(b, "base_lr: 0.1", "base_lr: 0.1, momentum: -inf"), "solver.momentum"},
+      {replace(b, "batch_size: 4}\n  test", "batch_size: 4, scale: nan}\n  test"), "scale"},
+      {replace(b, "batch_size: 4}\n  test", "batch_size: 4, mean: [0, nan]}\n  test"), "mean"},
+      {replace(b, "kernel: 3}", "kernel: 3, weight_filler: {type: gaussian, std: nan}}"), "weight_filler.std"},
+      {replace(b, "kernel: 3}", "kernel: 3, bias_filler: {type: constant, value: inf}}"), "bias_filler.value"},
+  };
+  for (const auto& [text, key] : cases) {
+    std::string msg = error_of(text);
+    EXPECT_NE(msg.find(key), std::string::npos) << key << ": " << msg;
+    EXPECT_NE(msg.find("expected a finite number"), std::string::npos) << key << ": " << msg;
+  }
+  // The same through a command-line override.
+  EXPECT_NE(error_of(kBase, {"data.test.scale=nan"}).find("expected a finite number"), std::string::npos);
+}
+
+TEST(ConfigLimits, ParameterArenaIsBoundedLikeABlob) {
+  // Each fc weight below the blob limit, their sum (one arena allocation) above it.
+  const std::string text = replace(replace(kBase, "num_output: 4}", "num_output: 4000}"), "  - {name: loss",
+                                   "  - {name: fc2, type: fc, bottom: fc1, top: fc2, num_output: 4000}\n"
+                                   "  - {name: fc3, type: fc, bottom: fc2, top: fc3, num_output: 4000}\n  - {name: loss");
+  LoadedConfig cfg = load_config_text(replace(text, "bottom: [fc1, label]", "bottom: [fc3, label]"), "cfg.yaml");
+  SolverOptions so;
+  so.source_factory = make_batch_source;
+  so.shapes_only = true;
+  so.max_blob_floats = 20e6;
+  std::string msg;
+  try {
+    Solver s(cfg, so);
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("the parameters of the net total 32444048 floats"), std::string::npos) << msg;
+}
+
+TEST(ConfigLimits, NamesAreCheckedAtLoad) {
+  // Refused by --dry-run (what error_of builds), not at the first snapshot after training.
+  for (const char* bad : {"../../x", "a/b", "..", "a\\\\b"}) {
+    std::string msg = error_of(replace(kBase, "name: t", fmt::format("name: '{}'", bad)));
+    EXPECT_NE(msg.find("must be a plain name"), std::string::npos) << bad << ": " << msg;
+  }
+  EXPECT_NE(error_of(kBase, {"solver.snapshot_prefix=../y"}).find("solver.snapshot_prefix"), std::string::npos);
+  // A 10 MB name gives a short message.
+  const std::string huge(10 << 20, 'n');
+  std::string msg = error_of(replace(kBase, "name: t", "name: " + huge));
+  EXPECT_NE(msg.find("longer than 128 bytes"), std::string::npos) << msg.substr(0, 200);
+  EXPECT_LT(msg.size(), 400u);
+  // Nor does a huge unknown key or a huge wrong value.
+  msg = error_of(replace(kBase, "kernel: 3}", "kernel: 3, " + huge.substr(0, 1000) + ": 1}"));  // YAML: keys < 1024
+  EXPECT_NE(msg.find("unknown key 'nnnn"), std::string::npos) << msg.substr(0, 300);
+  EXPECT_LT(msg.size(), 600u);
+  msg = error_of(replace(kBase, "kernel: 3}", "kernel: " + huge.substr(0, 1 << 20) + "}"));
+  EXPECT_NE(msg.find("expected an integer or a list of integers, got 'nnnn"), std::string::npos) << msg.substr(0, 200);
+  EXPECT_LT(msg.size(), 400u);
+  msg = error_of(replace(kBase, "name: fc1", "name: " + huge.substr(0, 1 << 20)));
+  EXPECT_NE(msg.find("a layer name has 1 to 128 bytes"), std::string::npos) << msg.substr(0, 200);
+  EXPECT_LT(msg.size(), 400u);
+}

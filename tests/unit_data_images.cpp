@@ -2,6 +2,7 @@
 // mirror, mean, and bad inputs (missing label, missing file, corrupt JPEG, truncated PNG, a
 // header claiming 100000x100000, an empty list), with skip_bad.
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <filesystem>
@@ -255,6 +256,8 @@ TEST_F(ImagesTest, BadInputs) {
   expect_error(keys(), {list + ":2", "no label"});
   write_text(list, "sub/img0.png one\n");
   expect_error(keys(), {list + ":1", "bad label 'one'"});
+  write_text(list, "sub/img0.png 16777216\n");
+  expect_error(keys(), {list + ":1", "label 16777216 is too large (labels are float32 values: at most 16777215)"});
   write_text(list, "sub/img0.png 7\n");
   expect_error(keys("\nnum_classes: 5"), {list + ":1", "label 7 is out of range [0, 5)"});
   // A missing file.
@@ -273,13 +276,27 @@ TEST_F(ImagesTest, BadInputs) {
   jpg_junk.insert(jpg_junk.begin(), {0xff, 0xd8, 0xff, 0xe0});
   write_bytes(path("junk2.jpg"), jpg_junk);
   write_text(list, "sub/img0.png 1\njunk2.jpg 2\n");
-  expect_error(keys(), {list + ":2", path("junk2.jpg"), "JPEG or PNG"});
+  expect_error(keys(), {list + ":2", path("junk2.jpg"), "truncated or corrupt JPEG (3004 bytes): no end-of-image marker"});
+  // A truncated JPEG said "Not a PNG" (stb_image names the last format it tried).
+  write_jpg(path("full.jpg"), rgb_image(3, 16, 16), 16, 16);
+  std::vector<uint8_t> jpg = read_all(path("full.jpg"));
+  jpg.resize(jpg.size() * 2 / 3);
+  write_bytes(path("trunc.jpg"), jpg);
+  write_text(list, "trunc.jpg 2\n");
+  expect_error(keys(), {list + ":1", path("trunc.jpg"), "truncated or corrupt JPEG"});
+  try {
+    auto s = source(keys());
+    std::vector<float> d(static_cast<size_t>(s->batch_size() * s->sample_shape().count())), l(s->batch_size());
+    s->next_batch(d.data(), l.data());
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).find("Not a PNG"), std::string::npos) << e.what();
+  }
   // A truncated PNG.
   std::vector<uint8_t> png = read_all(path("sub/img2.png"));
   png.resize(png.size() / 2);
   write_bytes(path("trunc.png"), png);
   write_text(list, "sub/img0.png 1\ntrunc.png 2\n");
-  expect_error(keys(), {list + ":2", path("trunc.png")});
+  expect_error(keys(), {list + ":2", path("trunc.png"), "PNG"});
   // A PNG header claiming 100000 x 100000: refused before decoding.
   write_bytes(path("huge.png"), png_header_only(100000, 100000));
   write_text(list, "huge.png 0\n");
@@ -302,6 +319,24 @@ TEST_F(ImagesTest, BadInputs) {
   expect_error("batch_size: 2", {"images.yaml:", "list: FILE"});
   expect_error(keys("\nresize: 8"), {"images.yaml:", "set crop too"});
   expect_error(keys("\nchannel_order: brg"), {"images.yaml:", "channel_order"});
+}
+
+// An unreadable image folder said "cannot find image"; it is "Permission denied". (Root reads
+// everything: the test needs an ordinary user.)
+TEST_F(ImagesTest, UnreadableFolderIsPermissionDenied) {
+  if (::geteuid() == 0) GTEST_SKIP() << "running as root: permissions are not enforced";
+  write_png_list();
+  write_text(path("l.txt"), "sub/img0.png 1\n");
+  fs::permissions(path("sub"), fs::perms::none);
+  std::string msg;
+  try {
+    source(fmt::format("list: {}\nbatch_size: 1\nprefetch: 0", path("l.txt")));
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  fs::permissions(path("sub"), fs::perms::owner_all);
+  EXPECT_NE(msg.find("cannot access image"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("Permission denied"), std::string::npos) << msg;
 }
 
 TEST_F(ImagesTest, SkipBadCountsAndReplacesDeterministically) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "data/file_io.h"
 #include "data/idx.h"
 #include "data/prefetch.h"
 #include "data/sampler.h"
@@ -387,6 +388,65 @@ TEST_F(MnistTest, BadInputsNameTheFileAndTheReason) {
       EXPECT_EQ(e.kind(), ErrorKind::Input) << msg;
       EXPECT_NE(msg.find(c.file), std::string::npos) << c.name << ": the message does not name " << c.file << ": " << msg;
       EXPECT_NE(msg.find(c.reason), std::string::npos) << c.name << ": expected '" << c.reason << "' in: " << msg;
+    }
+  }
+}
+
+// Issue 17: a 4 MB gzip bomb in an IDX .gz was inflated in full (4.2 GB resident) before the size
+// check. Inflating now stops once the output passes what the header promises (here 96 bytes,
+// followed by 64 MiB of zeros).
+TEST_F(MnistTest, GzipBombStopsAtTheHeadersPromise) {
+  std::vector<uint8_t> b = idx_images(4, 5, 4);
+  b.resize(b.size() + (size_t{64} << 20), 0);
+  write_gzip(path("img"), b);
+  write_bytes(path("lab"), idx_labels(4));
+  b = {};
+  std::string msg;
+  try {
+    source("batch_size: 2");
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("inflates to more than the 96 bytes its header promises (4 images of 5x4)"), std::string::npos)
+      << msg;
+  // Stopped within one 64 KiB inflate chunk of the promise.
+  const size_t at = msg.find("stopped after ");
+  ASSERT_NE(at, std::string::npos) << msg;
+  EXPECT_LE(std::stoll(msg.substr(at + 14)), 96 + 65536) << msg;
+  // Labels too, and a gzip stream without a header promise stops at ReadLimit::max_bytes.
+  write_bytes(path("img"), idx_images(4, 5, 4));
+  std::vector<uint8_t> l = idx_labels(4);
+  l.resize(l.size() + (size_t{8} << 20), 0);
+  write_gzip(path("lab"), l);
+  try {
+    source("batch_size: 2");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("more than the 12 bytes its header promises (4 labels)"), std::string::npos)
+        << e.what();
+  }
+  data::ReadLimit limit;
+  limit.max_bytes = 100000;  // the 8 MiB of zeros compress to ~8 KiB
+  try {
+    data::read_file_bytes(path("lab"), limit);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("inflates to more than 100000 bytes (the limit)"), std::string::npos) << e.what();
+  }
+}
+
+// `/dev/zero` as an IDX path said "is empty (0 bytes)"; a FIFO would block.
+TEST_F(MnistTest, DevicesAndDirectoriesAreNotRegularFiles) {
+  write_bytes(path("lab"), idx_labels(4));
+  for (const std::string& p : {std::string("/dev/zero"), dir().string()}) {
+    fs::remove(path("img"));
+    fs::create_symlink(p, path("img"));
+    try {
+      source("batch_size: 2");
+      ADD_FAILURE() << p << ": no error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("is not a regular file"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(path("img")), std::string::npos) << e.what();
     }
   }
 }

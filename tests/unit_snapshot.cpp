@@ -259,6 +259,37 @@ TEST(Snapshot, TruncatedFilesAreRefused) {
   EXPECT_EQ(c->iter(), kN);
 }
 
+// Issue 17: a corrupt newest snapshot was refused without a word about the older intact one.
+// Resuming from the run directory now falls back to the newest intact snapshot (with a warning
+// naming the refused one); an explicit file is exactly that file, and its error says how to fall back.
+TEST(Snapshot, ResumeFallsBackToTheNewestIntactSnapshot) {
+  TempDir dir;
+  auto b = trained_and_saved(dir);  // snap_iter_11
+  const SolverImage at11(*b);
+  b->step(4);
+  save_snapshot(*b, dir.str(), "snap", 0);  // snap_iter_15, `latest`
+  const std::string newest = dir.file("snap_iter_15.solverstate");
+  std::string bytes = read_file(newest);
+  bytes[bytes.size() / 2] ^= 0x20;
+  write_file_atomic(newest, bytes);
+  auto c = make_solver();
+  restore_snapshot(*c, dir.str());
+  SolverImage(*c).expect_eq(at11, "fell back to snap_iter_11");
+  // The explicit corrupt file is refused, naming it and the way to fall back.
+  auto d = make_solver();
+  std::string msg = input_error_of([&] { restore_snapshot(*d, newest); });
+  EXPECT_NE(msg.find(newest), std::string::npos) << msg;
+  EXPECT_NE(msg.find("pass the run directory to --resume"), std::string::npos) << msg;
+  // Nothing intact: the newest's error, and that no older one is intact.
+  bytes = read_file(dir.file("snap_iter_11.safetensors"));
+  bytes[bytes.size() - 3] ^= 0x01;
+  write_file_atomic(dir.file("snap_iter_11.safetensors"), bytes);
+  auto e = make_solver();
+  msg = input_error_of([&] { restore_snapshot(*e, dir.str()); });
+  EXPECT_NE(msg.find(newest), std::string::npos) << msg;
+  EXPECT_NE(msg.find("and no older snapshot in"), std::string::npos) << msg;
+}
+
 TEST(Snapshot, StateAndWeightsFromDifferentSnapshotsAreRefused) {
   TempDir dir;
   auto b = trained_and_saved(dir);
@@ -362,12 +393,23 @@ TEST(Snapshot, KeepLastLatestAndTemporaryFiles) {
   auto c = make_solver();
   restore_snapshot(*c, dir.str());
   EXPECT_EQ(c->iter(), 5);
+  // A `latest` that names a temporary file, a path outside, or is missing: refused (with a warning
+  // naming why) in favour of the newest intact snapshot, never the temporary file (iteration 9).
+  for (const char* latest : {".tmp-1-0-snap_iter_9.solverstate\n", "../elsewhere.solverstate\n", ""}) {
+    SCOPED_TRACE(latest);
+    if (*latest) write_file_atomic(dir.file("latest"), latest);
+    else fs::remove(dir.file("latest"));
+    auto r = make_solver();
+    restore_snapshot(*r, dir.str());
+    EXPECT_EQ(r->iter(), 5);
+  }
+  // With no intact snapshot left, the pointer's own error.
   write_file_atomic(dir.file("latest"), ".tmp-1-0-snap_iter_9.solverstate\n");
+  fs::remove(dir.file("snap_iter_4.solverstate"));
+  fs::remove(dir.file("snap_iter_5.solverstate"));
   std::string msg = input_error_of([&] { restore_snapshot(*c, dir.str()); });
   EXPECT_NE(msg.find("temporary file"), std::string::npos) << msg;
-  write_file_atomic(dir.file("latest"), "../elsewhere.solverstate\n");
-  msg = input_error_of([&] { restore_snapshot(*c, dir.str()); });
-  EXPECT_NE(msg.find("not a plain file name"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("and no older snapshot"), std::string::npos) << msg;
   fs::remove(dir.file("latest"));
   msg = input_error_of([&] { restore_snapshot(*c, dir.str()); });
   EXPECT_NE(msg.find("has no 'latest'"), std::string::npos) << msg;

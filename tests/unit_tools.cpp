@@ -7,13 +7,19 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <limits>
 #include <filesystem>
 #include <string>
 
 #include "core/error.h"
 #include "data/sources.h"
 #include "layers/net.h"
+#include "optim/snapshot.h"
 #include "optim/solver.h"
+#include "kernels/softmax_loss.h"
+#include "tests/testing/files.h"
 #include "tools/progress.h"
 #include "tools/run_support.h"
 
@@ -240,6 +246,59 @@ TEST(Evaluate, NoLossLayerMeansNoTopK) {
   EXPECT_TRUE(std::isnan(r.top1));
   EXPECT_TRUE(std::isnan(r.loss));
   EXPECT_TRUE(std::isfinite(r.output("acc1")));
+}
+
+// Issue 17: NaN scores counted as correct (every comparison with NaN is false, so no class beat
+// the true one): a safetensors file with a NaN bias, written by another tool (no dropnet checksum),
+// gave top-1 = top-5 = 1. Non-finite scores are wrong answers, and the loss stays NaN.
+TEST(Evaluate, NanScoresAreWrongAnswers) {
+  dropnet::testing::TempDir dir;
+  const std::string path = dir.file("nan_bias.safetensors");
+  {
+    std::vector<float> w(20 * 48, 0.01f), b(20, std::numeric_limits<float>::quiet_NaN());
+    const std::string header =
+        "{\"fc.weight\": {\"dtype\": \"F32\", \"shape\": [20, 48], \"data_offsets\": [0, 3840]}, "
+        "\"fc.bias\": {\"dtype\": \"F32\", \"shape\": [20], \"data_offsets\": [3840, 3920]}}";
+    const uint64_t n = header.size();
+    std::ofstream f(path, std::ios::binary);
+    f.write(reinterpret_cast<const char*>(&n), 8);
+    f << header;
+    f.write(reinterpret_cast<const char*>(w.data()), static_cast<std::streamsize>(w.size() * 4));
+    f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size() * 4));
+  }
+  LoadedConfig cfg = load_config_text(kEvalNet, "evalnet.yaml");
+  NetOptions no;
+  no.phase = Phase::Test;
+  no.source_factory = make_batch_source;
+  Net net(cfg, no);
+  load_weights(net, path);
+  EvalResult r = evaluate_net(net, 2, 0, 1);
+  EXPECT_EQ(r.top1, 0.0);
+  EXPECT_EQ(r.top5, 0.0);
+  EXPECT_EQ(r.output("acc1"), 0.0);
+  EXPECT_EQ(r.output("acc5"), 0.0);
+  EXPECT_TRUE(std::isnan(r.loss)) << r.loss;
+}
+
+TEST(Evaluate, NonFiniteScoreKernels) {
+  // 2 positions x 3 classes, labels 0 and 2.
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  SoftmaxParams p{2, 3, 1, 0, false};
+  const std::vector<float> labels = {0.f, 2.f};
+  auto acc = [&](std::vector<float> x, int k) {
+    float a = -1.f;
+    accuracy_forward_cpu(p, k, x.data(), labels.data(), &a);
+    return a;
+  };
+  EXPECT_EQ(acc({3, 1, 2, 0, 1, 5}, 1), 1.f);        // both right
+  EXPECT_EQ(acc({nan, nan, nan, 0, 1, 5}, 1), 0.5f); // all-NaN position: wrong
+  EXPECT_EQ(acc({3, nan, 2, 0, 1, 5}, 1), 0.5f);     // a NaN rival: wrong too
+  EXPECT_EQ(acc({inf, 1, 2, 0, 1, 5}, 1), 0.5f);     // an infinite score: wrong
+  EXPECT_EQ(acc({nan, nan, nan, nan, nan, nan}, 3), 0.f);
+  std::vector<float> x = {nan, nan, nan, 0, 1, 5}, prob(6);
+  float loss = 0.f;
+  softmax_loss_forward_cpu(p, x.data(), labels.data(), prob.data(), &loss);
+  EXPECT_TRUE(std::isnan(loss)) << "was -log(FLT_MIN) = 87.3 for an all-NaN position: " << loss;
 }
 
 TEST(Progress, FormatDuration) {

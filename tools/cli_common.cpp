@@ -68,7 +68,7 @@ NetOptions net_options(const RunSettings& run, Device dev, Phase phase, int64_t 
 RunSettings read_run_settings(const LoadedConfig& cfg) {
   ConfigNode root = cfg.node();
   RunSettings s;
-  s.name = root.get_string("name", "net");
+  s.name = root.get_file_name("name", "net");
   int64_t seed = root.get_int("seed", 1);
   if (seed < 0) root.fail("seed", "must be >= 0");
   s.seed = static_cast<uint64_t>(seed);

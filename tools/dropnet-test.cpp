@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/fileio.h"
 #include "core/safetensors.h"
 #include "layers/net.h"
 #include "optim/snapshot.h"
@@ -80,16 +81,15 @@ int test_main(int argc, char** argv) {
   }
   std::fflush(stdout);
   if (!json.empty()) {
-    std::ofstream f(json);
-    if (!f) input_error("cannot write '{}'", json);
-    f << fmt::format("{{\"net\": \"{}\", \"weights\": \"{}\", \"iteration\": {}, \"batches\": {}, \"samples\": {}",
+    std::string f;
+    f += fmt::format("{{\"net\": \"{}\", \"weights\": \"{}\", \"iteration\": {}, \"batches\": {}, \"samples\": {}",
                      json_escape(net.name()), json_escape(weights), iter, r.batches, r.samples);
-    f << fmt::format(", \"loss\": {}, \"top1\": {}, \"top5\": {}, \"outputs\": {{", num(r.loss), num(r.top1),
+    f += fmt::format(", \"loss\": {}, \"top1\": {}, \"top5\": {}, \"outputs\": {{", num(r.loss), num(r.top1),
                      num(r.top5));
     for (size_t i = 0; i < r.outputs.size(); ++i)
-      f << fmt::format("{}\"{}\": {}", i ? ", " : "", json_escape(r.outputs[i].first), num(r.outputs[i].second));
-    f << "}}\n";
-    if (!f) input_error("cannot write '{}'", json);
+      f += fmt::format("{}\"{}\": {}", i ? ", " : "", json_escape(r.outputs[i].first), num(r.outputs[i].second));
+    f += "}}\n";
+    write_file_checked(json, f);
   }
   return 0;
 }

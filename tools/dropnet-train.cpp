@@ -104,8 +104,19 @@ int train_main(int argc, char** argv) {
     progress = std::make_unique<Progress>(po);
     progress->attach_to_spdlog();
   }
+  // A failed metrics write (disk full, I/O error) stops the run at the next iteration boundary,
+  // through should_stop so every rank stops together; a final snapshot is tried, then the run
+  // exits non-zero with the write's error. (Thrown from inside the solver, it would skip both.)
+  std::string write_error;
   solver.on_record = [&](const TrainRecord& r) {
-    if (rd) rd->write_record(r);
+    if (rd && write_error.empty()) {
+      try {
+        rd->write_record(r);
+      } catch (const Error& e) {
+        write_error = e.what();
+        spdlog::error("{}: stopping the run", write_error);
+      }
+    }
     if (progress) progress->on_record(r);
   };
   const SolverConfig& sc = solver.config();
@@ -120,7 +131,7 @@ int train_main(int argc, char** argv) {
   dist::set_interrupt_flag(&g_signal);
   solver.should_stop = [&] {
     comm->set_context(fmt::format("iteration {}", solver.iter()));
-    double stop = g_signal.load() != 0 ? 1.0 : 0.0;
+    double stop = g_signal.load() != 0 || !write_error.empty() ? 1.0 : 0.0;
     if (comm->world() > 1) comm->allreduce_sum_double(&stop, 1);  // every rank stops at the same iteration
     dist::inject_fault_if_requested(comm->rank(), solver.iter());  // tests: the others block in a gradient bucket
     return stop > 0;
@@ -133,6 +144,14 @@ int train_main(int argc, char** argv) {
     progress->start(run.name);
   }
   solver.solve();
+  if (!write_error.empty()) {
+    try {
+      snapshot(solver.iter());
+    } catch (const Error& e) {
+      spdlog::error("the final snapshot failed too: {}", e.what());
+    }
+    input_error("{} (run stopped at iteration {})", write_error, solver.iter());
+  }
   // Stopped early = a signal reached some rank; every rank agrees on it (should_stop is all-reduced),
   // which matters because the snapshot is a collective.
   if (solver.iter() < sc.max_iter) {

@@ -31,12 +31,10 @@ RunDirectory::RunDirectory(const std::string& dir, const LoadedConfig& cfg) : di
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) input_error("cannot create run directory '{}': {}", dir, ec.message());
-  std::ofstream c(dir + "/config.yaml");
-  if (!c) input_error("cannot write '{}/config.yaml'", dir);
-  c << "# resolved config (repeat blocks expanded, overrides applied) from " << *cfg.file << "\n" << dump_config(cfg);
-  jsonl_.open(dir + "/metrics.jsonl", std::ios::app);
-  csv_.open(dir + "/metrics.csv", std::ios::app);
-  if (!jsonl_ || !csv_) input_error("cannot write metrics into '{}'", dir);
+  write_file_checked(dir + "/config.yaml", "# resolved config (repeat blocks expanded, overrides applied) from " +
+                                              *cfg.file + "\n" + dump_config(cfg));
+  jsonl_ = std::make_unique<AppendFile>(dir + "/metrics.jsonl");
+  csv_ = std::make_unique<AppendFile>(dir + "/metrics.csv");
 }
 
 void RunDirectory::write_record(const TrainRecord& r) {
@@ -45,12 +43,11 @@ void RunDirectory::write_record(const TrainRecord& r) {
     if (std::isfinite(kv.second)) line += fmt::format(", \"{}\": {:.9g}", json_escape(kv.first), kv.second);
     else line += fmt::format(", \"{}\": null", json_escape(kv.first));
   }
-  jsonl_ << line << "}\n";
-  jsonl_.flush();
+  jsonl_->append(line + "}\n");
   // CSV: kind, iter, name, value (long format: columns differ between train and test rows).
-  if (csv_.tellp() == 0) csv_ << "kind,iter,name,value\n";
-  for (const auto& kv : r.values) csv_ << r.kind << "," << r.iter << "," << kv.first << "," << fmt::format("{:.9g}", kv.second) << "\n";
-  csv_.flush();
+  std::string rows = csv_->size() == 0 ? "kind,iter,name,value\n" : "";
+  for (const auto& kv : r.values) rows += fmt::format("{},{},{},{:.9g}\n", r.kind, r.iter, kv.first, kv.second);
+  csv_->append(rows);
 }
 
 namespace {

@@ -4,9 +4,11 @@
 #include <cstdint>
 #include <fstream>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "core/fileio.h"
 #include "layers/config.h"
 #include "layers/net.h"
 #include "optim/solver.h"
@@ -17,13 +19,14 @@ class RunDirectory {
  public:
   // Creates `dir` (and parents), writes config.yaml (the resolved config).
   RunDirectory(const std::string& dir, const LoadedConfig& cfg);
-  // Appends one JSON line to metrics.jsonl and one row to metrics.csv; flushed per record.
+  // Appends one JSON line to metrics.jsonl and the rows of metrics.csv, each one checked write; a
+  // failed write (ENOSPC, EIO) throws an input error naming the file.
   void write_record(const TrainRecord& r);
   const std::string& dir() const { return dir_; }
 
  private:
   std::string dir_;
-  std::ofstream jsonl_, csv_;
+  std::unique_ptr<AppendFile> jsonl_, csv_;  // checked writes: a full disk is an error, not a torn file
   std::vector<std::string> csv_columns_;
 };
 
