@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The CUDA backend on the emulated device (emu/, DROPNET_CUDA=EMU), as CI runs it:
-#   asan  every `cuda` and `emu` test (the coverage test included) and the 2-rank emulated-NCCL run,
-#         built with ASan + UBSan: the memcheck (an out-of-bounds device access is an ASan report,
-#         a misaligned float4 a UBSan one)
-#   tsan  the `cuda` and `emu` tests built with ThreadSanitizer: every emulated CUDA thread is its
-#         own TSan thread, so two threads of a block touching the same memory between two barriers
-#         is a race report (the racecheck)
-#   plain the same as asan without sanitizers (build-emu, what tools/setup.sh --build-dir build-emu
-#         -- -DDROPNET_CUDA=EMU builds)
+#   asan  the `cuda` and `emu` tests (the kernel-coverage test included) and the 2-rank emulated-NCCL
+#         run, built with ASan + UBSan: the memcheck (an out-of-bounds device access is an ASan
+#         report, a misaligned float4 a UBSan one). The three 60-iteration LeNet trainings
+#         (CudaNet.LenetDropinTrainsLikeCpu) are left to `plain`: under ASan they alone take longer
+#         than CI allows; the two-device training (CudaNetDevices) stays.
+#   tsan  built with ThreadSanitizer: every emulated CUDA thread is its own TSan thread, so two
+#         threads of a block touching the same memory between two barriers is a race report (the
+#         racecheck). Run on what has block-shared memory (GEMM, implicit-GEMM conv, the reductions
+#         of softmax / SGD / bias), the emulator's own tests and the racecheck's self-test.
+#   plain all `cuda` and `emu` tests, no sanitizer (build-emu, what tools/setup.sh --build-dir
+#         build-emu -- -DDROPNET_CUDA=EMU builds)
 # Usage: tools/emu-check.sh [asan] [tsan] [plain]   (default: asan tsan). Extra ctest arguments go in
 # DROPNET_EMU_CTEST_ARGS.
 set -euo pipefail
@@ -22,10 +25,17 @@ for f in "$here"/tests/cuda_*.cpp "$here"/tests/emu_*.cpp "$here"/tests/mpi_nccl
   targets+=("$(basename "$f" .cpp)")
 done
 
+tsan_targets=(cuda_emulator cuda_gemm cuda_conv cuda_softmax_sgd cuda_eltwise emu_gemm emu_conv_igemm)
 for mode in "${modes[@]}"; do
+  selection=(-L "cuda|emu")
+  mode_targets=("${targets[@]}")
   case "$mode" in
-    asan) dir="$here/build-emu-asan"; opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DDROPNET_SANITIZE=ON) ;;
-    tsan) dir="$here/build-emu-tsan"; opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DDROPNET_TSAN=ON -DDROPNET_MPI=OFF) ;;
+    asan) dir="$here/build-emu-asan"; opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DDROPNET_SANITIZE=ON)
+          selection+=(-E "CudaNet[.]LenetDropinTrainsLikeCpu") ;;
+    tsan) dir="$here/build-emu-tsan"; opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DDROPNET_TSAN=ON -DDROPNET_MPI=OFF)
+          mode_targets=("${tsan_targets[@]}")
+          # Not the kernel-coverage fixture (this is a subset) nor the element-wise kernels.
+          selection+=(-FA emu_launches -E "CudaRelu|CudaDropout|CudaDropin|CudaResize|CudaLrn|CudaPool|CudaFusion|CudaNet|CudaHostStaging") ;;
     plain) dir="$here/build-emu"; opts=(-DCMAKE_BUILD_TYPE=Release) ;;
     *) echo "emu-check.sh: unknown mode '$mode' (asan, tsan, plain)" >&2; exit 2 ;;
   esac
@@ -33,18 +43,18 @@ for mode in "${modes[@]}"; do
     cmake -S "$here" -B "$dir" -G Ninja -DDROPNET_CUDA=EMU -DDROPNET_BUILD_BENCH=OFF "${opts[@]}" >/dev/null
   fi
   build_targets=()
-  for t in "${targets[@]}"; do
+  for t in "${mode_targets[@]}"; do
     if ninja -C "$dir" -t query "$t" >/dev/null 2>&1; then build_targets+=("$t"); fi
   done
   cmake --build "$dir" -j "$(nproc)" --target "${build_targets[@]}"
-  echo "== emulated device, $mode: ctest -L 'cuda|emu|mpi' (the emulated-NCCL mpi test where MPI is built)"
+  echo "== emulated device, $mode: ctest ${selection[*]} (and the emulated-NCCL mpi test where MPI is built)"
   (
     export OMP_NUM_THREADS=1  # the CPU references' OpenMP runtime is not instrumented for TSan
     export ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=1
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
     export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
     # shellcheck disable=SC2086
-    ctest --test-dir "$dir" --output-on-failure -j "$(nproc)" -L "cuda|emu" ${DROPNET_EMU_CTEST_ARGS:-}
+    ctest --test-dir "$dir" --output-on-failure -j "$(nproc)" "${selection[@]}" ${DROPNET_EMU_CTEST_ARGS:-}
     if [ "$mode" != tsan ]; then
       # shellcheck disable=SC2086
       ctest --test-dir "$dir" --output-on-failure -R "mpi_nccl_emulated" ${DROPNET_EMU_CTEST_ARGS:-}
