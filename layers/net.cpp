@@ -172,10 +172,10 @@ void Net::allocate_params() {
       params_.push_back(r);
     }
   }
-  // The arena is one allocation (values; gradients and momentum alike): bounded like any blob.
-  if (static_cast<double>(total) > opts_.max_blob_floats)
-    input_error("the parameters of the net total {} floats ({:.1f} GiB), more than one allocation may hold ({} "
-                "floats)", total, static_cast<double>(total) * 4.0 / (1 << 30), opts_.max_blob_floats);
+  // The arena is one allocation (values; gradients and momentum alike): bounded too.
+  if (static_cast<double>(total) > opts_.max_param_floats)
+    input_error("the parameters of the net total {} floats ({:.1f} GiB), more than the parameter arena may hold ({} "
+                "floats)", total, static_cast<double>(total) * 4.0 / (1 << 30), opts_.max_param_floats);
   if (opts_.share_from != nullptr) {
     const Net& src = *opts_.share_from;
     param_values_ = src.param_values_;

@@ -28,9 +28,11 @@ struct NetOptions {
   // Compute gradients for every blob, data layer outputs included (Caffe's force_backward; used
   // by dropnet-dump for conformance checks).
   bool force_backward = false;
-  // Largest blob, parameter or parameter arena (in floats) a config may ask for; bigger is an
-  // input error.
+  // Largest blob or parameter (in floats) a config may ask for; bigger is an input error.
   double max_blob_floats = 2147483648.0;  // 8 GiB of float32
+  // Largest parameter arena (all parameters: one allocation, and as much again for gradients and
+  // momentum); bigger is an input error.
+  double max_param_floats = 2147483648.0;
   // Shapes and counts only (dropnet-summary, --dry-run): host memory is reserved but never
   // touched (no zeroing, no filling), so a net too big for this machine can still be described.
   bool shapes_only = false;

@@ -91,6 +91,7 @@ Solver::Solver(const LoadedConfig& cfg, const SolverOptions& opts) : opts_(opts)
   no.default_engine = opts.default_engine;
   no.batch_override = opts.batch_override;
   no.max_blob_floats = opts.max_blob_floats;
+  no.max_param_floats = opts.max_param_floats;
   no.shapes_only = opts.shapes_only;
   if (opts.reducer) {
     no.rank = opts.reducer->rank();

@@ -92,6 +92,7 @@ struct SolverOptions {
   int64_t batch_override = 0;  // both phases (0 = as configured)
   bool quiet = false;
   double max_blob_floats = 2147483648.0;  // see NetOptions
+  double max_param_floats = 2147483648.0;  // see NetOptions
   bool shapes_only = false;               // see NetOptions: such a solver cannot train
 };
 

@@ -333,8 +333,8 @@ TEST(ConfigLimits, NonFiniteNumbersAreConfigErrors) {
   EXPECT_NE(error_of(kBase, {"data.test.scale=nan"}).find("expected a finite number"), std::string::npos);
 }
 
-TEST(ConfigLimits, ParameterArenaIsBoundedLikeABlob) {
-  // Each fc weight below the blob limit, their sum (one arena allocation) above it.
+TEST(ConfigLimits, ParameterArenaIsBounded) {
+  // Each fc weight below the limit, their sum (one arena allocation) above it.
   const std::string text = replace(replace(kBase, "num_output: 4}", "num_output: 4000}"), "  - {name: loss",
                                    "  - {name: fc2, type: fc, bottom: fc1, top: fc2, num_output: 4000}\n"
                                    "  - {name: fc3, type: fc, bottom: fc2, top: fc3, num_output: 4000}\n  - {name: loss");
@@ -342,7 +342,7 @@ TEST(ConfigLimits, ParameterArenaIsBoundedLikeABlob) {
   SolverOptions so;
   so.source_factory = make_batch_source;
   so.shapes_only = true;
-  so.max_blob_floats = 20e6;
+  so.max_param_floats = 20e6;  // each fc weight (16e6 floats) stays below max_blob_floats
   std::string msg;
   try {
     Solver s(cfg, so);
