@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The CUDA backend on the emulated device (emu/, DROPNET_CUDA=EMU), as CI runs it:
+# The CUDA backend on the emulated device (emu/, DROPNET_CUDA=EMU). CI runs `tsan` here and the
+# ASan run through tools/sanitize.sh, whose build-asan is an emulated build too:
 #   asan  the `cuda` and `emu` tests (the kernel-coverage test included) and the 2-rank emulated-NCCL
 #         run, built with ASan + UBSan: the memcheck (an out-of-bounds device access is an ASan
 #         report, a misaligned float4 a UBSan one). The three 60-iteration LeNet trainings
@@ -30,7 +31,7 @@ for mode in "${modes[@]}"; do
   selection=(-L "cuda|emu")
   mode_targets=("${targets[@]}")
   case "$mode" in
-    asan) dir="$here/build-emu-asan"; opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DDROPNET_SANITIZE=ON)
+    asan) dir="$here/build-asan"; opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DDROPNET_SANITIZE=ON)
           selection+=(-E "CudaNet[.]LenetDropinTrainsLikeCpu") ;;
     tsan) dir="$here/build-emu-tsan"; opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DDROPNET_TSAN=ON -DDROPNET_MPI=OFF)
           mode_targets=("${tsan_targets[@]}")
