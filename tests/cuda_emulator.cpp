@@ -62,12 +62,13 @@ __global__ void fill(float* p, int n, float v) {
 
 __global__ void nothing() {}
 
-// Thread t writes s[t] and reads s[t + 1] with no barrier in between: a race on a GPU.
-__global__ void racy_neighbour(float* out) {
+// Thread t writes s[t] and reads s[t + 1]: correct with the barrier, a race on a GPU without it.
+__global__ void neighbour(float* out, bool barrier) {
   __shared__ float s[64];
   const int t = static_cast<int>(threadIdx.x);
   s[t] = static_cast<float>(t);
-  out[t] = s[(t + 1) % 64];  // missing __syncthreads() before this read
+  if (barrier) __syncthreads();
+  out[t] = s[(t + 1) % 64];
 }
 
 float* device_floats(size_t n) {
@@ -324,12 +325,18 @@ TEST_F(Emulator, OutOfMemoryIsAnErrorNotACrash) {
   EXPECT_EQ(p, nullptr);
 }
 
-// Run only by the TSan build's racecheck test (tests/CMakeLists.txt), which expects TSan to report
-// this race: it shows that the emulated racecheck sees a missing barrier.
-TEST_F(Emulator, DISABLED_RacecheckSeesAMissingBarrier) {
+// With the barrier every thread reads its neighbour's value. With DROPNET_EMU_RACY=1 the barrier
+// is left out: the TSan build's racecheck test (tests/CMakeLists.txt) runs it that way and expects
+// TSan's race report, which shows that the emulated racecheck sees a missing barrier.
+TEST_F(Emulator, NeighbourReadThroughSharedMemory) {
+  const char* racy = std::getenv("DROPNET_EMU_RACY");
+  const bool barrier = racy == nullptr || std::string(racy) != "1";
   float* out = device_floats(64);
-  DN_LAUNCH(racy_neighbour, dim3(1), dim3(64), 0, nullptr, out);
-  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  DN_LAUNCH(neighbour, dim3(1), dim3(64), 0, nullptr, out, barrier);
+  float h[64];
+  ASSERT_EQ(cudaMemcpy(h, out, sizeof h, cudaMemcpyDeviceToHost), cudaSuccess);
+  if (barrier)
+    for (int t = 0; t < 64; ++t) EXPECT_EQ(h[t], static_cast<float>((t + 1) % 64)) << t;
   cudaFree(out);
 }
 
