@@ -101,6 +101,10 @@ struct State {
   int sms = 132;
   bool fibers_everywhere = DN_EMU_TSAN != 0;
   std::map<std::string, long> launches;
+  // Events and destroyed streams are kept (a queued record may still write an event after
+  // cudaEventDestroy; an event may name a destroyed stream): held here, they are not leaks.
+  std::vector<std::unique_ptr<CUevent_st>> events;
+  std::vector<std::unique_ptr<CUstream_st>> dead_streams;
   Clock::time_point epoch = Clock::now();
 
   State() {
@@ -976,6 +980,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
   s->destroyed = true;
   auto& v = dev(s->device).streams;
   v.erase(std::remove(v.begin(), v.end(), s), v.end());
+  st().dead_streams.emplace_back(s);
   return cudaSuccess;
 }
 
@@ -999,7 +1004,9 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned) {
 
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned flags) {
   if (e == nullptr) return fail(cudaErrorInvalidValue, "null event");
-  auto* ev = new CUevent_st();
+  Lock lock(st().mu);
+  st().events.push_back(std::make_unique<CUevent_st>());
+  CUevent_st* ev = st().events.back().get();
   ev->flags = flags;
   *e = ev;
   return cudaSuccess;
