@@ -53,6 +53,6 @@ cudaError_t set_error(cudaError_t e, const std::string& detail);
 // Kernels launched so far (names as written at the launch site, template arguments stripped),
 // with how often; the coverage test reads these.
 std::vector<std::pair<std::string, long>> launched_kernels();
-// Writes launched_kernels() to the file named by DROPNET_EMU_LAUNCH_LOG (if set) at exit,
-// appending one "name count" line per kernel.
+// At exit the runtime appends them, one "file:kernel count" line each, to the file named by
+// DROPNET_EMU_LAUNCH_LOG (if set).
 }  // namespace dn_emu

@@ -641,7 +641,7 @@ namespace {
 
 using namespace dn_emu;
 
-// Size of a host range to snapshot for a pageable copy; sanity for negative-looking sizes.
+// Device memory, as opposed to pinned host memory.
 bool is_device(const Alloc& a) { return !a.pinned; }
 
 // What [p, p + bytes) is: 1 device memory (device in *d), 0 host memory (pinned or pageable),
