@@ -8,7 +8,12 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <thread>
+
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "dist/mpi_comm.h"
@@ -143,20 +148,83 @@ std::unique_ptr<Communicator> make_communicator(Device dev, const CommOptions& o
   return make_mpi_communicator(dev, opts);
 }
 
+namespace {
+std::atomic<uint64_t> g_resumes{0};
+std::atomic<int64_t> g_resume_ns{0};  // CLOCK_MONOTONIC (= steady_clock on Linux) of the last SIGCONT
+std::atomic<double> g_armed_stop_s{0.0};
+
+int64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // async-signal-safe
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+void on_sigcont(int) {
+  g_resume_ns.store(monotonic_ns());
+  g_resumes.fetch_add(1);
+}
+}  // namespace
+
+void watch_for_resume() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction old_action {};
+    if (sigaction(SIGCONT, nullptr, &old_action) != 0) return;
+    // A handler someone else installed stays; only the default action is replaced.
+    if (old_action.sa_handler != SIG_DFL || (old_action.sa_flags & SA_SIGINFO)) return;
+    struct sigaction sa {};
+    sa.sa_handler = on_sigcont;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGCONT, &sa, nullptr);
+  });
+}
+
+uint64_t resume_count() { return g_resumes.load(); }
+
+double seconds_since_resume() {
+  if (g_resumes.load() == 0) return -1.0;
+  return static_cast<double>(monotonic_ns() - g_resume_ns.load()) * 1e-9;
+}
+
 void inject_fault_if_requested(int rank, int64_t iter) {
   static const char* spec = std::getenv("DROPNET_TEST_FAULT");
   if (spec == nullptr || *spec == '\0') return;
   char what[16] = {0};
   int fault_rank = -1;
   long long fault_iter = -1;
-  if (std::sscanf(spec, "%15[a-z]:%d:%lld", what, &fault_rank, &fault_iter) != 3 ||
-      (std::string(what) != "kill" && std::string(what) != "stall"))
-    input_error("DROPNET_TEST_FAULT='{}': expected kill:RANK:ITER or stall:RANK:ITER", spec);
+  double seconds = 0.0;
+  const int fields = std::sscanf(spec, "%15[a-z]:%d:%lld:%lf", what, &fault_rank, &fault_iter, &seconds);
+  const std::string kind = what;
+  if (!((fields == 3 && (kind == "kill" || kind == "stall")) || (fields == 4 && kind == "stop" && seconds > 0)))
+    input_error("DROPNET_TEST_FAULT='{}': expected kill:RANK:ITER, stall:RANK:ITER or stop:RANK:ITER:SECONDS", spec);
   if (rank != fault_rank || iter != fault_iter) return;
   std::fprintf(stderr, "dropnet: rank %d: DROPNET_TEST_FAULT: %s at iteration %lld\n", rank, what, fault_iter);
   std::fflush(stderr);
-  if (std::string(what) == "kill") std::raise(SIGKILL);
+  if (kind == "kill") std::raise(SIGKILL);
+  if (kind == "stop") {
+    g_armed_stop_s.store(seconds);
+    return;
+  }
   for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+}
+
+void stop_here_if_armed() {
+  const double seconds = g_armed_stop_s.exchange(0.0);
+  if (!(seconds > 0)) return;
+  const pid_t self = getpid();
+  const pid_t child = fork();
+  if (child == 0) {  // only async-signal-safe calls here
+    const timespec t{static_cast<time_t>(seconds), static_cast<long>((seconds - static_cast<double>(static_cast<time_t>(seconds))) * 1e9)};
+    nanosleep(&t, nullptr);
+    kill(self, SIGCONT);
+    _exit(0);
+  }
+  if (child < 0) internal_error(__FILE__, __LINE__, "DROPNET_TEST_FAULT stop: fork failed");
+  std::fprintf(stderr, "dropnet: DROPNET_TEST_FAULT: stopping the process for %.3g s\n", seconds);
+  std::fflush(stderr);
+  kill(self, SIGSTOP);
+  waitpid(child, nullptr, 0);
 }
 
 }  // namespace dropnet::dist

@@ -131,8 +131,21 @@ std::unique_ptr<Communicator> make_nccl_communicator(Device dev, const CommOptio
 void set_interrupt_flag(const std::atomic<int>* flag);
 int interrupt_signal();  // the flag's value (0 when unset)
 
+// A rank that was stopped (SIGSTOP, SIGTSTP, a debugger) and resumed by SIGCONT. The time it spent
+// stopped is not its peers' fault: a collective's deadline is extended by it, and the diagnosis
+// says the rank was stopped instead of blaming the others. watch_for_resume() installs a SIGCONT
+// handler once (the default action, continuing, is kept); resume_count() counts the resumptions
+// since, seconds_since_resume() is the time since the last one (< 0 when none).
+void watch_for_resume();
+uint64_t resume_count();
+double seconds_since_resume();
+
 // Test-only fault injection, from DROPNET_TEST_FAULT="kill:RANK:ITER" (the rank SIGKILLs itself
-// when reaching iteration ITER) or "stall:RANK:ITER" (it stops forever, alive). No-op when unset.
+// when reaching iteration ITER), "stall:RANK:ITER" (it stops forever, alive) or
+// "stop:RANK:ITER:SECONDS" (its communication thread, in the next collective it posts, stops the
+// process with SIGSTOP; a child process resumes it with SIGCONT SECONDS later). No-op when unset.
 void inject_fault_if_requested(int rank, int64_t iter);
+// Where the communication thread takes an armed "stop" fault (after posting a collective).
+void stop_here_if_armed();
 
 }  // namespace dropnet::dist

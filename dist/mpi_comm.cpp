@@ -188,14 +188,36 @@ void MpiComm::Impl::run_collective(Op& op) {
     op.error = diagnosis(op.what, op.seq, "failed: " + mpi_error_text(rc));
     return;
   }
-  const auto deadline = op.t_start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
+  auto deadline = op.t_start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
   bool interrupt_reported = false;
+  uint64_t resumes = resume_count();
+  Clock::time_point last_poll = Clock::now();
   for (int polls = 0;; ++polls) {
+    if (polls == 1) stop_here_if_armed();  // tests only (DROPNET_TEST_FAULT=stop:...)
     int flag = 0;
     {
       MpiLock l;
       rc = MPI_Test(&req, &flag, MPI_STATUS_IGNORE);
     }
+    const Clock::time_point now = Clock::now();
+    if (resume_count() != resumes) {
+      // Stopped (SIGSTOP/SIGTSTP/a debugger) since the last poll, a few microseconds before: the
+      // time it spent stopped is not the other ranks' delay and does not count against the timeout.
+      // (A launcher may forward a SIGCONT to ranks that were never stopped: only a real gap is news.)
+      resumes = resume_count();
+      const auto stopped = now - last_poll;
+      deadline += stopped;
+      if (stopped > std::chrono::milliseconds(100)) {
+        std::fprintf(stderr,
+                     "dropnet: rank %d: this process was stopped for about %.3g s and resumed (SIGCONT) while "
+                     "waiting in %s (collective #%lld); that time does not count against its %g s timeout, but the "
+                     "other ranks may have given up on it meanwhile\n",
+                     rank, std::chrono::duration<double>(stopped).count(), op.what.c_str(),
+                     static_cast<long long>(op.seq), timeout_s);
+        std::fflush(stderr);
+      }
+    }
+    last_poll = now;
     if (rc != MPI_SUCCESS) {
       op.error = diagnosis(op.what, op.seq, "failed: " + mpi_error_text(rc));
       return;
@@ -211,7 +233,7 @@ void MpiComm::Impl::run_collective(Op& op) {
                    op.what.c_str(), static_cast<long long>(op.seq));
       std::fflush(stderr);
     }
-    if (Clock::now() > deadline) {
+    if (now > deadline) {
       op.error = diagnosis(op.what, op.seq, fmt::format("did not complete within {:g} s", timeout_s));
       return;
     }
@@ -275,7 +297,10 @@ std::string MpiComm::Impl::diagnosis(const std::string& what, int64_t seq, const
     else if (s == seq)
       same.push_back(r);
     else
-      other += fmt::format("; rank {} waits in collective #{} instead (the ranks issued different collectives)", r, s);
+      other += fmt::format("; rank {} waits in collective #{} instead ({}: the ranks issued different collectives, or "
+                           "{} was stopped or stalled while the collectives completed unevenly)",
+                           r, s, s < seq ? "behind this rank" : "ahead of this rank",
+                           s < seq ? fmt::format("rank {}", r) : std::string("this rank"));
   }
   std::string msg = head;
   if (!silent.empty())
@@ -285,6 +310,11 @@ std::string MpiComm::Impl::diagnosis(const std::string& what, int64_t seq, const
     msg += fmt::format("; rank{} {} wait{} in the same collective", same.size() > 1 ? "s" : "", rank_list(same),
                        same.size() > 1 ? "" : "s");
   msg += other;
+  if (resume_count() > 0)
+    msg += fmt::format("; this rank got a SIGCONT {:.3g} s ago (it was stopped by SIGSTOP, SIGTSTP or a debugger, or "
+                       "the launcher passed the signal on): if it was stopped, the other ranks may have timed out "
+                       "waiting for it",
+                       seconds_since_resume());
   return msg;
 }
 
@@ -331,6 +361,7 @@ MpiComm::MpiComm(Device dev, const CommOptions& opts) : Communicator(dev, opts),
   ensure_mpi_initialized();
   Impl& m = *impl_;
   m.timeout_s = opts.timeout_s;
+  watch_for_resume();
   {
     MpiLock l;
     DN_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &m.comm));

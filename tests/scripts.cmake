@@ -29,7 +29,7 @@ if(DROPNET_MPI_ON AND MPIEXEC_EXECUTABLE AND TARGET mpi_data_parallel AND TARGET
                    ${CMAKE_CURRENT_BINARY_DIR}/mpi_resume)
   set_tests_properties(mpi_resume_unequal_shards PROPERTIES LABELS mpi TIMEOUT 120 ENVIRONMENT "${dn_mpi_env}")
 
-  foreach(mode stall kill)
+  foreach(mode stall kill stop)
     add_test(NAME mpi_fault_${mode}
              COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/mpi_fault.sh ${MPIEXEC_EXECUTABLE} $<TARGET_FILE:dropnet-train>
                      ${CMAKE_CURRENT_BINARY_DIR}/mpi_fault_${mode} ${mode})
