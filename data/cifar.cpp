@@ -45,6 +45,21 @@ int64_t checked_records(const std::string& path, int64_t bytes, int64_t per_file
   return bytes / kCifarRecordBytes;
 }
 
+// A CIFAR-10 file, plain or gzip. The format has no header, but `per_file` records promise its
+// size: a gzip stream stops inflating as soon as its output passes that (a gzip bomb is not
+// inflated in full before the size check refuses it).
+std::vector<uint8_t> read_cifar_file(const std::string& path, int64_t per_file) {
+  ReadLimit limit;
+  if (per_file > 0) limit.promised = [per_file](const uint8_t*) { return per_file * kCifarRecordBytes; };
+  ReadInfo info;
+  std::vector<uint8_t> b = read_file_bytes(path, limit, &info);
+  if (info.stopped)
+    input_error("CIFAR-10 file '{}' (gzip) inflates to more than the {} records of {} bytes = {} bytes expected; "
+                "stopped after {} bytes of output",
+                path, per_file, kCifarRecordBytes, info.limit, b.size());
+  return b;
+}
+
 }  // namespace
 
 std::shared_ptr<InMemoryDataset> load_cifar10(const std::vector<std::string>& paths, int64_t records_per_file) {
@@ -53,7 +68,7 @@ std::shared_ptr<InMemoryDataset> load_cifar10(const std::vector<std::string>& pa
   std::vector<int32_t> labels;
   std::vector<uint8_t> pixels;
   for (const auto& path : paths) {
-    std::vector<uint8_t> b = read_file_bytes(path);
+    std::vector<uint8_t> b = read_cifar_file(path, records_per_file);
     int64_t n = checked_records(path, static_cast<int64_t>(b.size()), records_per_file);
     labels.resize(static_cast<size_t>(n));
     pixels.resize(static_cast<size_t>(n) * 3072);
@@ -111,7 +126,7 @@ std::vector<float> cifar_mean_image(const std::vector<std::string>& paths, int64
   std::vector<double> sum(3072, 0.0);
   int64_t count = 0;
   for (const auto& p : paths) {
-    std::vector<uint8_t> b = read_file_bytes(p);
+    std::vector<uint8_t> b = read_cifar_file(p, records_per_file);
     int64_t n = checked_records(p, static_cast<int64_t>(b.size()), records_per_file);
     for (int64_t i = 0; i < n; ++i) {
       const uint8_t* px = b.data() + i * kCifarRecordBytes + 1;

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -118,6 +119,33 @@ TEST_F(Hostile, FullDiskForMetricsStopsTheRunAfterAFinalSnapshot) {
     EXPECT_TRUE(fs::exists(run_dir / "hostile_iter_1.safetensors")) << p.out;
     EXPECT_FALSE(fs::exists(run_dir / "hostile_iter_6.safetensors")) << "the run went on to the end\n" << p.out;
   }
+}
+
+// The log is a write like the metrics: stderr on a full disk stops the run after a final snapshot,
+// with a non-zero exit (the message itself cannot be read: it went to the same full disk).
+TEST_F(Hostile, FullDiskForTheLogStopsTheRunAfterAFinalSnapshot) {
+  const fs::path run_dir = dir() / "run_log";
+  const std::string cmd = "timeout 60 " + tool("dropnet-train") + " " + path("cfg.yaml") +
+                          " --threads 1 --device cpu --out " + run_dir.string() + " 2>/dev/full";
+  const int rc = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(rc)) << cmd;
+  EXPECT_EQ(WEXITSTATUS(rc), 2) << cmd;
+  EXPECT_TRUE(fs::exists(run_dir / "hostile_iter_1.safetensors") || fs::exists(run_dir / "hostile_iter_0.safetensors"))
+      << "no final snapshot";
+  EXPECT_FALSE(fs::exists(run_dir / "hostile_iter_6.safetensors")) << "the run went on to the end";
+}
+
+// Reports on stdout and --json files: a full disk is a non-zero exit naming what failed.
+TEST_F(Hostile, FullDiskForReportsIsAnError) {
+  const std::string time = tool("dropnet-time") + " " + path("cfg.yaml") + " --iterations 2 --device cpu --threads 1";
+  Proc p = run(time + " --json /dev/full");
+  EXPECT_EQ(p.rc, 2) << p.out;
+  EXPECT_NE(p.out.find("cannot write '/dev/full': No space left on device"), std::string::npos) << p.out;
+  p = run("sh -c '" + time + " >/dev/full'");
+  EXPECT_EQ(p.rc, 1) << p.out;
+  EXPECT_NE(p.out.find("dropnet-time: error: writing standard output failed"), std::string::npos) << p.out;
+  p = run(time);
+  EXPECT_EQ(p.rc, 0) << p.out;
 }
 
 TEST_F(Hostile, MetricsFilesHoldWholeRecords) {

@@ -263,5 +263,30 @@ TEST_F(CifarTest, BadFiles) {
   expect_error("batch_size: 1\nmean_file: auto\nmean: 3", Phase::Test, "mean_file", "not both");
 }
 
+// Issue 17: a gzip bomb under a CIFAR-10 name stops inflating once it passes the bytes that
+// records_per_file promises (6 records = 18438 bytes, followed here by 64 MiB of zeros).
+TEST_F(CifarTest, GzipBombStopsAtTheRecordCount) {
+  std::vector<uint8_t> b = cifar_file(100, kPerFile);
+  b.resize(b.size() + (size_t{64} << 20), 0);
+  testing::write_gzip(path("test_batch.bin"), b);
+  b = {};
+  std::string msg;
+  try {
+    source("batch_size: 1", Phase::Test);
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("'" + path("test_batch.bin") + "' (gzip) inflates to more than the 6 records of 3073 bytes = "
+                     "18438 bytes expected"),
+            std::string::npos)
+      << msg;
+  const size_t at = msg.find("stopped after ");
+  ASSERT_NE(at, std::string::npos) << msg;
+  EXPECT_LE(std::stoll(msg.substr(at + 14)), 18438 + 65536) << msg;
+  // A gzip file of the right size reads like the plain one.
+  testing::write_gzip(path("test_batch.bin"), cifar_file(100, kPerFile));
+  EXPECT_NO_THROW(source("batch_size: 1", Phase::Test));
+}
+
 }  // namespace
 }  // namespace dropnet

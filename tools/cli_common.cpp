@@ -5,8 +5,10 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <string>
 
@@ -17,7 +19,15 @@ namespace dropnet::cli {
 
 int run_main(const char* tool, const std::function<int()>& body) {
   try {
-    return body();
+    const int rc = body();
+    // A report on stdout that did not reach its file (full disk, I/O error) is a failure.
+    errno = 0;
+    if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+      std::fprintf(stderr, "%s: error: writing standard output failed: %s\n", tool,
+                   errno != 0 ? std::strerror(errno) : "an earlier write failed (disk full or I/O error)");
+      return rc != 0 ? rc : 1;
+    }
+    return rc;
   } catch (const Error& e) {
     std::fprintf(stderr, "%s: error: %s\n", tool, e.what());
     return e.kind() == ErrorKind::Input ? 2 : 1;

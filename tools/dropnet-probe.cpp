@@ -204,20 +204,18 @@ int depth_main(const Common& c, int64_t seeds, int64_t length) {
     std::printf("  note: the DropIn layers had not fully grown (p < 1) at the end; try --length or a longer run\n");
   std::fflush(stdout);
   if (!c.json.empty()) {
-    std::ofstream f(c.json);
-    if (!f) input_error("cannot write '{}'", c.json);
     auto list = [](const std::vector<double>& v) {
       std::string s = "[";
       for (size_t i = 0; i < v.size(); ++i) s += fmt::format("{}{:.9g}", i ? ", " : "", v[i]);
       return s + "]";
     };
-    f << fmt::format(
+    write_file_checked(c.json, fmt::format(
         "{{\"probe\": \"depth\", \"config\": \"{}\", \"iterations\": {}, \"seeds\": {}, \"deep\": {}, \"shallow\": {}, "
         "\"deep_mean\": {:.9g}, \"shallow_mean\": {:.9g}, \"deep_std\": {:.9g}, \"shallow_std\": {:.9g}, "
         "\"pooled_std\": {:.9g}, \"difference\": {:.9g}, \"helps\": {}, \"deep_p_min\": {:.9g}, "
         "\"shallow_p_max\": {:.9g}}}\n",
         json_escape(c.config), c.iterations, seeds, list(acc_deep), list(acc_shallow), md, ms, sd, ss, pooled, diff,
-        have_noise ? (helps ? "true" : "false") : "null", last_deep.p_min, last_shallow.p_max);
+        have_noise ? (helps ? "true" : "false") : "null", last_deep.p_min, last_shallow.p_max));
   }
   return 0;
 }
@@ -354,15 +352,14 @@ int width_main(const Common& c, const std::string& layer, int64_t points, double
               "runs)\n");
   std::fflush(stdout);
   if (!c.json.empty()) {
-    std::ofstream f(c.json);
-    if (!f) input_error("cannot write '{}'", c.json);
-    f << fmt::format("{{\"probe\": \"width\", \"config\": \"{}\", \"layer\": \"{}\", \"width\": {}, \"iterations\": {}, "
+    std::string out = fmt::format("{{\"probe\": \"width\", \"config\": \"{}\", \"layer\": \"{}\", \"width\": {}, \"iterations\": {}, "
                      "\"tol\": {:.9g}, \"plateau_ratio\": {:.9g}, \"units_needed\": {}, \"points\": [",
-                     json_escape(c.config), json_escape(layer), width, c.iterations, tol, ratio, units);
+                                  json_escape(c.config), json_escape(layer), width, c.iterations, tol, ratio, units);
     for (size_t i = 0; i < pts.size(); ++i)
-      f << fmt::format("{}{{\"iter\": {}, \"ratio\": {:.9g}, \"accuracy\": {:.9g}}}", i ? ", " : "", pts[i].iter,
-                       pts[i].ratio, pts[i].accuracy);
-    f << "]}\n";
+      out += fmt::format("{}{{\"iter\": {}, \"ratio\": {:.9g}, \"accuracy\": {:.9g}}}", i ? ", " : "", pts[i].iter,
+                         pts[i].ratio, pts[i].accuracy);
+    out += "]}\n";
+    write_file_checked(c.json, out);
   }
   return 0;
 }

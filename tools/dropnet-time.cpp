@@ -8,9 +8,8 @@
 #include <omp.h>
 #include <spdlog/spdlog.h>
 
-#include <fstream>
-
 #include "core/error.h"
+#include "core/fileio.h"
 #include "data/sources.h"
 #include "layers/net.h"
 #include "tools/cli_common.h"
@@ -28,22 +27,23 @@ const char* kUsage =
     "  --at-iter T     the solver iteration the layers see (DropIn p; default 0)\n"
     "  --synthetic     synthetic data of the configured shape (no dataset needed)";
 
+// Every write checked (a full disk is an error naming the file, not a truncated report).
 void write_json(const std::string& path, const NetTiming& t) {
-  std::ofstream f(path);
-  if (!f) input_error("cannot write '{}'", path);
-  f << fmt::format("{{\"net\": \"{}\", \"device\": \"{}\", \"batch\": {}, \"iterations\": {}, \"at_iter\": {},\n",
-                   json_escape(t.name), json_escape(t.device), t.batch, t.iterations, t.at_iter);
-  f << fmt::format(" \"forward_ms\": {:.6g}, \"backward_ms\": {:.6g}, \"total_ms\": {:.6g}, \"images_per_s\": {:.6g},\n",
-                   t.forward_ms, t.backward_ms, t.total_ms(), t.images_per_s());
-  f << " \"layers\": [";
+  std::string out = fmt::format(
+      "{{\"net\": \"{}\", \"device\": \"{}\", \"batch\": {}, \"iterations\": {}, \"at_iter\": {},\n",
+      json_escape(t.name), json_escape(t.device), t.batch, t.iterations, t.at_iter);
+  out += fmt::format(
+      " \"forward_ms\": {:.6g}, \"backward_ms\": {:.6g}, \"total_ms\": {:.6g}, \"images_per_s\": {:.6g},\n",
+      t.forward_ms, t.backward_ms, t.total_ms(), t.images_per_s());
+  out += " \"layers\": [";
   for (size_t i = 0; i < t.layers.size(); ++i) {
     const LayerTiming& l = t.layers[i];
-    f << fmt::format("{}\n  {{\"name\": \"{}\", \"type\": \"{}\", \"forward_ms\": {:.6g}, \"backward_ms\": {:.6g}, "
-                     "\"flops\": {:.6g}}}",
-                     i ? "," : "", json_escape(l.name), json_escape(l.type), l.forward_ms, l.backward_ms, l.flops);
+    out += fmt::format("{}\n  {{\"name\": \"{}\", \"type\": \"{}\", \"forward_ms\": {:.6g}, \"backward_ms\": {:.6g}, "
+                       "\"flops\": {:.6g}}}",
+                       i ? "," : "", json_escape(l.name), json_escape(l.type), l.forward_ms, l.backward_ms, l.flops);
   }
-  f << "]}\n";
-  if (!f) input_error("cannot write '{}'", path);
+  out += "]}\n";
+  write_file_checked(path, out);
 }
 
 int time_main(int argc, char** argv) {

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -118,6 +119,13 @@ int train_main(int argc, char** argv) {
       }
     }
     if (progress) progress->on_record(r);
+    // The log is written too: stderr redirected to a full disk (or a failing device) is a failed
+    // write like a metrics one. stdio keeps the error flag of the failed write.
+    if (root && write_error.empty() && std::ferror(stderr)) {
+      write_error = "writing the log (standard error) failed: the disk may be full";
+      std::clearerr(stderr);
+      spdlog::error("{}: stopping the run", write_error);
+    }
   };
   const SolverConfig& sc = solver.config();
   const std::string prefix = sc.snapshot_prefix.empty() ? run.name : sc.snapshot_prefix;
