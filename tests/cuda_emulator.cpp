@@ -62,6 +62,13 @@ __global__ void fill(float* p, int n, float v) {
 
 __global__ void nothing() {}
 
+// Allocates on the host heap from inside the kernel: under TSan each allocation stores the
+// current (fiber's) call stack.
+__global__ void allocate_in_kernel(int* out) {
+  std::vector<int> v(4, static_cast<int>(blockIdx.x));
+  if (threadIdx.x == 0) out[blockIdx.x] = v[3];
+}
+
 // Thread t writes s[t] and reads s[t + 1]: correct with the barrier, a race on a GPU without it.
 __global__ void neighbour(float* out, bool barrier) {
   __shared__ float s[64];
@@ -323,6 +330,22 @@ TEST_F(Emulator, OutOfMemoryIsAnErrorNotACrash) {
   EXPECT_EQ(cudaMalloc(&p, total + 1), cudaErrorMemoryAllocation);
   EXPECT_NE(last_error_text().find("bytes requested"), std::string::npos);
   EXPECT_EQ(p, nullptr);
+}
+
+// A fiber is reused for every block its host thread runs. Under TSan each run used to leave the
+// fiber's first frames on its shadow call stack (they never return: the fiber switches out), so
+// after ~30,000 blocks a stored stack passed TSan's 65,536-frame limit: a CHECK failure that
+// deadlocked inside TSan (CudaBias hung CI's TSan run). 40,000 blocks of one thread each.
+TEST_F(Emulator, ManyBlocksReuseTheirFibers) {
+  constexpr int kBlocks = 40000;
+  void* p = nullptr;
+  ASSERT_EQ(cudaMalloc(&p, kBlocks * sizeof(int)), cudaSuccess);
+  int* out = static_cast<int*>(p);
+  DN_LAUNCH(allocate_in_kernel, dim3(kBlocks), dim3(1), 0, nullptr, out);
+  std::vector<int> h(kBlocks);
+  ASSERT_EQ(cudaMemcpy(h.data(), out, kBlocks * sizeof(int), cudaMemcpyDeviceToHost), cudaSuccess);
+  for (int b = 0; b < kBlocks; b += 997) EXPECT_EQ(h[static_cast<size_t>(b)], b);
+  cudaFree(out);
 }
 
 // With the barrier every thread reads its neighbour's value. With DROPNET_EMU_RACY=1 the barrier
