@@ -48,14 +48,19 @@ const ConvCase kCases[] = {
     {"depthwise", 2, 6, 9, 9, 6, 3, 3, 1, 1, 1, 1, 6, true},
     {"batch1_s2", 1, 3, 15, 15, 9, 5, 5, 2, 2, 0, 0, 1, true},
     {"pointwise_1x1", 4, 16, 7, 7, 33, 1, 1, 1, 1, 0, 0, 1, true},
-    {"tile_nonmultiple", 3, 7, 31, 29, 65, 3, 3, 1, 1, 1, 1, 1, true},
-    {"deep_k576_no_bias", 2, 64, 12, 12, 70, 3, 3, 1, 1, 1, 1, 1, false},
+    // Under a sanitizer (emulated thread 3x to 30x dearer) the larger shapes keep their channels,
+    // kernel, stride and padding, and their tile non-multiples, on one image or a smaller one.
+    {"tile_nonmultiple", testing::on_gpu_or_emulated<int64_t>(3, 3, 1), 7, 31, 29, 65, 3, 3, 1, 1, 1, 1, 1, true},
+    {"deep_k576_no_bias", testing::on_gpu_or_emulated<int64_t>(2, 2, 1), 64, 12, 12, 70, 3, 3, 1, 1, 1, 1, 1, false},
     // On the emulated device (one host thread) the AlexNet-like shapes keep their kernel, stride,
     // padding and channels on a smaller image batch: conv1's backward data is ~300x its useful
     // work there (3 input channels in 64-row tiles, 15 of 16 taps missing at stride 4).
-    {"alexnet_conv1_like", testing::on_gpu_or_emulated<int64_t>(2, 1), 3, testing::on_gpu_or_emulated<int64_t>(227, 63),
-     testing::on_gpu_or_emulated<int64_t>(227, 63), 96, 11, 11, 4, 4, 0, 0, 1, true},
-    {"alexnet_conv2_like", testing::on_gpu_or_emulated<int64_t>(2, 1), 96, 27, 27, 256, 5, 5, 1, 1, 2, 2, 2, true},
+    {"alexnet_conv1_like", testing::on_gpu_or_emulated<int64_t>(2, 1), 3,
+     testing::on_gpu_or_emulated<int64_t>(227, 63, 31), testing::on_gpu_or_emulated<int64_t>(227, 63, 31), 96, 11, 11,
+     4, 4, 0, 0, 1, true},
+    {"alexnet_conv2_like", testing::on_gpu_or_emulated<int64_t>(2, 1), 96,
+     testing::on_gpu_or_emulated<int64_t>(27, 27, 11), testing::on_gpu_or_emulated<int64_t>(27, 27, 11), 256, 5, 5,
+     1, 1, 2, 2, 2, true},
 };
 
 // gtest prints parameters in failure messages: the case name, not the struct's bytes.

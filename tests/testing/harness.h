@@ -53,6 +53,27 @@ constexpr T on_gpu_or_emulated(T full, T emulated) {
   return cuda_emulated() ? emulated : full;
 }
 
+// True in a sanitizer build (ASan + UBSan, or TSan: GCC's and Clang's own macros). There an emulated
+// CUDA thread costs another 3x (ASan) to 30x (TSan, every thread its own TSan thread): the
+// emulated tests keep each shape class's indexing on a still smaller image or batch.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool sanitized() { return true; }
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool sanitized() { return true; }
+#else
+constexpr bool sanitized() { return false; }
+#endif
+#else
+constexpr bool sanitized() { return false; }
+#endif
+// `full` on a GPU, `emulated` on the emulated device, `sanitized` on the emulated device under a
+// sanitizer.
+template <typename T>
+constexpr T on_gpu_or_emulated(T full, T emulated, T sanitized_emulated) {
+  return cuda_emulated() ? (sanitized() ? sanitized_emulated : emulated) : full;
+}
+
 // HostStaging (the data layer's batch staging) to `target`: four fills, one regrow, every copied
 // batch intact although each refill reuses the buffer (the fence must hold).
 void host_staging_round_trip(Device target);
