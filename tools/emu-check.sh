@@ -60,10 +60,10 @@ for mode in "${modes[@]}"; do
     # (each fiber is one) cost CI a second per test.
     export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:atexit_sleep_ms=0
     # shellcheck disable=SC2086
-    ctest --test-dir "$dir" --output-on-failure -j "$njobs" "${selection[@]}" ${DROPNET_EMU_CTEST_ARGS:-}
+    ctest --test-dir "$dir" --output-on-failure --timeout 600 -j "$njobs" "${selection[@]}" ${DROPNET_EMU_CTEST_ARGS:-}
     if [ "$mode" != tsan ]; then
       # shellcheck disable=SC2086
-      ctest --test-dir "$dir" --output-on-failure -R "mpi_nccl_emulated" ${DROPNET_EMU_CTEST_ARGS:-}
+      ctest --test-dir "$dir" --output-on-failure --timeout 600 -R "mpi_nccl_emulated" ${DROPNET_EMU_CTEST_ARGS:-}
     fi
   )
 done

@@ -17,14 +17,14 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # every shipped config) run in the main suite: here the unit, gradcheck and fuzz labels, with
 # LeakSanitizer on.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
-  ctest --test-dir "$build" --output-on-failure -j "$(nproc)" -E "libfuzzer" -LE "e2e|torch|mpi|cuda|emu" "$@"
+  ctest --test-dir "$build" --output-on-failure --timeout 600 -j "$(nproc)" -E "libfuzzer" -LE "e2e|torch|mpi|cuda|emu" "$@"
 # The emulated device (leaks not checked: the emulator keeps destroyed events and streams, as a
 # driver may, and MPI keeps its own). The three 60-iteration LeNet trainings on the emulated device
 # (CudaNet.LenetDropinTrainsLikeCpu) are left to the plain emulated build (tools/emu-check.sh plain):
 # under ASan they alone would take longer than CI allows; the two-device training stays.
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=1 OMP_NUM_THREADS=1 \
-  ctest --test-dir "$build" --output-on-failure -j "$(nproc)" -L "cuda|emu" -E "CudaNet[.]LenetDropinTrainsLikeCpu" "$@"
+  ctest --test-dir "$build" --output-on-failure --timeout 600 -j "$(nproc)" -L "cuda|emu" -E "CudaNet[.]LenetDropinTrainsLikeCpu" "$@"
 if ctest --test-dir "$build" -N -R mpi_nccl_emulated | grep -q "Total Tests: 1"; then
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=1 \
-    ctest --test-dir "$build" --output-on-failure -R mpi_nccl_emulated "$@"
+    ctest --test-dir "$build" --output-on-failure --timeout 600 -R mpi_nccl_emulated "$@"
 fi
