@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
+
 #include "core/error.h"
 #include "data/sources.h"
 #include "dist/communicator.h"
@@ -36,7 +38,15 @@ const char* kUsage =
     "  --caffe-log   also Caffe-style lines (\"Iteration 100, loss = 0.3\") for Caffe's log parsers";
 
 std::atomic<int> g_signal{0};
-void on_signal(int sig) { g_signal = sig; }
+// The first SIGINT/SIGTERM stops the run at the next iteration boundary with a snapshot; a second
+// one exits at once (128 + signal, as a shell reports a killed command), without that snapshot.
+void on_signal(int sig) {
+  if (g_signal.exchange(sig) != 0) {
+    static const char kMsg[] = "\ndropnet-train: second signal: exiting at once (no final snapshot)\n";
+    (void)!::write(2, kMsg, sizeof kMsg - 1);
+    ::_exit(128 + sig);
+  }
+}
 
 int train_main(int argc, char** argv) {
   cli::Args args(argc, argv);
@@ -54,6 +64,10 @@ int train_main(int argc, char** argv) {
   const std::string timeout_arg = args.take("comm-timeout", "120");
   std::vector<std::string> pos = args.positional(kUsage);
   if (pos.empty()) input_error("missing CONFIG\n{}", kUsage);
+  if (!resume.empty() && !weights.empty())
+    input_error("--resume and --weights contradict each other: a resume restores the weights (and the solver "
+                "state) from '{}'; use --weights alone to start a new run from trained weights",
+                resume);
   std::vector<std::string> overrides(pos.begin() + 1, pos.end());
   for (const auto& o : overrides)
     if (o.find('=') == std::string::npos) input_error("unexpected argument '{}' (overrides are key.path=value)", o);
@@ -93,6 +107,10 @@ int train_main(int argc, char** argv) {
   if (!resume.empty()) {
     restore_snapshot(solver, resume);
     spdlog::info("resumed from {} at iteration {}", resume, solver.iter());
+    if (solver.iter() >= solver.config().max_iter)
+      spdlog::warn("nothing to train: the snapshot is at iteration {} and solver.max_iter is {}; raise it (e.g. "
+                   "solver.max_iter={}) to train further",
+                   solver.iter(), solver.config().max_iter, solver.iter() + solver.config().max_iter);
   }
   std::unique_ptr<Progress> progress;
   if (root) {
@@ -166,7 +184,10 @@ int train_main(int argc, char** argv) {
     spdlog::warn("signal received (here: {}) at iteration {}: writing a snapshot and stopping", g_signal.load(),
                  solver.iter());
     snapshot(solver.iter());
-    return 130;
+    // 128 + the signal, as a shell reports it (130 for SIGINT, 143 for SIGTERM); a rank that was
+    // stopped by the others' signal reports SIGINT's code.
+    const int sig = g_signal.load();
+    return 128 + (sig != 0 ? sig : SIGINT);
   }
   if (sc.snapshot > 0 && solver.iter() % sc.snapshot != 0) snapshot(solver.iter());
   if (progress) progress->done(solver.iter());

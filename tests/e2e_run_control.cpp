@@ -1,0 +1,159 @@
+// dropnet-train's run control (issue 16): SIGINT / SIGTERM stop the run with a snapshot and exit
+// 128 + the signal; --resume with --weights is refused; a resume at or past max_iter says there is
+// nothing to train.
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/testing/files.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string tool(const char* name) {
+  const char* dir = std::getenv("DROPNET_TOOLS_DIR");
+  return dir ? std::string(dir) + "/" + name : "";
+}
+
+// A run long enough to be interrupted: 100,000 iterations of a tiny net, a record every iteration.
+const char* kConfig = R"(name: ctl
+seed: 1
+data:
+  train: {source: synthetic, shape: [1, 6, 6], num_classes: 3, num_samples: 24, batch_size: 4}
+solver: {base_lr: 0.05, max_iter: 100000, display: 1, snapshot: 0}
+layers:
+  - {name: data, type: data, top: [data, label]}
+  - {name: fc, type: fc, bottom: data, top: fc, num_output: 3}
+  - {name: loss, type: softmax_loss, bottom: [fc, label], top: loss}
+)";
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class RunControl : public dropnet::testing::TempDirTest {
+ protected:
+  void SetUp() override {
+    if (tool("dropnet-train").empty()) GTEST_SKIP() << "DROPNET_TOOLS_DIR not set (run through ctest)";
+    std::ofstream(path("cfg.yaml")) << kConfig;
+  }
+
+  // Starts dropnet-train with stderr to `log`; returns its pid.
+  pid_t start(const std::vector<std::string>& extra, const fs::path& log) {
+    std::vector<std::string> argv = {tool("dropnet-train"), path("cfg.yaml"), "--threads", "1", "--device", "cpu",
+                                     "--progress", "log"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 2);
+      ::dup2(fd, 1);
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+    return pid;
+  }
+
+  // Waits (at most 60 s) for the run to have written `records` metrics lines.
+  static bool wait_for_records(const fs::path& metrics, int records) {
+    for (int i = 0; i < 600; ++i) {
+      std::ifstream in(metrics);
+      int n = 0;
+      for (std::string l; std::getline(in, l);) ++n;
+      if (n >= records) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+
+  // Waits (at most 60 s) for the process; its exit code, or -1 (killed on timeout, or by a signal).
+  static int wait_exit(pid_t pid) {
+    int status = 0;
+    for (int i = 0; i < 600; ++i) {
+      if (::waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    return -1;
+  }
+};
+
+TEST_F(RunControl, SignalStopsWithASnapshotAndExits128PlusTheSignal) {
+  for (const auto& [sig, code] : {std::pair{SIGINT, 130}, std::pair{SIGTERM, 143}}) {
+    SCOPED_TRACE(sig);
+    const fs::path out = dir() / ("run_" + std::to_string(sig));
+    const fs::path log = dir() / ("log_" + std::to_string(sig));
+    const pid_t pid = start({"--out", out.string()}, log);
+    ASSERT_TRUE(wait_for_records(out / "metrics.jsonl", 3)) << slurp(log);
+    ::kill(pid, sig);
+    EXPECT_EQ(wait_exit(pid), code) << slurp(log);
+    const std::string text = slurp(log);
+    EXPECT_NE(text.find("writing a snapshot and stopping"), std::string::npos) << text;
+    bool snapshot = false;
+    for (const auto& e : fs::directory_iterator(out))
+      snapshot = snapshot || e.path().extension() == ".safetensors";
+    EXPECT_TRUE(snapshot) << text;
+  }
+}
+
+TEST_F(RunControl, SecondSignalExitsAtOnce) {
+  // The first SIGINT arrives while a SIGSTOP holds the process, so both are pending together: the
+  // handler runs for the first, then for the second, before any iteration boundary is reached.
+  const fs::path out = dir() / "run2";
+  const fs::path log = dir() / "log2";
+  const pid_t pid = start({"--out", out.string()}, log);
+  ASSERT_TRUE(wait_for_records(out / "metrics.jsonl", 3)) << slurp(log);
+  ::kill(pid, SIGSTOP);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, WUNTRACED), pid);  // stopped for sure before the two signals
+  ASSERT_TRUE(WIFSTOPPED(status));
+  ::kill(pid, SIGINT);
+  ::kill(pid, SIGTERM);  // standard signals of one kind coalesce: the second is another signal
+  ::kill(pid, SIGCONT);
+  const int rc = wait_exit(pid);
+  const std::string text = slurp(log);
+  EXPECT_TRUE(rc == 130 || rc == 143) << rc << "\n" << text;
+  EXPECT_NE(text.find("second signal: exiting at once (no final snapshot)"), std::string::npos) << text;
+  EXPECT_EQ(text.find("writing a snapshot and stopping"), std::string::npos) << text;
+}
+
+TEST_F(RunControl, ResumeAndWeightsContradictAndAFinishedRunSaysSo) {
+  // A short run with a snapshot at its end.
+  const fs::path out = dir() / "short";
+  const fs::path log = dir() / "log_short";
+  pid_t pid = start({"--out", out.string(), "solver.max_iter=4", "solver.snapshot=4"}, log);
+  ASSERT_EQ(wait_exit(pid), 0) << slurp(log);
+  const std::string snap = (out / "ctl_iter_4.safetensors").string();
+  ASSERT_TRUE(fs::exists(snap)) << slurp(log);
+
+  pid = start({"--out", (dir() / "both").string(), "--resume", out.string(), "--weights", snap}, log);
+  EXPECT_EQ(wait_exit(pid), 2) << slurp(log);
+  EXPECT_NE(slurp(log).find("--resume and --weights contradict each other"), std::string::npos) << slurp(log);
+
+  pid = start({"--out", out.string(), "--resume", out.string(), "solver.max_iter=4"}, log);
+  EXPECT_EQ(wait_exit(pid), 0) << slurp(log);
+  EXPECT_NE(slurp(log).find("nothing to train: the snapshot is at iteration 4 and solver.max_iter is 4"),
+            std::string::npos)
+      << slurp(log);
+}
+
+}  // namespace
