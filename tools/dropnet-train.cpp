@@ -1,4 +1,4 @@
-// dropnet-train CONFIG [key.path=value ...] [--threads N] [--device D] [--out DIR]
+// dropnet-train CONFIG [key.path=value ...] [--threads N] [--device D] [--out DIR] [--force]
 //               [--resume DIR|FILE] [--weights FILE] [--dry-run] [--quiet] [--comm-timeout S]
 //               [--caffe-log] [--progress auto|tty|log]
 // Trains a net described by a YAML config; writes metrics.jsonl, the resolved config and
@@ -31,9 +31,11 @@ namespace {
 
 const char* kUsage =
     "usage: dropnet-train CONFIG [key.path=value ...] [--threads N] [--device cpu|cuda|cuda:N|auto]\n"
-    "                     [--out DIR] [--resume DIR|FILE] [--weights FILE] [--dry-run] [--quiet]\n"
+    "                     [--out DIR] [--force] [--resume DIR|FILE] [--weights FILE] [--dry-run] [--quiet]\n"
     "                     [--comm-timeout SECONDS] [--caffe-log] [--progress auto|tty|log]\n"
     "  (mpirun -np N dropnet-train ...: data parallel)\n"
+    "  --out DIR     the run directory (default runs/<name>; with --resume, the resumed run's directory);\n"
+    "                one that holds another run is refused unless --force (which deletes its metrics and snapshots)\n"
     "  --progress    auto: one updating line when stderr is a terminal, else log lines\n"
     "  --caffe-log   also Caffe-style lines (\"Iteration 100, loss = 0.3\") for Caffe's log parsers";
 
@@ -56,6 +58,7 @@ int train_main(int argc, char** argv) {
   const std::string resume = args.take("resume");
   const std::string weights = args.take("weights");
   const bool dry_run = args.take_flag("dry-run");
+  const bool force = args.take_flag("force");
   const bool quiet = args.take_flag("quiet");
   const bool caffe_log = args.take_flag("caffe-log");
   const std::string progress_mode = args.take("progress", "auto");
@@ -98,11 +101,31 @@ int train_main(int argc, char** argv) {
     if (root) print_net_summary(solver.train_net(), solver.test_net(), *cfg.defaults);
     return 0;
   }
-  if (out_dir.empty()) out_dir = "runs/" + run.name;
-  std::unique_ptr<RunDirectory> rd = root ? std::make_unique<RunDirectory>(out_dir, cfg) : nullptr;
-  spdlog::info("dropnet-train: {} on {}{}, {} parameters, run directory {}", run.name, dev.str(),
-               comm->world() > 1 ? fmt::format(" x {} ranks ({})", comm->world(), comm->kind()) : std::string(),
-               solver.train_net().num_param_floats(), out_dir);
+  // --resume DIR writes into DIR (--resume FILE into the file's directory) unless --out says otherwise.
+  namespace fs = std::filesystem;
+  const std::string resume_dir =
+      resume.empty() ? "" : (fs::is_directory(resume) ? resume : fs::path(resume).parent_path().string());
+  if (out_dir.empty()) out_dir = !resume.empty() ? (resume_dir.empty() ? "." : resume_dir) : "runs/" + run.name;
+  std::error_code same_ec;
+  const bool resuming_here = !resume.empty() && fs::exists(out_dir) &&
+                             fs::equivalent(resume_dir.empty() ? "." : resume_dir, out_dir, same_ec);
+  if (root && !resuming_here) {
+    // A new run never mixes its metrics and snapshots with an earlier run's.
+    const std::vector<std::string> old = run_files(out_dir);
+    if (!old.empty() && !force)
+      input_error("run directory '{}' already holds a run ({} files: {}{}); resume it with --resume {}, choose "
+                  "another --out, or pass --force to start over there (its metrics and snapshots are deleted)",
+                  out_dir, old.size(), fs::path(old[0]).filename().string(), old.size() > 1 ? ", ..." : "", out_dir);
+    if (!old.empty()) {
+      spdlog::warn("--force: deleting the {} metrics and snapshot files of the earlier run in '{}'", old.size(),
+                   out_dir);
+      for (const auto& f : old) {
+        std::error_code ec;
+        fs::remove(f, ec);
+        if (ec) input_error("--force: cannot delete '{}': {}", f, ec.message());
+      }
+    }
+  }
   if (!weights.empty()) load_weights(solver.train_net(), weights);
   if (!resume.empty()) {
     restore_snapshot(solver, resume);
@@ -112,6 +135,12 @@ int train_main(int argc, char** argv) {
                    "solver.max_iter={}) to train further",
                    solver.iter(), solver.config().max_iter, solver.iter() + solver.config().max_iter);
   }
+  // Resumed in its own directory: the metrics past the snapshot are cut (they are written again).
+  std::unique_ptr<RunDirectory> rd =
+      root ? std::make_unique<RunDirectory>(out_dir, cfg, resuming_here ? solver.iter() : -1) : nullptr;
+  spdlog::info("dropnet-train: {} on {}{}, {} parameters, run directory {}", run.name, dev.str(),
+               comm->world() > 1 ? fmt::format(" x {} ranks ({})", comm->world(), comm->kind()) : std::string(),
+               solver.train_net().num_param_floats(), out_dir);
   std::unique_ptr<Progress> progress;
   if (root) {
     ProgressOptions po;

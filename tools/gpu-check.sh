@@ -308,7 +308,7 @@ grep -hoE 'engine (native|cublas|cudnn): loss.*' "$OUT/tests.log" | sort -u | se
 if [ "$GPU_COUNT" -ge 2 ] && command -v mpirun >/dev/null 2>&1 &&
   grep -q "NCCL=TRUE" "$OUT/build.log" 2>/dev/null; then
   STEP_LOG=tests run_step nccl_2gpu 60 mpirun --allow-run-as-root --oversubscribe -np 2 \
-    "$BIN_TOOLS/dropnet-train" "$ROOT/configs/lenet.yaml" --device cuda --out /tmp/dropnet-gpu-check-nccl \
+    "$BIN_TOOLS/dropnet-train" "$ROOT/configs/lenet.yaml" --device cuda --force --out /tmp/dropnet-gpu-check-nccl \
     "data.train={source: synthetic, shape: [1, 28, 28], num_classes: 10, num_samples: 512, batch_size: 64}" \
     "data.test={source: synthetic, shape: [1, 28, 28], num_classes: 10, num_samples: 64, batch_size: 64}" \
     solver.max_iter=20 solver.test_interval=0 solver.snapshot=0 solver.display=10
@@ -346,7 +346,7 @@ fi
 overrides+=("solver.max_iter=$TRAIN_ITERS" "solver.test_interval=0" "solver.test_iter=0" "solver.snapshot=0"
   "solver.display=20")
 run_step train 180 "$BIN_TOOLS/dropnet-train" "$ROOT/configs/$net.yaml" "${overrides[@]}" --device cuda \
-  --out "$RUN_DIR" --progress log
+  --force --out "$RUN_DIR" --progress log
 if [ -e "$RUN_DIR/metrics.jsonl" ] && command -v python3 >/dev/null 2>&1; then
   python3 - "$RUN_DIR/metrics.jsonl" "$net" <<'EOF' | tee -a "$SUMMARY" | tee -a "$OUT/train.log"
 import json, sys

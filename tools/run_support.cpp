@@ -6,7 +6,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <regex>
 #include <sstream>
 
 #include "core/error.h"
@@ -27,10 +30,67 @@ std::string json_escape(const std::string& s) {
   return o;
 }
 
-RunDirectory::RunDirectory(const std::string& dir, const LoadedConfig& cfg) : dir_(dir) {
+std::vector<std::string> run_files(const std::string& dir) {
+  namespace fs = std::filesystem;
+  static const std::regex kSnapshot(R"(.+_iter_[0-9]+\.(safetensors|solverstate))");
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::error_code size_ec;
+    if ((name == "metrics.jsonl" && fs::file_size(it->path(), size_ec) > 0 && !size_ec) || name == "metrics.csv" ||
+        name == "latest" || std::regex_match(name, kSnapshot))
+      out.push_back(it->path().string());
+  }
+  std::sort(out.begin(), out.end());
+  // A metrics.csv or `latest` alone (a run that failed before its first record) is no run.
+  const bool any = std::any_of(out.begin(), out.end(), [](const std::string& f) {
+    const std::string name = std::filesystem::path(f).filename().string();
+    return name != "metrics.csv" && name != "latest";
+  });
+  if (!any) out.clear();
+  return out;
+}
+
+namespace {
+
+// The records of a metrics file before iteration `before`: metrics.jsonl lines carry "iter": N,
+// metrics.csv rows kind,iter,name,value (its header stays). A torn last line is dropped.
+void cut_back_metrics(const std::string& path, int64_t before, bool csv) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  bool first = true;
+  while (std::getline(in, line)) {
+    if (in.eof()) break;  // no newline: a torn record
+    long long iter = -1;
+    if (csv) {
+      if (first) {
+        first = false;
+        kept += line + "\n";
+        continue;
+      }
+      const size_t c = line.find(',');
+      if (c != std::string::npos) iter = std::atoll(line.c_str() + c + 1);
+    } else {
+      const size_t at = line.find("\"iter\": ");
+      if (at != std::string::npos) iter = std::atoll(line.c_str() + at + 8);
+    }
+    if (iter >= 0 && iter < before) kept += line + "\n";
+  }
+  write_file_atomic(path, kept);
+}
+
+}  // namespace
+
+RunDirectory::RunDirectory(const std::string& dir, const LoadedConfig& cfg, int64_t resumed_at) : dir_(dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) input_error("cannot create run directory '{}': {}", dir, ec.message());
+  if (resumed_at >= 0) {
+    cut_back_metrics(dir + "/metrics.jsonl", resumed_at, false);
+    cut_back_metrics(dir + "/metrics.csv", resumed_at, true);
+  }
   write_file_checked(dir + "/config.yaml", "# resolved config (repeat blocks expanded, overrides applied) from " +
                                               *cfg.file + "\n" + dump_config(cfg));
   jsonl_ = std::make_unique<AppendFile>(dir + "/metrics.jsonl");

@@ -15,10 +15,17 @@
 
 namespace dropnet {
 
+// The files in `dir` that make it hold a run: a non-empty metrics.jsonl, metrics.csv, `latest` and
+// snapshots (<prefix>_iter_<N>.safetensors / .solverstate). Empty when there is none.
+std::vector<std::string> run_files(const std::string& dir);
+
 class RunDirectory {
  public:
-  // Creates `dir` (and parents), writes config.yaml (the resolved config).
-  RunDirectory(const std::string& dir, const LoadedConfig& cfg);
+  // Creates `dir` (and parents), writes config.yaml (the resolved config). A run resumed from a
+  // snapshot at iteration `resumed_at` (>= 0) cuts its metrics files back to the records of the
+  // iterations before it (they are written again from there; a record past a later crash is not
+  // kept twice).
+  RunDirectory(const std::string& dir, const LoadedConfig& cfg, int64_t resumed_at = -1);
   // Appends one JSON line to metrics.jsonl and the rows of metrics.csv, each one checked write; a
   // failed write (ENOSPC, EIO) throws an input error naming the file.
   void write_record(const TrainRecord& r);
