@@ -2,6 +2,7 @@
 // Validates the data sources of a config: builds the train and test sources (every file is
 // opened and checked), prints the sample count and shape, reads N batches (default: one epoch)
 // and prints the label histogram and pixel statistics. Exit 2 with a message on bad data.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -35,25 +36,35 @@ int check_main(int argc, char** argv) {
     const int64_t b = src->batch_size();
     const int64_t n = src->num_samples();
     const int64_t nb = batches > 0 ? batches : (n + b - 1) / b;
-    std::vector<float> x(static_cast<size_t>(b * src->sample_shape().count())), y(static_cast<size_t>(b));
+    // One epoch (the default) counts each sample once: the last batch is padded by wrapping around
+    // to the first samples, which are not counted again. --batches N counts every sample read.
+    const int64_t to_count = batches > 0 ? nb * b : n;
+    const int64_t per_sample = src->sample_shape().count();
+    std::vector<float> x(static_cast<size_t>(b * per_sample)), y(static_cast<size_t>(b));
     std::map<int64_t, int64_t> hist;
     double sum = 0, sumsq = 0;
     float lo = INFINITY, hi = -INFINITY;
+    int64_t counted = 0;
     for (int64_t i = 0; i < nb; ++i) {
       src->next_batch(x.data(), y.data());
-      for (float l : y) ++hist[static_cast<int64_t>(l)];
-      for (float v : x) {
-        sum += v;
-        sumsq += static_cast<double>(v) * v;
-        lo = std::min(lo, v);
-        hi = std::max(hi, v);
+      for (int64_t j = 0; j < b && counted < to_count; ++j, ++counted) {
+        ++hist[static_cast<int64_t>(y[static_cast<size_t>(j)])];
+        for (int64_t k = j * per_sample; k < (j + 1) * per_sample; ++k) {
+          const float v = x[static_cast<size_t>(k)];
+          sum += v;
+          sumsq += static_cast<double>(v) * v;
+          lo = std::min(lo, v);
+          hi = std::max(hi, v);
+        }
       }
     }
-    const double cnt = static_cast<double>(x.size()) * static_cast<double>(nb);
+    const double cnt = static_cast<double>(counted) * static_cast<double>(per_sample);
     const double mean = sum / cnt;
-    std::printf("%s: %lld samples of shape %s, %lld batches of %lld read; pixels min %.4g max %.4g mean %.4g std %.4g\n",
+    std::printf("%s: %lld samples of shape %s, %lld batches of %lld read, %lld samples counted; pixels min %.4g max "
+                "%.4g mean %.4g std %.4g\n",
                 phase, static_cast<long long>(n), src->sample_shape().str().c_str(), static_cast<long long>(nb),
-                static_cast<long long>(b), lo, hi, mean, std::sqrt(std::max(0.0, sumsq / cnt - mean * mean)));
+                static_cast<long long>(b), static_cast<long long>(counted), lo, hi, mean,
+                std::sqrt(std::max(0.0, sumsq / cnt - mean * mean)));
     std::printf("  labels:");
     for (auto& kv : hist) std::printf(" %lld:%lld", static_cast<long long>(kv.first), static_cast<long long>(kv.second));
     std::printf("\n");
