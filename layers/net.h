@@ -88,7 +88,14 @@ class Net {
   Tensor& param_values() { return *param_values_; }
   Tensor& param_grads() { return *param_grads_; }
   const std::vector<ParamRef>& params() const { return params_; }
+  // Floats in the arena: the parameters and the alignment padding between them.
   int64_t num_param_floats() const { return param_values_ ? param_values_->count() : 0; }
+  // Learnable parameters (what a summary counts; no padding).
+  int64_t num_params() const {
+    int64_t n = 0;
+    for (const ParamRef& p : params_) n += p.count;
+    return n;
+  }
   void zero_param_grads();
   std::vector<std::pair<std::string, double>> layer_metrics(const RunContext& ctx) const;
 

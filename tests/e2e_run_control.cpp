@@ -159,6 +159,16 @@ TEST_F(RunControl, ResumeAndWeightsContradictAndAFinishedRunSaysSo) {
       << slurp(log);
 }
 
+// The start-up line counts the parameters as the summary does (not the arena's alignment padding):
+// fc 36 -> 3 has 108 weights + 3 biases.
+TEST_F(RunControl, StartUpLogAndSummaryCountTheSameParameters) {
+  const fs::path log = dir() / "log";
+  ASSERT_EQ(wait_exit(start({"--out", (dir() / "run").string(), "solver.max_iter=1"}, log)), 0) << slurp(log);
+  EXPECT_NE(slurp(log).find("dropnet-train: ctl on cpu, 111 parameters"), std::string::npos) << slurp(log);
+  ASSERT_EQ(wait_exit(start({"--dry-run"}, log)), 0) << slurp(log);
+  EXPECT_NE(slurp(log).find("111 parameters"), std::string::npos) << slurp(log);
+}
+
 // The train records of a metrics.jsonl, by iteration (a repeated iteration shows up twice).
 std::vector<int> train_iters(const fs::path& metrics) {
   std::vector<int> iters;

@@ -140,7 +140,7 @@ int train_main(int argc, char** argv) {
       root ? std::make_unique<RunDirectory>(out_dir, cfg, resuming_here ? solver.iter() : -1) : nullptr;
   spdlog::info("dropnet-train: {} on {}{}, {} parameters, run directory {}", run.name, dev.str(),
                comm->world() > 1 ? fmt::format(" x {} ranks ({})", comm->world(), comm->kind()) : std::string(),
-               solver.train_net().num_param_floats(), out_dir);
+               with_commas(solver.train_net().num_params()), out_dir);
   std::unique_ptr<Progress> progress;
   if (root) {
     ProgressOptions po;
