@@ -1,5 +1,6 @@
 // Typed errors and always-on checks. Every check throws dropnet::Error; the CLIs catch it at
-// the top and exit with code 2 for bad input (ErrorKind::Input) and 1 for internal failures.
+// the top and exit with code 2 for bad input (ErrorKind::Input), 3 for a training run that
+// diverged (ErrorKind::Diverged: a non-finite loss or gradient) and 1 for internal failures.
 #pragma once
 
 #include <fmt/format.h>
@@ -10,7 +11,7 @@
 
 namespace dropnet {
 
-enum class ErrorKind { Input, Internal };
+enum class ErrorKind { Input, Internal, Diverged };
 
 class Error : public std::runtime_error {
  public:
@@ -25,6 +26,13 @@ class Error : public std::runtime_error {
 template <typename... Args>
 [[noreturn]] void input_error(fmt::format_string<Args...> f, Args&&... args) {
   throw Error(ErrorKind::Input, fmt::format(f, std::forward<Args>(args)...));
+}
+
+// The training diverged (non-finite loss or gradient): not the input's fault as such, and not a
+// bug; the CLIs exit with code 3.
+template <typename... Args>
+[[noreturn]] void diverged_error(fmt::format_string<Args...> f, Args&&... args) {
+  throw Error(ErrorKind::Diverged, fmt::format(f, std::forward<Args>(args)...));
 }
 
 // User text quoted in a message, cut to `max` bytes ("abc... (10485760 bytes)") so a hostile

@@ -215,7 +215,7 @@ void Solver::check_finite_or_throw(float loss) {
           where = fmt::format("first non-finite output: layer '{}' (top '{}')", train_->layer(i).name(), t->name);
           break;
         }
-    input_error("divergence: the loss is {} at iteration {}; {}", loss, iter_,
+    diverged_error("divergence: the loss is {} at iteration {}; {}", loss, iter_,
                 where.empty() ? "no layer output is non-finite" : where);
   }
   if (nonfinite(train_->param_grads()) > 0) {
@@ -226,7 +226,7 @@ void Solver::check_finite_or_throw(float loss) {
         break;
       }
     }
-    input_error("divergence: non-finite gradient at iteration {} in parameter '{}'", iter_, where);
+    diverged_error("divergence: non-finite gradient at iteration {} in parameter '{}'", iter_, where);
   }
 }
 

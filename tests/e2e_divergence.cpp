@@ -41,7 +41,7 @@ TEST(Divergence, AbsurdLearningRateStopsWithMessageAndKeepsLastSnapshot) {
   try {
     s.solve();
   } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::Input);
+    EXPECT_EQ(e.kind(), ErrorKind::Diverged);
     msg = e.what();
   }
   ASSERT_FALSE(msg.empty()) << "the run did not stop";

@@ -46,6 +46,14 @@ std::string slurp(const fs::path& p) {
   return ss.str();
 }
 
+// The last line of a metrics.jsonl.
+std::string last_record(const fs::path& metrics) {
+  std::ifstream in(metrics);
+  std::string last;
+  for (std::string l; std::getline(in, l);) last = l;
+  return last;
+}
+
 class RunControl : public dropnet::testing::TempDirTest {
  protected:
   void SetUp() override {
@@ -114,6 +122,10 @@ TEST_F(RunControl, SignalStopsWithASnapshotAndExits128PlusTheSignal) {
     for (const auto& e : fs::directory_iterator(out))
       snapshot = snapshot || e.path().extension() == ".safetensors";
     EXPECT_TRUE(snapshot) << text;
+    const std::string last = last_record(out / "metrics.jsonl");
+    EXPECT_NE(last.find("\"status\": \"stopped\", \"message\": \"signal " + std::to_string(sig) + "\""),
+              std::string::npos)
+        << last;
   }
 }
 
@@ -167,6 +179,21 @@ TEST_F(RunControl, StartUpLogAndSummaryCountTheSameParameters) {
   EXPECT_NE(slurp(log).find("dropnet-train: ctl on cpu, 111 parameters"), std::string::npos) << slurp(log);
   ASSERT_EQ(wait_exit(start({"--dry-run"}, log)), 0) << slurp(log);
   EXPECT_NE(slurp(log).find("111 parameters"), std::string::npos) << slurp(log);
+}
+
+// A run ends with a status record; a divergence has its own exit code (3), apart from bad input (2).
+TEST_F(RunControl, EveryRunEndsWithAStatusRecordAndDivergenceExits3) {
+  const fs::path log = dir() / "log";
+  const fs::path done = dir() / "done";
+  ASSERT_EQ(wait_exit(start({"--out", done.string(), "solver.max_iter=3"}, log)), 0) << slurp(log);
+  EXPECT_EQ(last_record(done / "metrics.jsonl"), R"({"kind": "status", "iter": 3, "status": "finished", "message": ""})");
+  const fs::path nan = dir() / "nan";
+  EXPECT_EQ(wait_exit(start({"--out", nan.string(), "solver.base_lr=1e38", "solver.max_iter=50"}, log)), 3)
+      << slurp(log);
+  EXPECT_NE(slurp(log).find("error: divergence: "), std::string::npos) << slurp(log);
+  const std::string last = last_record(nan / "metrics.jsonl");
+  EXPECT_EQ(last.rfind(R"({"kind": "status", "iter": )", 0), 0u) << last;
+  EXPECT_NE(last.find(R"("status": "diverged", "message": "divergence: )"), std::string::npos) << last;
 }
 
 // The train records of a metrics.jsonl, by iteration (a repeated iteration shows up twice).

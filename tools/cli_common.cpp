@@ -30,7 +30,7 @@ int run_main(const char* tool, const std::function<int()>& body) {
     return rc;
   } catch (const Error& e) {
     std::fprintf(stderr, "%s: error: %s\n", tool, e.what());
-    return e.kind() == ErrorKind::Input ? 2 : 1;
+    return e.kind() == ErrorKind::Input ? 2 : e.kind() == ErrorKind::Diverged ? 3 : 1;
   } catch (const YAML::Exception& e) {
     std::fprintf(stderr, "%s: error: config: %s\n", tool, e.what());
     return 2;

@@ -198,7 +198,19 @@ int train_main(int argc, char** argv) {
     };
     progress->start(run.name);
   }
-  solver.solve();
+  try {
+    solver.solve();
+  } catch (const Error& e) {
+    // The last record says how the run ended (a plot shows where a diverged run stopped).
+    if (rd && write_error.empty()) {
+      try {
+        rd->write_status(e.kind() == ErrorKind::Diverged ? "diverged" : "error", solver.iter(), e.what());
+      } catch (const Error& w) {
+        spdlog::error("{}", w.what());
+      }
+    }
+    throw;
+  }
   if (!write_error.empty()) {
     try {
       snapshot(solver.iter());
@@ -213,12 +225,14 @@ int train_main(int argc, char** argv) {
     spdlog::warn("signal received (here: {}) at iteration {}: writing a snapshot and stopping", g_signal.load(),
                  solver.iter());
     snapshot(solver.iter());
+    if (rd) rd->write_status("stopped", solver.iter(), fmt::format("signal {}", g_signal.load()));
     // 128 + the signal, as a shell reports it (130 for SIGINT, 143 for SIGTERM); a rank that was
     // stopped by the others' signal reports SIGINT's code.
     const int sig = g_signal.load();
     return 128 + (sig != 0 ? sig : SIGINT);
   }
   if (sc.snapshot > 0 && solver.iter() % sc.snapshot != 0) snapshot(solver.iter());
+  if (rd) rd->write_status("finished", solver.iter(), "");
   if (progress) progress->done(solver.iter());
   spdlog::info("done: {} iterations", solver.iter());
   return 0;

@@ -34,7 +34,7 @@ def read_run(path):
                 r = json.loads(line)
             except json.JSONDecodeError as e:
                 sys.exit(f"plot_metrics.py: error: {f}:{n}: not JSON: {e}")
-            if "iter" not in r:
+            if "iter" not in r or r.get("kind") == "status":  # the run's end ("finished", "diverged", ...)
                 continue
             (test if r.get("kind") == "test" else train).append(r)
     return train, test

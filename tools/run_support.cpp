@@ -110,6 +110,11 @@ void RunDirectory::write_record(const TrainRecord& r) {
   csv_->append(rows);
 }
 
+void RunDirectory::write_status(const std::string& status, int64_t iter, const std::string& message) {
+  jsonl_->append(fmt::format("{{\"kind\": \"status\", \"iter\": {}, \"status\": \"{}\", \"message\": \"{}\"}}\n", iter,
+                             json_escape(status), json_escape(clip_text(message, 1000))));
+}
+
 namespace {
 
 std::string human(double v, const char* unit) {

@@ -29,6 +29,9 @@ class RunDirectory {
   // Appends one JSON line to metrics.jsonl and the rows of metrics.csv, each one checked write; a
   // failed write (ENOSPC, EIO) throws an input error naming the file.
   void write_record(const TrainRecord& r);
+  // The run's last record in metrics.jsonl: {"kind": "status", "iter": N, "status": S, "message": M}
+  // with S one of finished, diverged, stopped (a signal), error.
+  void write_status(const std::string& status, int64_t iter, const std::string& message);
   const std::string& dir() const { return dir_; }
 
  private:

@@ -32,6 +32,8 @@ for name in sorted(os.listdir(a.out)):
     with open(path) as f:
         for line in f:
             r = json.loads(line)
+            if r["kind"] == "status":  # the run's end
+                continue
             (tests if r["kind"] == "test" else trains).append(r)
     log = os.path.join(a.out, name + ".log")
     err = ""
