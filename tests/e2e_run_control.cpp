@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -194,6 +195,50 @@ TEST_F(RunControl, EveryRunEndsWithAStatusRecordAndDivergenceExits3) {
   const std::string last = last_record(nan / "metrics.jsonl");
   EXPECT_EQ(last.rfind(R"({"kind": "status", "iter": )", 0), 0u) << last;
   EXPECT_NE(last.find(R"("status": "diverged", "message": "divergence: )"), std::string::npos) << last;
+}
+
+// dropnet-test evaluates exactly one pass over the TEST set by default: 24 samples in batches of 5
+// are 5 batches, the last one counting 4 (its fifth sample wraps around to the first), and the
+// confusion matrix holds each sample once.
+TEST_F(RunControl, TestEvaluatesOnePassWithAConfusionMatrix) {
+  const fs::path out = dir() / "run";
+  const fs::path log = dir() / "log";
+  const std::string test_set =
+      "data.test={source: synthetic, shape: [1, 6, 6], num_classes: 3, num_samples: 24, batch_size: 5}";
+  ASSERT_EQ(wait_exit(start({"--out", out.string(), "solver.max_iter=20", "solver.snapshot=20"}, log)), 0)
+      << slurp(log);
+  const std::string json = (dir() / "t.json").string();
+  const std::string cmd = tool("dropnet-test") + " " + path("cfg.yaml") + " --weights " +
+                          (out / "ctl_iter_20.safetensors").string() + " --threads 1 --device cpu --json " + json +
+                          " '" + test_set + "' 2>&1";
+  std::string text;
+  {
+    FILE* p = popen(cmd.c_str(), "r");
+    char buf[4096];
+    while (size_t n = fread(buf, 1, sizeof buf, p)) text.append(buf, n);
+    ASSERT_EQ(pclose(p), 0) << text;
+  }
+  EXPECT_NE(text.find("ctl: one pass over the 24 TEST samples (5 batches of 5, the last one 4 samples)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("(from 'fc', 3 classes, 24 samples)"), std::string::npos) << text;
+  EXPECT_NE(text.find("per-class accuracy: 0:"), std::string::npos) << text;
+  EXPECT_NE(text.find("confusion matrix (rows: true class, columns: predicted):"), std::string::npos) << text;
+  // The matrix's entries sum to the set's size.
+  const std::string j = slurp(json);
+  const size_t at = j.find("\"confusion\": [");
+  ASSERT_NE(at, std::string::npos) << j;
+  int64_t total = 0;
+  for (size_t i = at + 14; i < j.size(); ++i) {
+    if (std::isdigit(static_cast<unsigned char>(j[i]))) {
+      size_t used = 0;
+      total += std::stoll(j.substr(i), &used);
+      i += used - 1;
+    }
+  }
+  EXPECT_EQ(total, 24) << j;
+  EXPECT_NE(j.find("\"counted\": 24"), std::string::npos) << j;
+  EXPECT_NE(j.find("\"samples\": 25"), std::string::npos) << j;
 }
 
 // The train records of a metrics.jsonl, by iteration (a repeated iteration shows up twice).

@@ -311,10 +311,10 @@ TEST(TestCli, EvaluatesSnapshot) {
   ProcResult r = run(tool("dropnet-test") + " " + kSrc + "/configs/lenet.yaml --weights " + weights +
               " --iterations 3 --threads 1 --device cpu --json " + json);
   ASSERT_EQ(r.rc, 0) << r.err;
-  EXPECT_TRUE(contains(r.out, "3 batches x 100 = 300 TEST samples")) << r.out;
+  EXPECT_TRUE(contains(r.out, "3 batches x 100 = 300 TEST samples of the 10000 in the set")) << r.out;
   EXPECT_TRUE(contains(r.out, "(iteration 40)")) << r.out;
   EXPECT_TRUE(contains(r.out, "top-1 = ")) << r.out;
-  EXPECT_TRUE(contains(r.out, "(from 'ip2', 10 classes)")) << r.out;
+  EXPECT_TRUE(contains(r.out, "(from 'ip2', 10 classes, 300 samples)")) << r.out;
   const std::string j = slurp(json);
   EXPECT_EQ(json_number(j, "samples"), 300);
   EXPECT_EQ(json_number(j, "iteration"), 40);

@@ -1,8 +1,10 @@
 // dropnet-test CONFIG --weights FILE [key.path=value ...] [--iterations N] [--device D] [--batch N]
 //               [--iter T] [--threads N] [--json FILE]
-// Evaluates a weights snapshot on the TEST net: every net output (loss, accuracy layers) averaged
-// over N batches, plus top-1 / top-5 computed from the loss layer's score input (Caffe's
-// accuracy rule), so nets without accuracy layers are covered too. DropIn layers see the
+// Evaluates a weights snapshot on the TEST net, by default over exactly one pass of the TEST set
+// (the last batch partial: its wrapped-around tail is not counted): every net output (loss,
+// accuracy layers) averaged over the batches, plus top-1 / top-5, per-class accuracy and the
+// confusion matrix computed from the loss layer's score input (Caffe's accuracy rule), so nets
+// without accuracy layers are covered too. DropIn layers see the
 // snapshot's iteration (from the weights file; --iter overrides), as they did in training.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -26,7 +28,7 @@ namespace {
 const char* kUsage =
     "usage: dropnet-test CONFIG --weights FILE [key.path=value ...] [--iterations N] [--device D]\n"
     "                    [--batch N] [--iter T] [--threads N] [--json FILE]\n"
-    "  --iterations N  TEST batches (default: solver.test_iter, or 50)\n"
+    "  --iterations N  TEST batches (default: one pass over the TEST set, the last batch partial)\n"
     "  --iter T        the training iteration the layers see (default: the snapshot's)\n"
     "  --json FILE     also write the results as JSON";
 
@@ -54,8 +56,6 @@ int test_main(int argc, char** argv) {
   cli::init_logging();
   LoadedConfig cfg = load_config_file(pos[0], overrides);
   cli::RunSettings run = cli::read_run_settings(cfg);
-  const SolverConfig sc = SolverConfig::parse(cfg.node().child("solver"));
-  if (iterations == 0) iterations = sc.test_iter > 0 ? sc.test_iter : 50;
   if (iter < 0) {
     const SafeTensors w = SafeTensors::read(weights);
     auto it = w.metadata().find("iteration");
@@ -65,17 +65,56 @@ int test_main(int argc, char** argv) {
   if (dev.is_cuda()) cuda_set_device(dev.index);
   Net net(cfg, cli::net_options(run, dev, Phase::Test, batch));
   load_weights(net, weights);
-  EvalResult r = evaluate_net(net, iterations, iter, run.seed);
+  // The TEST set's size: the data layers' sources (one per data layer; the first sets the pace).
+  int64_t set_size = 0;
+  for (BatchSource* src : net.sources()) set_size = set_size == 0 ? src->num_samples() : set_size;
+  const bool one_pass = iterations == 0;
+  if (one_pass) {
+    if (set_size <= 0) input_error("the TEST net has no data source to count: give --iterations N");
+    iterations = (set_size + net.batch_size() - 1) / net.batch_size();
+  }
+  EvalResult r = evaluate_net(net, iterations, iter, run.seed, one_pass ? set_size : 0);
 
   std::fflush(stderr);
-  std::printf("%s: %lld batches x %lld = %lld TEST samples, weights %s (iteration %lld)\n", net.name().c_str(),
-              static_cast<long long>(r.batches), static_cast<long long>(net.batch_size()),
-              static_cast<long long>(r.samples), weights.c_str(), static_cast<long long>(iter));
+  if (one_pass)
+    std::printf("%s: one pass over the %lld TEST samples (%lld batches of %lld%s), weights %s (iteration %lld)\n",
+                net.name().c_str(), static_cast<long long>(set_size), static_cast<long long>(r.batches),
+                static_cast<long long>(net.batch_size()),
+                r.samples > set_size ? fmt::format(", the last one {} samples", set_size % net.batch_size()).c_str()
+                                     : "",
+                weights.c_str(), static_cast<long long>(iter));
+  else
+    std::printf("%s: %lld batches x %lld = %lld TEST samples%s, weights %s (iteration %lld)\n", net.name().c_str(),
+                static_cast<long long>(r.batches), static_cast<long long>(net.batch_size()),
+                static_cast<long long>(r.samples),
+                set_size > 0 && r.samples > set_size
+                    ? fmt::format(" (the set has {}: {} were read twice or more)", set_size, r.samples - set_size).c_str()
+                    : set_size > r.samples ? fmt::format(" of the {} in the set", set_size).c_str() : "",
+                weights.c_str(), static_cast<long long>(iter));
+  if (one_pass && r.samples > set_size)
+    std::printf("  (top-1, top-5 and the confusion matrix count each sample once; the net's own outputs below "
+                "average whole batches)\n");
   for (const auto& kv : r.outputs) std::printf("  %s = %.6g\n", kv.first.c_str(), kv.second);
   if (!r.scores_blob.empty()) {
     std::printf("  top-1 = %.6g", r.top1);
     if (std::isfinite(r.top5)) std::printf(", top-5 = %.6g", r.top5);
-    std::printf("  (from '%s', %lld classes)\n", r.scores_blob.c_str(), static_cast<long long>(r.classes));
+    std::printf("  (from '%s', %lld classes, %lld samples)\n", r.scores_blob.c_str(), static_cast<long long>(r.classes),
+                static_cast<long long>(r.counted));
+    if (!r.confusion.empty() && r.classes <= 20) {
+      const std::vector<double> pc = r.per_class_accuracy();
+      std::printf("  per-class accuracy:");
+      for (size_t c = 0; c < pc.size(); ++c) std::printf(" %zu:%.4g", c, pc[c]);
+      std::printf("\n  confusion matrix (rows: true class, columns: predicted):\n");
+      for (size_t t = 0; t < r.confusion.size(); ++t) {
+        std::printf("  %4zu |", t);
+        for (int64_t v : r.confusion[t]) std::printf(" %6lld", static_cast<long long>(v));
+        if (r.unscored[t] > 0) std::printf("  (+%lld with non-finite scores)", static_cast<long long>(r.unscored[t]));
+        std::printf("\n");
+      }
+    } else if (!r.confusion.empty()) {
+      std::printf("  (%lld classes: per-class accuracy and the confusion matrix in --json only)\n",
+                  static_cast<long long>(r.classes));
+    }
   } else {
     std::printf("  (no softmax_loss layer: top-1/top-5 not computed)\n");
   }
@@ -88,7 +127,20 @@ int test_main(int argc, char** argv) {
                      num(r.top5));
     for (size_t i = 0; i < r.outputs.size(); ++i)
       f += fmt::format("{}\"{}\": {}", i ? ", " : "", json_escape(r.outputs[i].first), num(r.outputs[i].second));
-    f += "}}\n";
+    f += fmt::format("}}, \"counted\": {}", r.counted);
+    if (!r.confusion.empty()) {
+      const std::vector<double> pc = r.per_class_accuracy();
+      f += ", \"per_class_accuracy\": [";
+      for (size_t c = 0; c < pc.size(); ++c) f += fmt::format("{}{}", c ? ", " : "", num(pc[c]));
+      f += "], \"confusion\": [";
+      for (size_t t = 0; t < r.confusion.size(); ++t) {
+        f += t ? ", [" : "[";
+        for (size_t c = 0; c < r.confusion[t].size(); ++c) f += fmt::format("{}{}", c ? ", " : "", r.confusion[t][c]);
+        f += "]";
+      }
+      f += "]";
+    }
+    f += "}\n";
     write_file_checked(json, f);
   }
   return 0;

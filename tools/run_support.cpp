@@ -407,10 +407,22 @@ double EvalResult::output(const std::string& name) const {
   return std::numeric_limits<double>::quiet_NaN();
 }
 
-EvalResult evaluate_net(Net& net, int64_t batches, int64_t iter, uint64_t seed) {
+std::vector<double> EvalResult::per_class_accuracy() const {
+  std::vector<double> acc;
+  for (size_t c = 0; c < confusion.size(); ++c) {
+    int64_t total = c < unscored.size() ? unscored[c] : 0;
+    for (int64_t v : confusion[c]) total += v;
+    acc.push_back(total > 0 ? static_cast<double>(confusion[c][c]) / static_cast<double>(total)
+                            : std::numeric_limits<double>::quiet_NaN());
+  }
+  return acc;
+}
+
+EvalResult evaluate_net(Net& net, int64_t batches, int64_t iter, uint64_t seed, int64_t count) {
   if (batches <= 0) input_error("--iterations must be > 0, got {}", batches);
   EvalResult r;
   r.batches = batches;
+  if (count <= 0 || count > batches * net.batch_size()) count = batches * net.batch_size();
   int loss_layer = -1;
   for (int i = 0; i < net.num_layers() && loss_layer < 0; ++i)
     if (net.layer(i).type() == "softmax_loss") loss_layer = i;
@@ -426,6 +438,10 @@ EvalResult evaluate_net(Net& net, int64_t batches, int64_t iter, uint64_t seed) 
     const Shape& s = scores->shape();
     sp = SoftmaxParams{s.n(), s.ndim() >= 2 ? s[1] : 1, s.ndim() >= 2 ? s.count_from(2) : 1, 0, false};
     r.classes = sp.classes;
+    if (sp.inner == 1) {
+      r.confusion.assign(static_cast<size_t>(sp.classes), std::vector<int64_t>(static_cast<size_t>(sp.classes), 0));
+      r.unscored.assign(static_cast<size_t>(sp.classes), 0);
+    }
   }
   const auto& outs = net.outputs();
   std::vector<double> sums(outs.size(), 0.0);
@@ -440,20 +456,40 @@ EvalResult evaluate_net(Net& net, int64_t batches, int64_t iter, uint64_t seed) 
       for (float x : v) s += x;
       sums[o] += s / static_cast<double>(std::max<size_t>(v.size(), 1));
     }
+    // The samples of this batch that count (the first ones: a wrapped-around tail does not).
+    const int64_t take = std::min<int64_t>(net.batch_size(), count - r.samples);
     r.samples += net.batch_size();
-    if (scores) {
+    if (scores && take > 0) {
       const std::vector<float> x = scores->value.to_host();
       const std::vector<float> y = labels->value.to_host();
-      const double n = static_cast<double>(sp.outer * sp.inner);
+      SoftmaxParams head = sp;
+      head.outer = take;  // N x C x inner: the first `take` samples are contiguous
+      const double n = static_cast<double>(head.outer * head.inner);
       float acc = 0.f;
-      accuracy_forward_cpu(sp, 1, x.data(), y.data(), &acc);
+      accuracy_forward_cpu(head, 1, x.data(), y.data(), &acc);
       hits1 += acc * n;
       if (sp.classes >= 5) {
-        accuracy_forward_cpu(sp, 5, x.data(), y.data(), &acc);
+        accuracy_forward_cpu(head, 5, x.data(), y.data(), &acc);
         hits5 += acc * n;
       }
       positions += n;
+      for (int64_t i = 0; i < take && !r.confusion.empty(); ++i) {
+        const float* row = x.data() + i * sp.classes;
+        const auto label = static_cast<int64_t>(y[static_cast<size_t>(i)]);
+        if (label < 0 || label >= sp.classes) continue;  // an ignored label
+        int64_t best = 0;
+        bool finite = true;
+        for (int64_t c = 0; c < sp.classes; ++c) {
+          finite = finite && std::isfinite(row[c]);
+          if (row[c] > row[best]) best = c;
+        }
+        if (finite)
+          ++r.confusion[static_cast<size_t>(label)][static_cast<size_t>(best)];
+        else
+          ++r.unscored[static_cast<size_t>(label)];
+      }
     }
+    r.counted += std::max<int64_t>(take, 0);
   }
   for (size_t o = 0; o < outs.size(); ++o) r.outputs.emplace_back(outs[o]->name, sums[o] / static_cast<double>(batches));
   if (loss_layer >= 0) r.loss = r.output(net.tops(loss_layer)[0]->name);

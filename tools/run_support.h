@@ -118,19 +118,28 @@ std::string format_timing(const NetTiming& t, bool markdown = false);
 // ---- evaluation (dropnet-test, dropnet-probe) -----------------------------------------------
 
 struct EvalResult {
-  int64_t batches = 0, samples = 0;
+  int64_t batches = 0, samples = 0;  // samples: batches x batch size, all read
+  int64_t counted = 0;               // the samples top-1 / top-5 / the confusion matrix count
   std::vector<std::pair<std::string, double>> outputs;  // every net output, mean over batches
   std::string scores_blob;  // the loss layer's first bottom (top-k source); empty if none
   int64_t classes = 0;
   double loss = std::numeric_limits<double>::quiet_NaN();  // the softmax_loss output
   double top1 = std::numeric_limits<double>::quiet_NaN();  // over all samples, Caffe's tie rule
   double top5 = std::numeric_limits<double>::quiet_NaN();  // NaN when classes < 5
+  // Rows: the true class, columns: the predicted one (the first highest score), over the counted
+  // samples; empty without a softmax_loss layer or for a per-position loss.
+  std::vector<std::vector<int64_t>> confusion;
+  std::vector<int64_t> unscored;  // per true class: samples whose scores were not all finite (wrong)
+  // Per class: correct / samples of that class (NaN for a class with no sample).
+  std::vector<double> per_class_accuracy() const;
   // The mean of the output named `name`, NaN when absent.
   double output(const std::string& name) const;
 };
 
-// Runs `batches` forward passes of `net` (a TEST net) at solver iteration `iter`.
-EvalResult evaluate_net(Net& net, int64_t batches, int64_t iter, uint64_t seed);
+// Runs `batches` forward passes of `net` (a TEST net) at solver iteration `iter`. top-1, top-5 and
+// the confusion matrix count the first `count` samples read (0: all): one pass over a test set
+// whose last batch is filled by wrapping around counts each sample once.
+EvalResult evaluate_net(Net& net, int64_t batches, int64_t iter, uint64_t seed, int64_t count = 0);
 
 std::string json_escape(const std::string& s);
 
