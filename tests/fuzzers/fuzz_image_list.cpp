@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -16,7 +18,12 @@
 namespace {
 std::string scratch_dir() {
   static const std::string dir = [] {
-    std::string d = "/tmp/dropnet_fuzz_" + std::to_string(getpid());
+    // A fixed-length name (the pid zero-padded): the paths in error messages, and so the code paths
+    // behind them (short-string or heap), do not depend on the pid, which keeps a fixed-seed run
+    // deterministic.
+    char pid[16];
+    std::snprintf(pid, sizeof pid, "%010d", static_cast<int>(getpid()));
+    std::string d = std::string("/tmp/dropnet_fuzz_") + pid;
     std::string cmd = "mkdir -p " + d;
     if (std::system(cmd.c_str()) != 0) std::abort();
     return d;
