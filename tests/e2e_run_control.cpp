@@ -260,6 +260,13 @@ TEST_F(RunControl, ANewRunIntoAnEarlierRunIsRefusedUnlessForced) {
       << slurp(log);
   EXPECT_NE(slurp(log).find("pass --force to start over"), std::string::npos) << slurp(log);
   EXPECT_EQ(train_iters(out / "metrics.jsonl"), (std::vector<int>{0, 1, 2, 3})) << "the refused run wrote";
+  // --force with weights that do not load: nothing is deleted.
+  EXPECT_EQ(wait_exit(start({"--out", out.string(), "--force", "--weights", (dir() / "missing.safetensors").string()},
+                            log)),
+            2)
+      << slurp(log);
+  EXPECT_TRUE(fs::exists(out / "ctl_iter_4.safetensors")) << slurp(log);
+  EXPECT_EQ(train_iters(out / "metrics.jsonl"), (std::vector<int>{0, 1, 2, 3}));
   // --force: the earlier run's metrics and snapshots are gone, the new run's alone are there.
   EXPECT_EQ(wait_exit(start({"--out", out.string(), "--force", "solver.max_iter=2", "solver.snapshot=2"}, log)), 0)
       << slurp(log);

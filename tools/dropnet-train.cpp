@@ -103,29 +103,20 @@ int train_main(int argc, char** argv) {
   }
   // --resume DIR writes into DIR (--resume FILE into the file's directory) unless --out says otherwise.
   namespace fs = std::filesystem;
+  std::error_code fs_ec;
   const std::string resume_dir =
-      resume.empty() ? "" : (fs::is_directory(resume) ? resume : fs::path(resume).parent_path().string());
+      resume.empty() ? "" : (fs::is_directory(resume, fs_ec) ? resume : fs::path(resume).parent_path().string());
   if (out_dir.empty()) out_dir = !resume.empty() ? (resume_dir.empty() ? "." : resume_dir) : "runs/" + run.name;
-  std::error_code same_ec;
-  const bool resuming_here = !resume.empty() && fs::exists(out_dir) &&
-                             fs::equivalent(resume_dir.empty() ? "." : resume_dir, out_dir, same_ec);
-  if (root && !resuming_here) {
-    // A new run never mixes its metrics and snapshots with an earlier run's.
-    const std::vector<std::string> old = run_files(out_dir);
-    if (!old.empty() && !force)
-      input_error("run directory '{}' already holds a run ({} files: {}{}); resume it with --resume {}, choose "
-                  "another --out, or pass --force to start over there (its metrics and snapshots are deleted)",
-                  out_dir, old.size(), fs::path(old[0]).filename().string(), old.size() > 1 ? ", ..." : "", out_dir);
-    if (!old.empty()) {
-      spdlog::warn("--force: deleting the {} metrics and snapshot files of the earlier run in '{}'", old.size(),
-                   out_dir);
-      for (const auto& f : old) {
-        std::error_code ec;
-        fs::remove(f, ec);
-        if (ec) input_error("--force: cannot delete '{}': {}", f, ec.message());
-      }
-    }
-  }
+  const bool resuming_here = !resume.empty() && fs::exists(out_dir, fs_ec) &&
+                             fs::equivalent(resume_dir.empty() ? "." : resume_dir, out_dir, fs_ec);
+  // A new run never mixes its metrics and snapshots with an earlier run's: refused here, before
+  // anything is loaded; with --force they are deleted once the weights or snapshot have loaded.
+  const std::vector<std::string> earlier = root && !resuming_here ? run_files(out_dir) : std::vector<std::string>{};
+  if (!earlier.empty() && !force)
+    input_error("run directory '{}' already holds a run ({} files: {}{}); resume it with --resume {}, choose "
+                "another --out, or pass --force to start over there (its metrics and snapshots are deleted)",
+                out_dir, earlier.size(), fs::path(earlier[0]).filename().string(), earlier.size() > 1 ? ", ..." : "",
+                out_dir);
   if (!weights.empty()) load_weights(solver.train_net(), weights);
   if (!resume.empty()) {
     restore_snapshot(solver, resume);
@@ -134,6 +125,15 @@ int train_main(int argc, char** argv) {
       spdlog::warn("nothing to train: the snapshot is at iteration {} and solver.max_iter is {}; raise it (e.g. "
                    "solver.max_iter={}) to train further",
                    solver.iter(), solver.config().max_iter, solver.iter() + solver.config().max_iter);
+  }
+  if (!earlier.empty()) {
+    spdlog::warn("--force: deleting the {} metrics and snapshot files of the earlier run in '{}'", earlier.size(),
+                 out_dir);
+    for (const auto& f : earlier) {
+      std::error_code ec;
+      fs::remove(f, ec);
+      if (ec) input_error("--force: cannot delete '{}': {}", f, ec.message());
+    }
   }
   // Resumed in its own directory: the metrics past the snapshot are cut (they are written again).
   std::unique_ptr<RunDirectory> rd =
