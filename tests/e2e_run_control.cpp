@@ -241,6 +241,46 @@ TEST_F(RunControl, TestEvaluatesOnePassWithAConfusionMatrix) {
   EXPECT_NE(j.find("\"samples\": 25"), std::string::npos) << j;
 }
 
+// The run directory records each invocation (run.jsonl) and keeps its own log (train.log), whose
+// writes are checked like the metrics'.
+TEST_F(RunControl, RunRecordAndTrainLog) {
+  const fs::path out = dir() / "run";
+  const fs::path log = dir() / "log";
+  ASSERT_EQ(wait_exit(start({"--out", out.string(), "solver.max_iter=4", "solver.snapshot=2"}, log)), 0) << slurp(log);
+  ASSERT_EQ(wait_exit(start({"--resume", out.string(), "solver.max_iter=6", "solver.snapshot=2"}, log)), 0)
+      << slurp(log);
+  std::ifstream in(out / "run.jsonl");
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  ASSERT_EQ(lines.size(), 2u) << slurp(out / "run.jsonl");
+  for (const std::string& l : lines) {
+    EXPECT_NE(l.find("\"command\": [\"" + tool("dropnet-train") + "\", \"" + path("cfg.yaml") + "\""), std::string::npos)
+        << l;
+    EXPECT_NE(l.find("\"threads\": 1, \"version\": \""), std::string::npos) << l;
+    EXPECT_NE(l.find("\"commit\": \""), std::string::npos) << l;
+    EXPECT_NE(l.find("\"host\": \""), std::string::npos) << l;
+    EXPECT_NE(l.find("\"device\": \"cpu\", \"ranks\": 1"), std::string::npos) << l;
+  }
+  EXPECT_NE(lines[0].find("\"start_iter\": 0}"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find("\"start_iter\": 4}"), std::string::npos) << lines[1];
+  const std::string tlog = slurp(out / "train.log");
+  EXPECT_NE(tlog.find("done: 4 iterations"), std::string::npos) << tlog;
+  EXPECT_NE(tlog.find("done: 6 iterations"), std::string::npos) << tlog;
+  // train.log on a full disk: the run stops after a final snapshot, exit 2 naming the file.
+  const fs::path full = dir() / "full";
+  fs::create_directories(full);
+  fs::create_symlink("/dev/full", full / "train.log");
+  EXPECT_EQ(wait_exit(start({"--out", full.string(), "solver.max_iter=6", "solver.snapshot=0"}, log)), 2)
+      << slurp(log);
+  EXPECT_NE(slurp(log).find("cannot write '" + (full / "train.log").string() + "': No space left on device"),
+            std::string::npos)
+      << slurp(log);
+  EXPECT_NE(slurp(log).find("(run stopped at iteration "), std::string::npos) << slurp(log);
+  bool snapshot = false;
+  for (const auto& e : fs::directory_iterator(full)) snapshot = snapshot || e.path().extension() == ".safetensors";
+  EXPECT_TRUE(snapshot) << slurp(log);
+}
+
 // The train records of a metrics.jsonl, by iteration (a repeated iteration shows up twice).
 std::vector<int> train_iters(const fs::path& metrics) {
   std::vector<int> iters;

@@ -5,6 +5,7 @@
 // snapshots into the run directory. Under mpirun: data parallel (dist/), rank 0 alone logs and
 // writes files.
 #include <fmt/format.h>
+#include <omp.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -138,6 +139,10 @@ int train_main(int argc, char** argv) {
   // Resumed in its own directory: the metrics past the snapshot are cut (they are written again).
   std::unique_ptr<RunDirectory> rd =
       root ? std::make_unique<RunDirectory>(out_dir, cfg, resuming_here ? solver.iter() : -1) : nullptr;
+  // The run's own log (train.log, every line a checked write) and its invocation record (run.jsonl).
+  std::shared_ptr<RunLogSink> run_log = rd ? attach_run_log(out_dir) : nullptr;
+  if (rd) rd->write_invocation(std::vector<std::string>(argv, argv + argc), omp_get_max_threads(), dev.str(),
+                               comm->world(), solver.iter());
   spdlog::info("dropnet-train: {} on {}{}, {} parameters, run directory {}", run.name, dev.str(),
                comm->world() > 1 ? fmt::format(" x {} ranks ({})", comm->world(), comm->kind()) : std::string(),
                with_commas(solver.train_net().num_params()), out_dir);
@@ -168,6 +173,10 @@ int train_main(int argc, char** argv) {
     if (progress) progress->on_record(r);
     // The log is written too: stderr redirected to a full disk (or a failing device) is a failed
     // write like a metrics one. stdio keeps the error flag of the failed write.
+    if (run_log && write_error.empty() && !run_log->error().empty()) {
+      write_error = run_log->error();
+      spdlog::error("{}: stopping the run", write_error);
+    }
     if (root && write_error.empty() && std::ferror(stderr)) {
       write_error = "writing the log (standard error) failed: the disk may be full";
       std::clearerr(stderr);

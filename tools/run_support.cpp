@@ -1,18 +1,22 @@
 #include "tools/run_support.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
 
 #include "core/error.h"
+#include "dropnet_version.h"
 #include "kernels/softmax_loss.h"
 
 namespace dropnet {
@@ -39,14 +43,15 @@ std::vector<std::string> run_files(const std::string& dir) {
     const std::string name = it->path().filename().string();
     std::error_code size_ec;
     if ((name == "metrics.jsonl" && fs::file_size(it->path(), size_ec) > 0 && !size_ec) || name == "metrics.csv" ||
-        name == "latest" || std::regex_match(name, kSnapshot))
+        name == "latest" || name == "train.log" || name == "run.jsonl" || std::regex_match(name, kSnapshot))
       out.push_back(it->path().string());
   }
   std::sort(out.begin(), out.end());
-  // A metrics.csv or `latest` alone (a run that failed before its first record) is no run.
+  // A metrics.csv, `latest`, train.log or run.jsonl alone (a run that failed before its first
+  // record) is no run; they go with one.
   const bool any = std::any_of(out.begin(), out.end(), [](const std::string& f) {
     const std::string name = std::filesystem::path(f).filename().string();
-    return name != "metrics.csv" && name != "latest";
+    return name == "metrics.jsonl" || std::regex_match(name, kSnapshot);
   });
   if (!any) out.clear();
   return out;
@@ -108,6 +113,55 @@ void RunDirectory::write_record(const TrainRecord& r) {
   std::string rows = csv_->size() == 0 ? "kind,iter,name,value\n" : "";
   for (const auto& kv : r.values) rows += fmt::format("{},{},{},{:.9g}\n", r.kind, r.iter, kv.first, kv.second);
   csv_->append(rows);
+}
+
+std::string dropnet_version() { return DROPNET_VERSION; }
+std::string dropnet_commit() { return DROPNET_COMMIT; }
+
+std::string RunLogSink::error() const {
+  std::lock_guard<std::mutex> l(error_mu_);
+  return error_;
+}
+
+void RunLogSink::sink_it_(const spdlog::details::log_msg& msg) {
+  {
+    std::lock_guard<std::mutex> l(error_mu_);
+    if (!error_.empty()) return;  // the first failure stops the log; the run stops on it
+  }
+  spdlog::memory_buf_t buf;
+  formatter_->format(msg, buf);
+  try {
+    file_.append(std::string_view(buf.data(), buf.size()));
+  } catch (const Error& e) {
+    std::lock_guard<std::mutex> l(error_mu_);
+    error_ = e.what();
+  }
+}
+
+std::shared_ptr<RunLogSink> attach_run_log(const std::string& dir) {
+  auto sink = std::make_shared<RunLogSink>(dir + "/train.log");
+  sink->set_pattern("%Y-%m-%d %H:%M:%S.%e %L %v");
+  spdlog::default_logger()->sinks().push_back(sink);
+  return sink;
+}
+
+void RunDirectory::write_invocation(const std::vector<std::string>& argv, int threads, const std::string& device,
+                                    int world, int64_t start_iter) {
+  std::string cmd = "[";
+  for (size_t i = 0; i < argv.size(); ++i) cmd += fmt::format("{}\"{}\"", i ? ", " : "", json_escape(argv[i]));
+  cmd += "]";
+  const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char when[32];
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+  AppendFile runs(dir_ + "/run.jsonl");
+  runs.append(fmt::format("{{\"started\": \"{}\", \"host\": \"{}\", \"command\": {}, \"threads\": {}, \"version\": \"{}\", "
+                          "\"commit\": \"{}\", \"device\": \"{}\", \"ranks\": {}, \"start_iter\": {}}}\n",
+                          when, json_escape(host), cmd, threads, json_escape(dropnet_version()),
+                          json_escape(dropnet_commit()), json_escape(device), world, start_iter));
 }
 
 void RunDirectory::write_status(const std::string& status, int64_t iter, const std::string& message) {

@@ -5,8 +5,11 @@
 #include <fstream>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
+
+#include <spdlog/sinks/base_sink.h>
 
 #include "core/fileio.h"
 #include "layers/config.h"
@@ -15,9 +18,33 @@
 
 namespace dropnet {
 
-// The files in `dir` that make it hold a run: a non-empty metrics.jsonl, metrics.csv, `latest` and
-// snapshots (<prefix>_iter_<N>.safetensors / .solverstate). Empty when there is none.
+// The files of an earlier run in `dir`: a non-empty metrics.jsonl or snapshots
+// (<prefix>_iter_<N>.safetensors / .solverstate) make it one; metrics.csv, `latest`, train.log and
+// run.jsonl go with them. Empty when `dir` holds no run.
 std::vector<std::string> run_files(const std::string& dir);
+
+// dropnet's version and the git commit it was built from ("unknown" outside a git checkout).
+std::string dropnet_version();
+std::string dropnet_commit();
+
+// train.log: a spdlog sink whose every line is a checked write (AppendFile). A failed write does
+// not throw inside spdlog: error() returns it, for the run to stop on like a failed metrics write.
+class RunLogSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit RunLogSink(const std::string& path) : file_(path) {}
+  std::string error() const;
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override;
+  void flush_() override {}
+
+ private:
+  AppendFile file_;
+  mutable std::mutex error_mu_;
+  std::string error_;
+};
+// Adds a RunLogSink on DIR/train.log to the default logger.
+std::shared_ptr<RunLogSink> attach_run_log(const std::string& dir);
 
 class RunDirectory {
  public:
@@ -32,6 +59,10 @@ class RunDirectory {
   // The run's last record in metrics.jsonl: {"kind": "status", "iter": N, "status": S, "message": M}
   // with S one of finished, diverged, stopped (a signal), error.
   void write_status(const std::string& status, int64_t iter, const std::string& message);
+  // run.jsonl: one line per invocation (a new run or a resume): the command line, when, where, the
+  // thread count, dropnet's version and commit, the device and ranks, the iteration it started at.
+  void write_invocation(const std::vector<std::string>& argv, int threads, const std::string& device, int world,
+                        int64_t start_iter);
   const std::string& dir() const { return dir_; }
 
  private:
