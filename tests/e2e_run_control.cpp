@@ -281,6 +281,32 @@ TEST_F(RunControl, RunRecordAndTrainLog) {
   EXPECT_TRUE(snapshot) << slurp(log);
 }
 
+// Every tool: --version names dropnet's version and commit, a mistyped option gets a suggestion.
+TEST_F(RunControl, VersionAndDidYouMean) {
+  for (const char* name : {"dropnet-train", "dropnet-test", "dropnet-summary", "dropnet-time", "dropnet-datacheck"}) {
+    SCOPED_TRACE(name);
+    const fs::path log = dir() / "log";
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      const std::string t = tool(name);
+      ::execl(t.c_str(), t.c_str(), "--version", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    EXPECT_EQ(wait_exit(pid), 0);
+    EXPECT_EQ(slurp(log).rfind(std::string(name) + " (dropnet ", 0), 0u) << slurp(log);
+    EXPECT_NE(slurp(log).find(", commit "), std::string::npos) << slurp(log);
+  }
+  const fs::path log = dir() / "log";
+  EXPECT_EQ(wait_exit(start({"--threds", "2"}, log)), 2);
+  EXPECT_NE(slurp(log).find("unknown option '--threds' (did you mean '--threads'?)"), std::string::npos)
+      << slurp(log);
+  EXPECT_EQ(wait_exit(start({"--no-such-option"}, log)), 2);
+  EXPECT_NE(slurp(log).find("unknown option '--no-such-option'\n"), std::string::npos) << slurp(log);
+}
+
 // The train records of a metrics.jsonl, by iteration (a repeated iteration shows up twice).
 std::vector<int> train_iters(const fs::path& metrics) {
   std::vector<int> iters;

@@ -5,15 +5,18 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <filesystem>
 #include <string>
 
 #include "core/error.h"
 #include "data/sources.h"
+#include "dropnet_version.h"  // generated (cmake/version.cmake)
 
 namespace dropnet::cli {
 
@@ -97,10 +100,34 @@ RunSettings read_run_settings(const LoadedConfig& cfg) {
   return s;
 }
 
-Args::Args(int argc, char** argv) : args_(argv + 1, argv + argc), used_(args_.size(), false) {}
+Args::Args(int argc, char** argv)
+    : prog_(argc > 0 ? std::filesystem::path(argv[0]).filename().string() : "dropnet"),
+      args_(argv + 1, argv + argc),
+      used_(args_.size(), false) {}
+
+namespace {
+
+// Levenshtein distance, for "did you mean".
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
 
 std::string Args::take(const std::string& name, const std::string& def) {
   const std::string flag = "--" + name;
+  known_.push_back(flag);
   for (size_t i = 0; i < args_.size(); ++i) {
     if (used_[i]) continue;
     if (args_[i] == flag) {
@@ -131,6 +158,7 @@ int64_t Args::take_int(const std::string& name, int64_t def) {
 
 bool Args::take_flag(const std::string& name) {
   const std::string flag = "--" + name;
+  known_.push_back(flag);
   for (size_t i = 0; i < args_.size(); ++i)
     if (!used_[i] && args_[i] == flag) {
       used_[i] = true;
@@ -147,7 +175,21 @@ std::vector<std::string> Args::positional(const char* usage) {
       std::printf("%s\n", usage);
       std::exit(0);
     }
-    if (args_[i].rfind("--", 0) == 0) input_error("unknown option '{}'\n{}", args_[i], usage);
+    if (args_[i] == "--version") {
+      std::printf("%s (dropnet %s, commit %s)\n", prog_.c_str(), DROPNET_VERSION, DROPNET_COMMIT);
+      std::exit(0);
+    }
+    if (args_[i].rfind("--", 0) == 0) {
+      const std::string given = args_[i].substr(0, args_[i].find('='));
+      std::string best;
+      size_t best_d = 3;  // at most 2 edits away
+      for (const std::string& k : known_) {
+        const size_t d = edit_distance(given, k);
+        if (d < best_d) best_d = d, best = k;
+      }
+      input_error("unknown option '{}'{}\n{}", clip_text(args_[i]),
+                  best.empty() ? std::string() : fmt::format(" (did you mean '{}'?)", best), usage);
+    }
     out.push_back(args_[i]);
   }
   return out;

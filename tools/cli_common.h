@@ -52,12 +52,16 @@ class Args {
   std::string take(const std::string& name, const std::string& def = "");
   int64_t take_int(const std::string& name, int64_t def);
   bool take_flag(const std::string& name);
-  // Remaining arguments after the options were taken; unknown --options are errors.
+  // Remaining arguments after the options were taken. --help prints the usage, --version the
+  // version and commit (both exit 0); an unknown --option is an error that names the closest
+  // option this tool takes ("did you mean").
   std::vector<std::string> positional(const char* usage);
 
  private:
+  std::string prog_;
   std::vector<std::string> args_;
   std::vector<bool> used_;
+  std::vector<std::string> known_;  // the options asked for so far
 };
 
 void set_threads(int64_t threads);
