@@ -11,6 +11,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 
@@ -41,14 +42,24 @@ const char* kUsage =
     "  --caffe-log   also Caffe-style lines (\"Iteration 100, loss = 0.3\") for Caffe's log parsers";
 
 std::atomic<int> g_signal{0};
-// The first SIGINT/SIGTERM stops the run at the next iteration boundary with a snapshot; a second
-// one exits at once (128 + signal, as a shell reports a killed command), without that snapshot.
+std::atomic<int64_t> g_first_signal_ns{0};
+// The first SIGINT/SIGTERM stops the run at the next iteration boundary with a snapshot; another
+// one a second or more later exits at once (128 + signal, as a shell reports a killed command),
+// without that snapshot. One sooner is the same interrupt delivered twice (`timeout` and some
+// launchers signal both the process and its process group) and is ignored.
 void on_signal(int sig) {
-  if (g_signal.exchange(sig) != 0) {
-    static const char kMsg[] = "\ndropnet-train: second signal: exiting at once (no final snapshot)\n";
-    (void)!::write(2, kMsg, sizeof kMsg - 1);
-    ::_exit(128 + sig);
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // async-signal-safe
+  const int64_t now = static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+  int none = 0;
+  if (g_signal.compare_exchange_strong(none, sig)) {
+    g_first_signal_ns.store(now);
+    return;
   }
+  if (now - g_first_signal_ns.load() < 1000000000) return;
+  static const char kMsg[] = "\ndropnet-train: second signal: exiting at once (no final snapshot)\n";
+  (void)!::write(2, kMsg, sizeof kMsg - 1);
+  ::_exit(128 + sig);
 }
 
 int train_main(int argc, char** argv) {
