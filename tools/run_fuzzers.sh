@@ -31,9 +31,13 @@ case "$target" in image_list|idx|config|all) ;; *) echo "run_fuzzers.sh: unknown
 command -v clang++ >/dev/null || { echo "run_fuzzers.sh: clang++ not found (Debian: clang)"; exit 77; }
 cxx=(clang++)
 command -v ccache >/dev/null && cxx=(ccache clang++)
-mkdir -p "$work/obj"
+mkdir -p "$work/obj" "$work/generated"
+# dropnet_version.h (the CLI library includes it), as the CMake build generates it.
+version="$(sed -n 's/^project(dropnet VERSION \([0-9.]*\).*/\1/p' "$here/CMakeLists.txt")"
+cmake -DSRC="$here" -DOUT="$work/generated/dropnet_version.h" -DVERSION="${version:-unknown}" \
+  -P "$here/cmake/version.cmake"
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
-       -I"$here" -I/usr/include/stb -DDROPNET_HAVE_CUDA=0 -DDROPNET_HAVE_CUDNN=0 -DDROPNET_HAVE_MPI=0
+       -I"$here" -I"$work/generated" -I/usr/include/stb -DDROPNET_HAVE_CUDA=0 -DDROPNET_HAVE_CUDNN=0 -DDROPNET_HAVE_MPI=0
        -DDROPNET_HAVE_NCCL=0 -DDROPNET_SOURCE_DIR="\"$here\"" -fopenmp -Wno-unused-command-line-argument)
 link=(-fsanitize=fuzzer,address,undefined -fopenmp -lyaml-cpp -lopenblas -lfmt -lspdlog -lz -lpthread)
 
