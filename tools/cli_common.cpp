@@ -16,7 +16,7 @@
 
 #include "core/error.h"
 #include "data/sources.h"
-#include "dropnet_version.h"  // generated (cmake/version.cmake)
+#include "dropnet_version.h"  // generated (cmake/version.cmake); included here only
 
 namespace dropnet::cli {
 
@@ -176,7 +176,7 @@ std::vector<std::string> Args::positional(const char* usage) {
       std::exit(0);
     }
     if (args_[i] == "--version") {
-      std::printf("%s (dropnet %s, commit %s)\n", prog_.c_str(), DROPNET_VERSION, DROPNET_COMMIT);
+      std::printf("%s (dropnet %s, commit %s)\n", prog_.c_str(), version().c_str(), commit().c_str());
       std::exit(0);
     }
     if (args_[i].rfind("--", 0) == 0) {
@@ -194,6 +194,9 @@ std::vector<std::string> Args::positional(const char* usage) {
   }
   return out;
 }
+
+std::string version() { return DROPNET_VERSION; }
+std::string commit() { return DROPNET_COMMIT; }
 
 void set_threads(int64_t threads) {
   if (threads < 0 || threads > 1024) input_error("--threads must be between 1 and 1024, got {}", threads);

@@ -66,4 +66,8 @@ class Args {
 
 void set_threads(int64_t threads);
 
+// dropnet's version and the git commit it was built from ("unknown" outside a git checkout).
+std::string version();
+std::string commit();
+
 }  // namespace dropnet::cli

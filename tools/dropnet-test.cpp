@@ -65,9 +65,8 @@ int test_main(int argc, char** argv) {
   if (dev.is_cuda()) cuda_set_device(dev.index);
   Net net(cfg, cli::net_options(run, dev, Phase::Test, batch));
   load_weights(net, weights);
-  // The TEST set's size: the data layers' sources (one per data layer; the first sets the pace).
-  int64_t set_size = 0;
-  for (BatchSource* src : net.sources()) set_size = set_size == 0 ? src->num_samples() : set_size;
+  // The TEST set's size: the first data layer's source (it sets the pace).
+  const int64_t set_size = net.sources().empty() ? 0 : net.sources().front()->num_samples();
   const bool one_pass = iterations == 0;
   if (one_pass) {
     if (set_size <= 0) input_error("the TEST net has no data source to count: give --iterations N");

@@ -16,8 +16,8 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "dropnet_version.h"
 #include "kernels/softmax_loss.h"
+#include "tools/cli_common.h"
 
 namespace dropnet {
 
@@ -38,22 +38,21 @@ std::vector<std::string> run_files(const std::string& dir) {
   namespace fs = std::filesystem;
   static const std::regex kSnapshot(R"(.+_iter_[0-9]+\.(safetensors|solverstate))");
   std::vector<std::string> out;
+  // A metrics.csv, `latest`, train.log or run.jsonl alone (a run that failed before its first
+  // record) is no run; they go with one.
+  bool holds_run = false;
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
     std::error_code size_ec;
-    if ((name == "metrics.jsonl" && fs::file_size(it->path(), size_ec) > 0 && !size_ec) || name == "metrics.csv" ||
-        name == "latest" || name == "train.log" || name == "run.jsonl" || std::regex_match(name, kSnapshot))
+    const bool defining = (name == "metrics.jsonl" && fs::file_size(it->path(), size_ec) > 0 && !size_ec) ||
+                          std::regex_match(name, kSnapshot);
+    if (defining || name == "metrics.csv" || name == "latest" || name == "train.log" || name == "run.jsonl")
       out.push_back(it->path().string());
+    holds_run = holds_run || defining;
   }
+  if (!holds_run) return {};
   std::sort(out.begin(), out.end());
-  // A metrics.csv, `latest`, train.log or run.jsonl alone (a run that failed before its first
-  // record) is no run; they go with one.
-  const bool any = std::any_of(out.begin(), out.end(), [](const std::string& f) {
-    const std::string name = std::filesystem::path(f).filename().string();
-    return name == "metrics.jsonl" || std::regex_match(name, kSnapshot);
-  });
-  if (!any) out.clear();
   return out;
 }
 
@@ -115,9 +114,6 @@ void RunDirectory::write_record(const TrainRecord& r) {
   csv_->append(rows);
 }
 
-std::string dropnet_version() { return DROPNET_VERSION; }
-std::string dropnet_commit() { return DROPNET_COMMIT; }
-
 std::string RunLogSink::error() const {
   std::lock_guard<std::mutex> l(error_mu_);
   return error_;
@@ -160,8 +156,8 @@ void RunDirectory::write_invocation(const std::vector<std::string>& argv, int th
   AppendFile runs(dir_ + "/run.jsonl");
   runs.append(fmt::format("{{\"started\": \"{}\", \"host\": \"{}\", \"command\": {}, \"threads\": {}, \"version\": \"{}\", "
                           "\"commit\": \"{}\", \"device\": \"{}\", \"ranks\": {}, \"start_iter\": {}}}\n",
-                          when, json_escape(host), cmd, threads, json_escape(dropnet_version()),
-                          json_escape(dropnet_commit()), json_escape(device), world, start_iter));
+                          when, json_escape(host), cmd, threads, json_escape(cli::version()),
+                          json_escape(cli::commit()), json_escape(device), world, start_iter));
 }
 
 void RunDirectory::write_status(const std::string& status, int64_t iter, const std::string& message) {

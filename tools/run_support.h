@@ -23,10 +23,6 @@ namespace dropnet {
 // run.jsonl go with them. Empty when `dir` holds no run.
 std::vector<std::string> run_files(const std::string& dir);
 
-// dropnet's version and the git commit it was built from ("unknown" outside a git checkout).
-std::string dropnet_version();
-std::string dropnet_commit();
-
 // train.log: a spdlog sink whose every line is a checked write (AppendFile). A failed write does
 // not throw inside spdlog: error() returns it, for the run to stop on like a failed metrics write.
 class RunLogSink : public spdlog::sinks::base_sink<std::mutex> {
