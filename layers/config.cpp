@@ -10,6 +10,8 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <string_view>
+#include <vector>
 
 #include <yaml-cpp/anchor.h>
 #include <yaml-cpp/eventhandler.h>
@@ -311,7 +313,132 @@ using Vars = std::map<std::string, int64_t>;
   input_error("{}:{}:{}: {}", file, m.line + 1, m.column + 1, msg);
 }
 
-// Replaces {var}, {var+k}, {var-k} in a scalar.
+// The integer expression inside a {placeholder}: variables, decimal literals, binary + - * / %,
+// unary minus (and plus: `{i-+1}` was a valid `{var-k}`), parentheses, whitespace. Recursive
+// descent with the usual precedence, left-associative:
+//   sum := product (('+' | '-') product)*      product := unary (('*' | '/' | '%') unary)*
+//   unary := ('-' | '+') unary | '(' sum ')' | NUMBER | NAME
+// / and % truncate toward zero (C++). Every step is checked: a config must not compute a wrapped
+// or undefined value (INT64_MIN / -1 included) and use it as a layer's `start` or a repeat bound.
+// Nesting is bounded so that a hostile `{((((...` or `{----...1}` cannot exhaust the stack.
+class PlaceholderExpr {
+ public:
+  static constexpr int kMaxDepth = 64;
+
+  PlaceholderExpr(std::string_view expr, const std::string& text, const Vars& vars, const std::string& file,
+                  const YAML::Node& where)
+      : e_(expr), text_(text), vars_(vars), file_(file), where_(where) {}
+
+  int64_t eval() {
+    skip_space();
+    if (pos_ == e_.size()) bad("it is empty");
+    int64_t v = sum(0);
+    if (pos_ != e_.size()) bad(fmt::format("unexpected '{}'", rest()));
+    return v;
+  }
+
+ private:
+  // "'{EXPR}' in 'TEXT'" (just "'{EXPR}'" when that is the whole scalar), both clipped.
+  std::string quoted() const {
+    std::string q = fmt::format("'{{{}}}'", clip_text(e_, 60));
+    if (text_.size() != e_.size() + 2) q += fmt::format(" in '{}'", clip_text(text_));
+    return q;
+  }
+  std::string rest() const { return clip_text(e_.substr(pos_), 20); }
+  [[noreturn]] void bad(const std::string& why) const {
+    fail_at(file_, where_, fmt::format("bad expression {}: {}", quoted(), why));
+  }
+  [[noreturn]] void overflow() const {
+    fail_at(file_, where_, fmt::format("{} overflows a 64-bit integer", quoted()));
+  }
+
+  void skip_space() {
+    while (pos_ < e_.size() && std::isspace(static_cast<unsigned char>(e_[pos_]))) ++pos_;
+  }
+  // The next non-space character, consumed, if it is one of `ops`; else 0.
+  char take(std::string_view ops) {
+    skip_space();
+    if (pos_ < e_.size() && ops.find(e_[pos_]) != std::string_view::npos) return e_[pos_++];
+    return 0;
+  }
+
+  int64_t sum(int depth) {
+    int64_t v = product(depth);
+    while (char op = take("+-")) {
+      int64_t r = product(depth);
+      if (op == '+' ? __builtin_add_overflow(v, r, &v) : __builtin_sub_overflow(v, r, &v)) overflow();
+    }
+    return v;
+  }
+
+  int64_t product(int depth) {
+    int64_t v = unary(depth);
+    while (char op = take("*/%")) {
+      int64_t r = unary(depth);
+      if (op == '*') {
+        if (__builtin_mul_overflow(v, r, &v)) overflow();
+      } else if (r == 0) {
+        fail_at(file_, where_, fmt::format("{}: {} by zero", quoted(), op == '/' ? "division" : "modulo"));
+      } else if (r == -1) {  // INT64_MIN / -1 overflows; INT64_MIN % -1 is undefined (it traps on x86)
+        if (op == '%') v = 0;
+        else if (__builtin_sub_overflow(int64_t{0}, v, &v)) overflow();
+      } else {
+        v = op == '/' ? v / r : v % r;
+      }
+    }
+    return v;
+  }
+
+  int64_t unary(int depth) {
+    skip_space();
+    if (pos_ == e_.size()) bad("it ends where a number, a variable or '(' should follow");
+    const char c = e_[pos_];
+    if (c == '-' || c == '+' || c == '(') {
+      if (depth >= kMaxDepth) bad(fmt::format("nested deeper than {} parentheses and signs", kMaxDepth));
+      ++pos_;
+      if (c == '(') {
+        const int64_t v = sum(depth + 1);
+        if (!take(")")) bad(pos_ == e_.size() ? std::string("a '(' is not closed") : fmt::format("expected ')' at '{}'", rest()));
+        return v;
+      }
+      int64_t v = unary(depth + 1);
+      if (c == '-' && __builtin_sub_overflow(int64_t{0}, v, &v)) overflow();
+      return v;
+    }
+    if (std::isdigit(static_cast<unsigned char>(c))) {
+      int64_t v = 0;
+      for (; pos_ < e_.size() && std::isdigit(static_cast<unsigned char>(e_[pos_])); ++pos_)
+        if (__builtin_mul_overflow(v, int64_t{10}, &v) || __builtin_add_overflow(v, int64_t{e_[pos_] - '0'}, &v))
+          overflow();
+      return v;
+    }
+    if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
+      const size_t start = pos_;
+      while (pos_ < e_.size() && (std::isalnum(static_cast<unsigned char>(e_[pos_])) || e_[pos_] == '_')) ++pos_;
+      const std::string name(e_.substr(start, pos_ - start));
+      auto it = vars_.find(name);
+      if (it == vars_.end()) {
+        std::vector<std::string> known;
+        for (const auto& kv : vars_) known.push_back(kv.first);
+        const std::string list = known.empty() ? std::string("none") : fmt::format("{}", fmt::join(known, ", "));
+        fail_at(file_, where_,
+                fmt::format("unknown variable '{}' in {} (variables here: {})", clip_text(name), quoted(), clip_text(list)));
+      }
+      return it->second;
+    }
+    bad(fmt::format("expected a number, a variable or '(' at '{}'", rest()));
+  }
+
+  std::string_view e_;
+  const std::string& text_;
+  const Vars& vars_;
+  const std::string& file_;
+  const YAML::Node& where_;
+  size_t pos_ = 0;
+};
+
+// Replaces every {EXPR} in a scalar by the value of the integer expression EXPR (PlaceholderExpr):
+// `{i}`, `{i-1}`, `{(i-2)*S}`. A '{' without a closing '}' is copied through.
 std::string substitute(const std::string& s, const Vars& vars, const std::string& file, const YAML::Node& where) {
   if (s.find('{') == std::string::npos) return s;
   std::string out;
@@ -326,23 +453,8 @@ std::string substitute(const std::string& s, const Vars& vars, const std::string
       out += s.substr(i);
       break;
     }
-    std::string expr = s.substr(i + 1, close - i - 1);
-    size_t op = expr.find_first_of("+-");
-    std::string name = expr.substr(0, op);
-    while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back()))) name.pop_back();
-    auto it = vars.find(name);
-    if (it == vars.end())
-      fail_at(file, where, fmt::format("unknown variable '{}' in '{}'", clip_text(name), clip_text(s)));
-    int64_t v = it->second;
-    if (op != std::string::npos) {
-      int64_t k = 0;
-      std::string num = expr.substr(op + 1);
-      num.erase(0, num.find_first_not_of(' '));
-      if (!parse_int(num, &k)) fail_at(file, where, fmt::format("bad expression '{{{}}}' in '{}'", expr, s));
-      if (expr[op] == '+' ? __builtin_add_overflow(v, k, &v) : __builtin_sub_overflow(v, k, &v))
-        fail_at(file, where, fmt::format("'{{{}}}' in '{}' overflows", expr, s));
-    }
-    out += std::to_string(v);
+    const std::string_view expr = std::string_view(s).substr(i + 1, close - i - 1);
+    out += std::to_string(PlaceholderExpr(expr, s, vars, file, where).eval());
     i = close + 1;
   }
   return out;

@@ -3,12 +3,16 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "data/sources.h"
 #include "layers/config.h"
 #include "optim/solver.h"
+#include "tests/testing/harness.h"
 #include "tools/cli_common.h"
 
 using namespace dropnet;
@@ -374,4 +378,222 @@ TEST(ConfigLimits, NamesAreCheckedAtLoad) {
   msg = error_of(replace(kBase, "name: fc1", "name: " + huge.substr(0, 1 << 20)));
   EXPECT_NE(msg.find("a layer name has 1 to 128 bytes"), std::string::npos) << msg.substr(0, 200);
   EXPECT_LT(msg.size(), 400u);
+}
+
+// ---- issue 18: integer expressions in placeholders, asynchronous DropIn at depth ----------------
+
+namespace {
+
+// A layer with `v: '<scalar>'` in a repeat block at i = 5, with vars N = 7 and S = 100; the
+// scalar sits on line 8 of "e.yaml".
+std::string expr_config(const std::string& scalar) {
+  return "vars: {N: 7, S: 100}\n"
+         "layers:\n"
+         "  - repeat:\n"
+         "      var: i\n"
+         "      from: 5\n"
+         "      to: 5\n"
+         "      layers:\n"
+         "        - {name: x, v: '" + scalar + "'}\n";
+}
+
+// The scalar `v` after substitution.
+std::string expand(const std::string& scalar, const std::vector<std::string>& overrides = {}) {
+  LoadedConfig cfg = load_config_text(expr_config(scalar), "e.yaml", overrides);
+  return cfg.root["layers"][0]["v"].Scalar();
+}
+
+std::string expand_error(const std::string& scalar) {
+  return dropnet::testing::input_error_of([&] { load_config_text(expr_config(scalar), "e.yaml"); });
+}
+
+}  // namespace
+
+TEST(ConfigExpr, PrecedenceAndAssociativity) {
+  EXPECT_EQ(expand("{1+2*3}"), "7");
+  EXPECT_EQ(expand("{2*3+1}"), "7");
+  EXPECT_EQ(expand("{10-4-3}"), "3");      // (10 - 4) - 3, not 10 - (4 - 3)
+  EXPECT_EQ(expand("{100/10/5}"), "2");    // (100 / 10) / 5
+  EXPECT_EQ(expand("{2*3%4}"), "2");       // (2 * 3) % 4, not 2 * (3 % 4) = 6
+  EXPECT_EQ(expand("{20-6/2*3}"), "11");   // 20 - ((6 / 2) * 3)
+  EXPECT_EQ(expand("{1-2+3}"), "2");
+}
+
+TEST(ConfigExpr, ParenthesesUnaryMinusAndWhitespace) {
+  EXPECT_EQ(expand("{(1+2)*3}"), "9");
+  EXPECT_EQ(expand("{((2))*(3+(4-1))}"), "12");
+  EXPECT_EQ(expand("{-3+5}"), "2");
+  EXPECT_EQ(expand("{--3}"), "3");
+  EXPECT_EQ(expand("{-(2+3)*2}"), "-10");
+  EXPECT_EQ(expand("{2*-3}"), "-6");
+  EXPECT_EQ(expand("{ ( i - 2 ) * S }"), "300");
+  EXPECT_EQ(expand("{\ti\t}"), "5");
+  // 64 nested parentheses are allowed.
+  EXPECT_EQ(expand("{" + std::string(64, '(') + "i" + std::string(64, ')') + "}"), "5");
+  EXPECT_EQ(expand("{" + std::string(64, '-') + "i}"), "5");
+}
+
+TEST(ConfigExpr, DivisionAndModuloTruncateTowardZero) {
+  EXPECT_EQ(expand("{7/2}"), "3");
+  EXPECT_EQ(expand("{-7/2}"), "-3");
+  EXPECT_EQ(expand("{7/-2}"), "-3");
+  EXPECT_EQ(expand("{7%3}"), "1");
+  EXPECT_EQ(expand("{-7%3}"), "-1");
+  EXPECT_EQ(expand("{7%-3}"), "1");
+  EXPECT_EQ(expand("{S/i/i}"), "4");
+  EXPECT_EQ(expand("{N%i}"), "2");
+  // INT64_MIN % -1 is 0 (in C++ it is undefined behaviour and traps on x86).
+  EXPECT_EQ(expand("{(-9223372036854775807-1)%-1}"), "0");
+  EXPECT_EQ(expand("{-9223372036854775807-1}"), "-9223372036854775808");
+  EXPECT_EQ(expand("{9223372036854775807}"), "9223372036854775807");
+}
+
+TEST(ConfigExpr, VariablesFromVarsLoopsAndOverrides) {
+  EXPECT_EQ(expand("{(i-2)*S}"), "300");  // the asynchronous DropIn start: i = 5, S = 100
+  EXPECT_EQ(expand("{N*N-i}"), "44");
+  EXPECT_EQ(expand("{(i-2)*S}", {"vars.S=250"}), "750");
+  // Text around placeholders and the old forms are unchanged.
+  EXPECT_EQ(expand("a{i}b{N}c{i-1}d{i+1}"), "a5b7c4d6");
+  EXPECT_EQ(expand("{i - 1}"), "4");
+  EXPECT_EQ(expand("{i-+1}"), "4");
+  EXPECT_EQ(expand("x{i}{unclosed"), "x5{unclosed");
+  EXPECT_EQ(expand("no placeholder"), "no placeholder");
+  // Nested loop variables, and expressions in the repeat bounds.
+  LoadedConfig cfg = load_config_text(R"(vars: {N: 6}
+layers:
+  - repeat:
+      var: i
+      from: "{N/3}"
+      to: "{N/2}"
+      layers:
+        - repeat:
+            var: j
+            count: "{i-1}"
+            layers:
+              - {name: "x{i*10+j}", start: "{(i-2)*100 + (j-1)*10}"}
+)",
+                                      "n.yaml");
+  YAML::Node layers = cfg.root["layers"];
+  ASSERT_EQ(layers.size(), 3u);  // i = 2: j = 1; i = 3: j = 1, 2
+  EXPECT_EQ(layers[0]["name"].Scalar(), "x21");
+  EXPECT_EQ(layers[0]["start"].Scalar(), "0");
+  EXPECT_EQ(layers[1]["name"].Scalar(), "x31");
+  EXPECT_EQ(layers[1]["start"].Scalar(), "100");
+  EXPECT_EQ(layers[2]["name"].Scalar(), "x32");
+  EXPECT_EQ(layers[2]["start"].Scalar(), "110");
+}
+
+TEST(ConfigExpr, ErrorsNameTheProblemAndTheLine) {
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"{i/0}", {"'{i/0}': division by zero"}},
+      {"a{i/(N-7)}", {"'{i/(N-7)}' in 'a{i/(N-7)}': division by zero"}},
+      {"{i%(N-7)}", {"'{i%(N-7)}': modulo by zero"}},
+      {"{N+9223372036854775807}", {"'{N+9223372036854775807}' overflows a 64-bit integer"}},
+      {"{-N-9223372036854775807}", {"overflows a 64-bit integer"}},
+      {"{S*92233720368547759}", {"'{S*92233720368547759}' overflows a 64-bit integer"}},
+      {"{9223372036854775808}", {"'{9223372036854775808}' overflows a 64-bit integer"}},
+      {"{-(-9223372036854775807-1)}", {"overflows a 64-bit integer"}},
+      {"{(-9223372036854775807-1)/-1}", {"overflows a 64-bit integer"}},
+      {"x{k+1}", {"unknown variable 'k' in '{k+1}' in 'x{k+1}' (variables here: N, S, i)"}},
+      {"{i+}", {"bad expression '{i+}': it ends where a number, a variable or '(' should follow"}},
+      {"{}", {"bad expression '{}': it is empty"}},
+      {"{ }", {"bad expression '{ }': it is empty"}},
+      {"{(i-2}", {"bad expression '{(i-2}': a '(' is not closed"}},
+      {"{(i-2 3)}", {"bad expression '{(i-2 3)}': expected ')' at '3)'"}},
+      {"{i)}", {"bad expression '{i)}': unexpected ')'"}},
+      {"{2 3}", {"bad expression '{2 3}': unexpected '3'"}},
+      {"{i*/2}", {"bad expression '{i*/2}': expected a number, a variable or '(' at '/2'"}},
+      {"{i.5}", {"bad expression '{i.5}': unexpected '.5'"}},
+      {"{" + std::string(65, '(') + "i" + std::string(65, ')') + "}", {"nested deeper than 64 parentheses and signs"}},
+      {"{" + std::string(65, '-') + "i}", {"nested deeper than 64 parentheses and signs"}},
+  };
+  for (const auto& [scalar, expect] : cases) {
+    SCOPED_TRACE(scalar);
+    const std::string msg = expand_error(scalar);
+    EXPECT_EQ(msg.rfind("e.yaml:8:24: ", 0), 0u) << msg;  // file:line:column of the scalar
+    for (const auto& e : expect) EXPECT_NE(msg.find(e), std::string::npos) << "'" << e << "' not in: " << msg;
+  }
+  // A hostile placeholder gives a short message, quickly (no deep recursion).
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string msg = expand_error("{" + std::string(1 << 20, '(') + "}");
+  EXPECT_LT(seconds_since(t0), 1.0);
+  EXPECT_NE(msg.find("nested deeper than 64"), std::string::npos) << msg.substr(0, 300);
+  EXPECT_LT(msg.size(), 400u);
+}
+
+namespace {
+
+struct AsyncConfig {
+  const char* file;
+  int n;             // LeNet(2N)
+  bool dropin;       // false: the plain baseline
+  int64_t max_iter;
+  int64_t spacing;   // vars.S
+  int64_t length;    // vars.L
+};
+
+}  // namespace
+
+TEST(ConfigAsync, ShippedAsyncConfigsLoadAndBuildQuickly) {
+  const std::vector<AsyncConfig> configs = {
+      {"lenet100_async.yaml", 50, true, 20000, 240, 200},
+      {"lenet200_async.yaml", 100, true, 30000, 180, 150},
+      {"lenet100_async_plain.yaml", 50, false, 20000, 0, 0},
+      {"lenet200_async_plain.yaml", 100, false, 30000, 0, 0},
+  };
+  for (const AsyncConfig& c : configs) {
+    SCOPED_TRACE(c.file);
+    const auto t0 = std::chrono::steady_clock::now();
+    // Synthetic data of Fashion-MNIST's sample shape: neither the data files nor their decoding.
+    const std::string synthetic = "{source: synthetic, shape: [1, 28, 28], num_classes: 10, num_samples: 8, batch_size: 2}";
+    LoadedConfig cfg = load_config_file(std::string(DROPNET_SOURCE_DIR) + "/configs/" + c.file,
+                                        {"data.train=" + synthetic, "data.test=" + synthetic});
+    SolverOptions so;
+    so.source_factory = make_batch_source;
+    so.shapes_only = true;
+    so.quiet = true;
+    Solver s(cfg, so);
+    const double secs = seconds_since(t0);
+    RecordProperty(std::string(c.file) + "_load_and_build_seconds", fmt::format("{:.3f}", secs));
+    std::printf("%s: load + build (shapes only) %.3f s\n", c.file, secs);
+
+    EXPECT_EQ(cfg.root["solver"]["max_iter"].as<int64_t>(), c.max_iter);
+    const Net& net = s.train_net();
+    int convs = 0, dropins = 0;
+    for (int i = 0; i < net.num_layers(); ++i) {
+      convs += net.layer(i).type() == "conv";
+      dropins += net.layer(i).type() == "dropin";
+    }
+    EXPECT_EQ(convs, 2 * c.n);  // LeNet(2N): N convs per stage
+    EXPECT_EQ(dropins, c.dropin ? 2 * (c.n - 1) : 0);
+    // data, 2N convs, 2 (N - 1) DropIns, pool1, pool2, ip1, relu1, ip2, loss (accuracy: TEST only).
+    EXPECT_EQ(net.num_layers(), 2 * c.n + (c.dropin ? 2 * (c.n - 1) : 0) + 7);
+
+    if (c.dropin) {
+      // Per stage: DropIn i starts at (i - 2) * S, strictly after DropIn i - 1; the last one is fully
+      // in by max_iter.
+      for (const char* stage : {"dropin1_", "dropin2_"}) {
+        std::vector<int64_t> starts;
+        for (const auto& l : cfg.root["layers"]) {
+          if (l["name"].Scalar().rfind(stage, 0) != 0) continue;
+          EXPECT_EQ(l["length"].as<int64_t>(), c.length);
+          starts.push_back(l["start"].as<int64_t>());
+        }
+        ASSERT_EQ(starts.size(), static_cast<size_t>(c.n - 1)) << stage;
+        EXPECT_EQ(starts.front(), 0);
+        for (size_t k = 1; k < starts.size(); ++k) {
+          EXPECT_GT(starts[k], starts[k - 1]) << stage << k + 2;
+          EXPECT_EQ(starts[k] - starts[k - 1], c.spacing) << stage << k + 2;
+        }
+        EXPECT_EQ(starts.back(), (c.n - 2) * c.spacing);
+        EXPECT_LE(starts.back() + c.length, c.max_iter) << stage << ": the last DropIn ends after max_iter";
+        // Added one after another: a DropIn is fully in before the next one starts.
+        EXPECT_LE(c.length, c.spacing);
+      }
+    }
+    // A sanity bound, not a benchmark; sanitizer builds are several times slower.
+    if (!dropnet::testing::sanitized()) {
+      EXPECT_LT(secs, 1.0) << c.file;
+    }
+  }
 }
