@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <set>
+#include <utility>
 
 #include "core/error.h"
 #include "core/fileio.h"
@@ -478,13 +480,24 @@ void restore_state_file(Solver& solver, const std::string& path) {
 
 }  // namespace
 
-void load_weights(Net& net, const std::string& path) {
+namespace {
+
+// A weights file to initialize from: any safetensors file (PyTorch's too), checksums verified
+// where present, a solver state refused with the way out.
+SafeTensors read_weights_file(const std::string& path) {
   SafeTensors w = SafeTensors::read(path);
   auto f = w.metadata().find("format");
   if (f != w.metadata().end() && f->second == kStateFormat)
     input_error("'{}' is a solver state, not a weights file: pass the .safetensors file beside it (or use --resume)",
                 path);
   w.verify_checksums(false);
+  return w;
+}
+
+}  // namespace
+
+void load_weights(Net& net, const std::string& path) {
+  SafeTensors w = read_weights_file(path);
   std::vector<std::string> extras;
   std::vector<float> arena = arena_from_weights(net, w, &extras);
   if (!extras.empty())
@@ -492,6 +505,237 @@ void load_weights(Net& net, const std::string& path) {
                  fmt::join(extras, ", "));
   net.param_values().from_host(arena);
   spdlog::info("loaded {} parameters from '{}'", net.params().size(), path);
+}
+
+namespace {
+
+// "conv1_1.weight" -> {"conv1_1", "weight"}: a parameter's own name ("weight", "bias") has no '.',
+// a layer name may. A foreign tensor name without '.' is a layer of its own.
+std::pair<std::string, std::string> split_param(const std::string& name) {
+  const size_t dot = name.rfind('.');
+  if (dot == std::string::npos) return {name, ""};
+  return {name.substr(0, dot), name.substr(dot + 1)};
+}
+
+std::string count_of(size_t n, const char* one, const char* many) {
+  return fmt::format("{} {}", n, n == 1 ? one : many);
+}
+
+// "a, b, c, ... (+7 more)": the first `max` items.
+std::string clipped_list(const std::vector<std::string>& items, size_t max) {
+  if (items.empty()) return "none";
+  std::string s;
+  for (size_t i = 0; i < items.size() && i < max; ++i) s += (i > 0 ? ", " : "") + clip_text(items[i], 80);
+  if (items.size() > max) s += fmt::format(", ... (+{} more)", items.size() - max);
+  return s;
+}
+
+std::string trim(const std::string& s) {
+  const size_t b = s.find_first_not_of(" \t");
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(" \t") - b + 1);
+}
+
+// Indices grouped by a key, the keys in order of first appearance.
+struct Groups {
+  std::vector<std::string> keys;
+  std::map<std::string, std::vector<size_t>> items;
+  void add(const std::string& key, size_t i) {
+    auto [it, first] = items.try_emplace(key);
+    if (first) keys.push_back(key);
+    it->second.push_back(i);
+  }
+};
+
+}  // namespace
+
+WeightTransfer load_weights(Net& net, const std::string& path, const WeightsOptions& opts) {
+  SafeTensors w = read_weights_file(path);
+  WeightTransfer out;
+  out.path = path;
+
+  std::vector<std::string> file_layers;  // in file order
+  std::set<std::string> in_file;
+  for (const StTensorInfo& t : w.tensors()) {
+    const std::string layer = split_param(t.name).first;
+    if (in_file.insert(layer).second) file_layers.push_back(layer);
+  }
+  std::vector<std::string> net_layers;  // those with parameters, in net order
+  for (const ParamRef& r : net.params())
+    if (net_layers.empty() || net_layers.back() != net.layer(r.layer).name())
+      net_layers.push_back(net.layer(r.layer).name());
+
+  // The map, checked whole before anything is read: a misspelt name is an error, never a layer
+  // silently left at its filler init.
+  std::map<std::string, const WeightsMapEntry*> source_of;  // net layer -> its entry
+  for (const WeightsMapEntry& e : opts.map) {
+    const int li = net.find_layer(e.net_layer);
+    const bool net_has = li >= 0 && !net.layer(li).param_specs().empty();
+    if (!net_has || !in_file.count(e.file_layer)) {
+      // The usual slip: the names the other way round (an entry is FILE_LAYER=NET_LAYER).
+      const int rev = net.find_layer(e.file_layer);
+      const bool reversed = in_file.count(e.net_layer) && rev >= 0 && !net.layer(rev).param_specs().empty();
+      const std::string hint =
+          reversed ? fmt::format("; the file has '{}' and the net has '{}': the file's layer comes first "
+                                 "(FILE_LAYER=NET_LAYER), reversed?",
+                                 clip_text(e.net_layer, 60), clip_text(e.file_layer, 60))
+                   : "";
+      if (li >= 0 && !net_has)
+        input_error("{}: the net's layer '{}' has no parameters to load{}", e.origin, clip_text(e.net_layer, 60), hint);
+      if (li < 0)
+        input_error("{}: the net has no layer '{}' (its layers with parameters: {}){}", e.origin,
+                    clip_text(e.net_layer, 60), clipped_list(net_layers, 12), hint);
+      input_error("{}: the weights file '{}' has no layer '{}' (its layers: {}){}", e.origin, path,
+                  clip_text(e.file_layer, 60), clipped_list(file_layers, 12), hint);
+    }
+    auto [it, first] = source_of.emplace(e.net_layer, &e);
+    if (!first)
+      input_error("{}: the net's layer '{}' is already mapped by {} (a layer takes its parameters from one file "
+                  "layer)",
+                  e.origin, clip_text(e.net_layer, 60), it->second->origin);
+  }
+
+  // Each net parameter reads the tensor <source layer>.<its own name>, the source layer being
+  // its layer's own name unless the map says otherwise. Validated whole before any is copied.
+  std::set<std::string> used;
+  std::vector<std::pair<const ParamRef*, const StTensorInfo*>> takes;
+  for (const ParamRef& r : net.params()) {
+    const Layer& l = net.layer(r.layer);
+    const auto m = source_of.find(l.name());
+    const std::string src =
+        (m == source_of.end() ? l.name() : m->second->file_layer) + "." + l.param_specs()[r.index].name;
+    const StTensorInfo* t = w.find(src);
+    if (t == nullptr) {
+      out.fresh.push_back(r.name);
+      continue;
+    }
+    const std::vector<int64_t> want = param_dims(net, r);
+    if (t->shape != want)
+      input_error("'{}': the file's '{}' has shape {} but the net's '{}' has shape {}{}", path, src, t->shape_str(),
+                  r.name, dims_str(want),
+                  m != source_of.end()
+                      ? fmt::format(" (mapped by {})", m->second->origin)
+                      : fmt::format(" (to start layer '{}' from its filler instead, give it another name in the net)",
+                                    l.name()));
+    if (t->dtype != StDtype::F32)
+      input_error("'{}': tensor '{}' has dtype {}, expected F32", path, src, st_dtype_name(t->dtype));
+    used.insert(src);
+    out.loaded.push_back(r.name);
+    out.sources.push_back(src);
+    takes.emplace_back(&r, t);
+  }
+  for (const StTensorInfo& t : w.tensors())
+    if (!used.count(t.name)) out.unused.push_back(t.name);
+
+  if (opts.strict && !out.fresh.empty())
+    input_error("'{}' lacks {} of the net (strict loading: every parameter of the net comes from the file): {}", path,
+                count_of(out.fresh.size(), "parameter", "parameters"), clipped_list(out.fresh, 20));
+  if (opts.strict && !out.unused.empty())
+    input_error("'{}' holds {} the net does not take (strict loading: every tensor of the file is used): {}", path,
+                count_of(out.unused.size(), "tensor", "tensors"), clipped_list(out.unused, 20));
+
+  std::vector<float> arena = net.param_values().to_host();
+  for (const auto& [r, t] : takes) w.copy_floats(*t, arena.data() + r->offset);
+  net.param_values().from_host(arena);
+  return out;
+}
+
+std::vector<std::string> WeightTransfer::summary(size_t max_groups) const {
+  // A layer whose parameters all fall in one list is named once; one split across lists (a file
+  // without the biases) is named by parameter.
+  std::set<std::string> loaded_layers, fresh_layers, source_layers;
+  for (const auto& n : loaded) loaded_layers.insert(split_param(n).first);
+  for (const auto& n : fresh) fresh_layers.insert(split_param(n).first);
+  for (const auto& n : sources) source_layers.insert(split_param(n).first);
+
+  Groups lg, fg, ug;
+  for (size_t i = 0; i < loaded.size(); ++i)
+    lg.add(split_param(loaded[i]).first + '\n' + split_param(sources[i]).first, i);
+  for (size_t i = 0; i < fresh.size(); ++i) fg.add(split_param(fresh[i]).first, i);
+  for (size_t i = 0; i < unused.size(); ++i) ug.add(split_param(unused[i]).first, i);
+
+  std::vector<std::string> li;
+  for (const std::string& key : lg.keys) {
+    const std::string layer = key.substr(0, key.find('\n')), from = key.substr(key.find('\n') + 1);
+    if (!fresh_layers.count(layer)) {
+      li.push_back(from == layer ? layer : layer + " <- " + from);
+      continue;
+    }
+    std::vector<std::string> ps;
+    for (size_t i : lg.items.at(key)) ps.push_back(from == layer ? loaded[i] : loaded[i] + " <- " + sources[i]);
+    li.push_back(fmt::format("{}", fmt::join(ps, ", ")));
+  }
+  auto grouped = [](const Groups& g, const std::vector<std::string>& names, const std::set<std::string>& split) {
+    std::vector<std::string> out;
+    for (const std::string& layer : g.keys) {
+      if (!split.count(layer)) {
+        out.push_back(layer);
+        continue;
+      }
+      std::vector<std::string> ps;
+      for (size_t i : g.items.at(layer)) ps.push_back(names[i]);
+      out.push_back(fmt::format("{}", fmt::join(ps, ", ")));
+    }
+    return out;
+  };
+  // "3 parameters of 2 layers: a, b"; "none".
+  auto counted = [&](size_t n, const char* one, const char* many, size_t layers,
+                     const std::vector<std::string>& items) {
+    if (n == 0) return std::string("none");
+    return fmt::format("{} of {}: {}", count_of(n, one, many), count_of(layers, "layer", "layers"),
+                       clipped_list(items, max_groups));
+  };
+  return {
+      fmt::format("loaded from '{}': {}", path,
+                  counted(loaded.size(), "parameter", "parameters", loaded_layers.size(), li)),
+      "new (left at their filler init): " +
+          counted(fresh.size(), "parameter", "parameters", fg.keys.size(), grouped(fg, fresh, loaded_layers)),
+      "unused in the file: " +
+          counted(unused.size(), "tensor", "tensors", ug.keys.size(), grouped(ug, unused, source_layers)),
+  };
+}
+
+std::vector<WeightsMapEntry> parse_weights_map(const std::string& text, const std::string& option) {
+  constexpr const char* kForm = "expected FILE_LAYER=NET_LAYER[,FILE_LAYER=NET_LAYER...], e.g. conv1=conv1_1";
+  if (trim(text).empty()) input_error("{}: empty map ({})", option, kForm);
+  std::vector<WeightsMapEntry> out;
+  size_t p = 0;
+  while (true) {
+    size_t e = text.find(',', p);
+    if (e == std::string::npos) e = text.size();
+    const std::string item = trim(text.substr(p, e - p));
+    if (item.empty()) input_error("{} '{}': an empty entry ({})", option, clip_text(text), kForm);
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos) input_error("{}: entry '{}' has no '=' ({})", option, clip_text(item), kForm);
+    const std::string from = trim(item.substr(0, eq)), to = trim(item.substr(eq + 1));
+    if (to.find('=') != std::string::npos)
+      input_error("{}: entry '{}' has more than one '=' ({})", option, clip_text(item), kForm);
+    if (from.empty() || to.empty())
+      input_error("{}: entry '{}' has an empty {} name ({})", option, clip_text(item),
+                  from.empty() ? "file layer" : "net layer", kForm);
+    for (const WeightsMapEntry& prev : out)
+      if (prev.net_layer == to)
+        input_error("{}: the net's layer '{}' is the target of two entries, '{}={}' and '{}' (a layer takes its "
+                    "parameters from one file layer)",
+                    option, clip_text(to, 60), clip_text(prev.file_layer, 60), clip_text(to, 60), clip_text(item));
+    out.push_back({from, to, fmt::format("{} '{}={}'", option, clip_text(from, 60), clip_text(to, 60))});
+    if (e == text.size()) break;
+    p = e + 1;
+  }
+  return out;
+}
+
+std::vector<WeightsMapEntry> merge_weights_maps(const std::vector<WeightsMapEntry>& base,
+                                                const std::vector<WeightsMapEntry>& over) {
+  std::vector<WeightsMapEntry> out;
+  for (const WeightsMapEntry& b : base) {
+    const bool replaced = std::any_of(over.begin(), over.end(), [&](const WeightsMapEntry& o) {
+      return o.file_layer == b.file_layer || o.net_layer == b.net_layer;
+    });
+    if (!replaced) out.push_back(b);
+  }
+  out.insert(out.end(), over.begin(), over.end());
+  return out;
 }
 
 }  // namespace dropnet

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "optim/solver.h"
 
@@ -21,7 +22,58 @@ std::string save_snapshot(Solver& solver, const std::string& dir, const std::str
 // restores its own data-source positions when the snapshot was written by as many ranks; with
 // another world size, every rank takes rank 0's (the shards differ anyway).
 void restore_snapshot(Solver& solver, const std::string& path);
-// Initializes parameters by layer name from a .safetensors file (shape-checked).
+// Initializes every parameter by name from a .safetensors file (shape-checked): a parameter the
+// file lacks is an error, a tensor the net does not take is logged and ignored. For evaluating a
+// snapshot (dropnet-test), where a partly loaded net would be wrong.
 void load_weights(Net& net, const std::string& path);
+
+// Starting a run from another net's weights (dropnet-train --weights, Caffe's fine-tuning):
+// every parameter whose name is in the file is loaded, the others keep their filler init.
+//
+// A map entry renames a layer: the file's layer `file_layer` initializes the net's layer
+// `net_layer`, all its parameters (conv1.weight -> conv1_1.weight, conv1.bias -> conv1_1.bias).
+// Written FILE_LAYER=NET_LAYER (`--weights-map conv1=conv1_1`) or `weights_map: {conv1: conv1_1}`.
+// The map only changes where the named net layers read from; every other net layer reads the
+// file's layer of its own name. A net layer is the target of at most one entry (it has one
+// source); one file layer may initialize several net layers.
+struct WeightsMapEntry {
+  std::string file_layer, net_layer;
+  // Where the entry was written, the prefix of its errors: "run.yaml:3:21: weights_map.conv1"
+  // (ConfigNode::where, what ConfigNode::fail prints) or "--weights-map 'conv1=conv1_1'".
+  std::string origin;
+};
+
+struct WeightsOptions {
+  std::vector<WeightsMapEntry> map;
+  // All or nothing: every net parameter must come from the file and every file tensor be taken.
+  bool strict = false;
+};
+
+// What a load did; every name list is a list of parameter (tensor) names.
+struct WeightTransfer {
+  std::string path;
+  std::vector<std::string> loaded;   // net parameters set from the file, in net order
+  std::vector<std::string> sources;  // the file tensor loaded[i] came from (another name where mapped)
+  std::vector<std::string> fresh;    // "new": net parameters the file lacks, left at their filler init
+  std::vector<std::string> unused;   // file tensors no net parameter took, in file order
+  // Three log lines (loaded, new, unused), grouped by layer ("conv1_1 <- conv1" for a whole renamed
+  // layer, "fc1.bias" where a layer is split across lists), each list cut after `max_groups` layers
+  // so a 200-layer net does not print 400 names.
+  std::vector<std::string> summary(size_t max_groups = 12) const;
+};
+
+// Loads what matches (see WeightsMapEntry). Refused before anything is written to the net: a map
+// entry naming a layer the file or the net does not have (or a net layer twice), a file tensor
+// whose shape differs from the net parameter it maps to (both names, both shapes), a dtype other
+// than F32, and under `strict` any new or unused parameter.
+WeightTransfer load_weights(Net& net, const std::string& path, const WeightsOptions& opts);
+
+// "conv1=conv1_1,conv2=conv2_1" (spaces around names allowed) as map entries whose origin names
+// `option` and the entry. A missing '=', an empty name or the same net layer twice is an error.
+std::vector<WeightsMapEntry> parse_weights_map(const std::string& text, const std::string& option = "--weights-map");
+// `base` (the config's) with `over` (the command line's) on top: an entry of `over` replaces the
+// entries of `base` that name the same file layer or the same net layer.
+std::vector<WeightsMapEntry> merge_weights_maps(const std::vector<WeightsMapEntry>& base,
+                                                const std::vector<WeightsMapEntry>& over);
 
 }  // namespace dropnet

@@ -1,8 +1,9 @@
 // The practitioner CLIs end to end (run as processes from DROPNET_TOOLS_DIR, which ctest sets):
 // dropnet-summary (= dropnet-train --dry-run), dropnet-time on every shipped config, dropnet-test
 // on a fresh snapshot, the progress output of dropnet-train (TTY line, log lines, Caffe-style
-// lines that Caffe's parse_log.sh can read), plot_metrics.py and both dropnet-probe modes on a
-// small Fashion-MNIST schedule.
+// lines that Caffe's parse_log.sh can read), a deeper net started from a shallower one's weights
+// (--weights, --weights-map, the config's weights_map), plot_metrics.py and both dropnet-probe
+// modes on a small Fashion-MNIST schedule.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -335,6 +336,83 @@ TEST(TestCli, EvaluatesSnapshot) {
   ProcResult noweights = run(tool("dropnet-test") + " " + kSrc + "/configs/lenet.yaml");
   EXPECT_EQ(noweights.rc, 2);
   EXPECT_TRUE(contains(noweights.err, "--weights")) << noweights.err;
+}
+
+// ---- dropnet-train --weights: a deeper net from a shallower one's weights ----------------------
+
+// A tiny synthetic-data net: `layers` after the data layer, the loss on `top`.
+std::string tiny_config(const std::string& name, const std::string& layers, const std::string& top,
+                        const std::string& extra = "") {
+  return "name: " + name + "\n" + extra + R"(data:
+  train: {source: synthetic, shape: [1, 8, 8], num_classes: 4, num_samples: 64, batch_size: 8, scale: 0.00390625}
+solver: {base_lr: 0.05, momentum: 0.9, max_iter: 4, display: 0, snapshot: 4}
+layers:
+  - {name: data, type: data, top: [data, label]}
+)" + layers + "  - {name: loss, type: softmax_loss, bottom: [" + top + ", label], top: loss}\n";
+}
+
+TEST(TrainWeights, DeeperNetStartsFromShallowerWeightsWithMap) {
+  TempDir dir("weights_map");
+  // The shallow net: conv1, fc1, and a head the deeper net does not have.
+  const std::string shallow = (dir / "shallow.yaml").string();
+  std::ofstream(shallow) << tiny_config("shallow", R"(  - {name: conv1, type: conv, bottom: data, top: conv1, num_output: 4, kernel: 3}
+  - {name: relu1, type: relu, bottom: conv1, top: relu1}
+  - {name: fc1, type: fc, bottom: relu1, top: fc1, num_output: 8}
+  - {name: head, type: fc, bottom: fc1, top: head, num_output: 4}
+)", "head");
+  const std::string common = " --threads 1 --device cpu --progress log";
+  ProcResult s = run(tool("dropnet-train") + " " + shallow + common + " --out " + (dir / "shallow").string());
+  ASSERT_EQ(s.rc, 0) << s.err;
+  const std::string weights = (dir / "shallow" / "shallow_iter_4.safetensors").string();
+  ASSERT_TRUE(fs::exists(weights)) << s.err;
+
+  // The deeper net: conv1 is conv1_1 there, conv1_2 and fc2 are new. Its config maps a layer the
+  // file lacks (conv9) onto conv1_1; the command line's entry for conv1_1 replaces it.
+  const std::string deep = (dir / "deep.yaml").string();
+  const std::string deep_layers = R"(  - {name: conv1_1, type: conv, bottom: data, top: conv1_1, num_output: 4, kernel: 3}
+  - {name: relu1, type: relu, bottom: conv1_1, top: relu1}
+  - {name: conv1_2, type: conv, bottom: relu1, top: conv1_2, num_output: 4, kernel: 3, pad: 1}
+  - {name: relu2, type: relu, bottom: conv1_2, top: relu2}
+  - {name: fc1, type: fc, bottom: relu2, top: fc1, num_output: 8}
+  - {name: fc2, type: fc, bottom: fc1, top: fc2, num_output: 4}
+)";
+  std::ofstream(deep) << tiny_config("deep", deep_layers, "fc2", "weights_map: {conv9: conv1_1}\n");
+  const std::string train_deep = tool("dropnet-train") + " " + deep + common + " --weights " + weights;
+  ProcResult d = run(train_deep + " --weights-map conv1=conv1_1 --out " + (dir / "deep").string());
+  ASSERT_EQ(d.rc, 0) << d.err;
+  EXPECT_TRUE(contains(d.err, "weights: loaded from '" + weights + "': 4 parameters of 2 layers: conv1_1 <- conv1, fc1"))
+      << d.err;
+  EXPECT_TRUE(contains(d.err, "weights: new (left at their filler init): 4 parameters of 2 layers: conv1_2, fc2"))
+      << d.err;
+  EXPECT_TRUE(contains(d.err, "weights: unused in the file: 2 tensors of 1 layer: head")) << d.err;
+  EXPECT_TRUE(contains(d.err, "done: 4 iterations")) << d.err;
+
+  // The config's own entry, not overridden: a config error at its file:line.
+  ProcResult c = run(train_deep + " --out " + (dir / "deep_cfg").string());
+  EXPECT_EQ(c.rc, 2) << c.err;
+  EXPECT_TRUE(contains(c.err, deep + ":2:22: weights_map.conv9: the weights file '" + weights +
+                                 "' has no layer 'conv9'"))
+      << c.err;
+  // A command-line entry naming a layer the file lacks, one the net lacks, a malformed map,
+  // strict loading of another net, and a map without --weights: input errors naming the entry.
+  const std::pair<std::string, std::string> bad[] = {
+      {" --weights-map conv7=conv1_1",
+       "--weights-map 'conv7=conv1_1': the weights file '" + weights + "' has no layer 'conv7' (its layers: conv1, fc1, head)"},
+      {" --weights-map conv1=conv1_1,fc1=fc9", "--weights-map 'fc1=fc9': the net has no layer 'fc9'"},
+      {" --weights-map conv1", "--weights-map: entry 'conv1' has no '='"},
+      {" --weights-map conv1=conv1_1,fc1=conv1_1", "the net's layer 'conv1_1' is the target of two entries"},
+      {" --weights-map conv1=conv1_1 --weights-strict", "lacks 4 parameters of the net"},
+  };
+  for (const auto& [args, want] : bad) {
+    ProcResult b = run(train_deep + args + " --out " + (dir / "deep_bad").string());
+    EXPECT_EQ(b.rc, 2) << args << "\n" << b.err;
+    EXPECT_TRUE(contains(b.err, "dropnet-train: error: ")) << args << "\n" << b.err;
+    EXPECT_TRUE(contains(b.err, want)) << args << "\n" << b.err;
+    EXPECT_FALSE(fs::exists(dir / "deep_bad" / "metrics.jsonl")) << args << ": refused before the run starts";
+  }
+  ProcResult nofile = run(tool("dropnet-train") + " " + deep + common + " --weights-map conv1=conv1_1");
+  EXPECT_EQ(nofile.rc, 2);
+  EXPECT_TRUE(contains(nofile.err, "--weights-map applies to --weights FILE")) << nofile.err;
 }
 
 // ---- plot_metrics.py ----------------------------------------------------------------------------

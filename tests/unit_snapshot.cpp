@@ -1,5 +1,6 @@
 // Snapshots: resuming is bit-identical to training straight through (parameters, momentum, loss
-// window, data cursors of both phases); weights load by name with shape checks; another net's,
+// window, data cursors of both phases); weights load by name with shape checks, and a deeper net
+// starts from a shallower one's (matching names, a layer map, strict mode); another net's,
 // another seed's, a truncated or a mislabelled snapshot is refused with a message and leaves the
 // solver untouched; keep_last and `latest`; CUDA nets restore CPU snapshots.
 #include <gtest/gtest.h>
@@ -20,6 +21,7 @@
 #include "tests/testing/files.h"
 #include "tests/testing/harness.h"
 #include "tests/testing/solvers.h"
+#include "tools/cli_common.h"
 
 namespace dropnet {
 namespace {
@@ -413,6 +415,282 @@ TEST(Snapshot, KeepLastLatestAndTemporaryFiles) {
   fs::remove(dir.file("latest"));
   msg = input_error_of([&] { restore_snapshot(*c, dir.str()); });
   EXPECT_NE(msg.find("has no 'latest'"), std::string::npos) << msg;
+}
+
+// ---- starting from another net's weights (dropnet-train --weights, Caffe's fine-tuning) --------
+
+// A deeper relative of net_yaml(): its conv1 is called conv1_1 (num_output `conv_out`), a conv1_2
+// follows it, fc1 as there, and an fc2 before the loss.
+std::string deeper_yaml(int conv_out = 4) {
+  std::string y = net_yaml();
+  y = y.substr(0, y.find("layers:\n"));
+  y += fmt::format(R"(layers:
+  - {{name: data, type: data, top: [data, label]}}
+  - {{name: conv1_1, type: conv, bottom: data, top: conv1_1, num_output: {}, kernel: 3,
+     weight_filler: {{type: xavier}}, bias_filler: {{type: constant, value: 0.1}}}}
+  - {{name: relu1, type: relu, bottom: conv1_1, top: relu1}}
+  - {{name: conv1_2, type: conv, bottom: relu1, top: conv1_2, num_output: 4, kernel: 3, pad: 1,
+     weight_filler: {{type: gaussian, std: 0.1}}, bias_filler: {{type: constant, value: 0.2}}}}
+  - {{name: relu1_2, type: relu, bottom: conv1_2, top: relu1_2}}
+  - {{name: fc1, type: fc, bottom: relu1_2, top: fc1, num_output: 4, weight_filler: {{type: xavier}}}}
+  - {{name: fc2, type: fc, bottom: fc1, top: fc2, num_output: 4, weight_filler: {{type: xavier}}}}
+  - {{name: loss, type: softmax_loss, bottom: [fc2, label], top: loss}}
+)",
+                   conv_out);
+  return y;
+}
+
+// A parameter's values, by name.
+std::vector<float> param_values(Net& net, const std::string& name) {
+  const std::vector<float> arena = net.param_values().to_host();
+  for (const ParamRef& r : net.params())
+    if (r.name == name) return std::vector<float>(arena.begin() + r.offset, arena.begin() + r.offset + r.count);
+  ADD_FAILURE() << "no parameter " << name;
+  return {};
+}
+
+using Names = std::vector<std::string>;
+
+WeightsMapEntry entry(const std::string& from, const std::string& to) {
+  return {from, to, fmt::format("--weights-map '{}={}'", from, to)};
+}
+
+TEST(WeightTransfer, DeeperNetTakesWhatMatchesAndKeepsTheRestAtItsFillerInit) {
+  TempDir dir;
+  auto small = trained_and_saved(dir);
+  const std::string wpath = dir.file("snap_iter_11.safetensors");
+  auto init = make_solver(deeper_yaml(), 7);  // what the fillers give the deeper net
+  auto deep = make_solver(deeper_yaml(), 7);
+
+  // By name alone: only fc1 matches; the file's conv1 goes unused.
+  WeightTransfer t = load_weights(deep->train_net(), wpath, {});
+  EXPECT_EQ(t.loaded, (Names{"fc1.weight", "fc1.bias"}));
+  EXPECT_EQ(t.sources, (Names{"fc1.weight", "fc1.bias"}));
+  EXPECT_EQ(t.fresh, (Names{"conv1_1.weight", "conv1_1.bias", "conv1_2.weight", "conv1_2.bias", "fc2.weight",
+                            "fc2.bias"}));
+  EXPECT_EQ(t.unused, (Names{"conv1.weight", "conv1.bias"}));
+  EXPECT_TRUE(bits_equal(param_values(deep->train_net(), "fc1.weight"), param_values(small->train_net(), "fc1.weight")));
+  EXPECT_TRUE(bits_equal(param_values(deep->train_net(), "conv1_1.weight"),
+                         param_values(init->train_net(), "conv1_1.weight")));
+
+  // With the map conv1=conv1_1: the file's conv1 (weight and bias) starts the net's conv1_1.
+  deep = make_solver(deeper_yaml(), 7);
+  WeightsOptions wo;
+  wo.map = {entry("conv1", "conv1_1")};
+  t = load_weights(deep->train_net(), wpath, wo);
+  EXPECT_EQ(t.loaded, (Names{"conv1_1.weight", "conv1_1.bias", "fc1.weight", "fc1.bias"}));
+  EXPECT_EQ(t.sources, (Names{"conv1.weight", "conv1.bias", "fc1.weight", "fc1.bias"}));
+  EXPECT_EQ(t.fresh, (Names{"conv1_2.weight", "conv1_2.bias", "fc2.weight", "fc2.bias"}));
+  EXPECT_TRUE(t.unused.empty());
+  for (const auto& [to, from] : {std::pair{"conv1_1.weight", "conv1.weight"}, {"conv1_1.bias", "conv1.bias"},
+                                 {"fc1.weight", "fc1.weight"}, {"fc1.bias", "fc1.bias"}})
+    EXPECT_TRUE(bits_equal(param_values(deep->train_net(), to), param_values(small->train_net(), from))) << to;
+  for (const char* n : {"conv1_2.weight", "conv1_2.bias", "fc2.weight", "fc2.bias"})
+    EXPECT_TRUE(bits_equal(param_values(deep->train_net(), n), param_values(init->train_net(), n))) << n;
+  // The trained values are not the filler's (else the checks above prove nothing).
+  EXPECT_FALSE(bits_equal(param_values(deep->train_net(), "conv1_1.weight"),
+                          param_values(init->train_net(), "conv1_1.weight")));
+
+  const std::vector<std::string> lines = t.summary();
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0], "loaded from '" + wpath + "': 4 parameters of 2 layers: conv1_1 <- conv1, fc1");
+  EXPECT_EQ(lines[1], "new (left at their filler init): 4 parameters of 2 layers: conv1_2, fc2");
+  EXPECT_EQ(lines[2], "unused in the file: none");
+}
+
+TEST(WeightTransfer, SummaryGroupsByLayerAndClipsLongLists) {
+  WeightTransfer t;
+  t.path = "w.safetensors";
+  for (int i = 0; i < 200; ++i)
+    for (const char* p : {"weight", "bias"}) {
+      t.loaded.push_back(fmt::format("conv{}.{}", i, p));
+      t.sources.push_back(fmt::format("conv{}.{}", i, p));
+    }
+  // fc1 split: its weight in the file, its bias not; the file's fc9 unused, and fc8's bias only.
+  t.loaded.push_back("fc1.weight");
+  t.sources.push_back("fc0.weight");
+  t.fresh = {"fc1.bias", "fc2.weight", "fc2.bias"};
+  t.unused = {"fc9.weight", "fc9.bias", "fc0.bias"};
+  const std::vector<std::string> lines = t.summary(3);
+  EXPECT_EQ(lines[0], "loaded from 'w.safetensors': 401 parameters of 201 layers: conv0, conv1, conv2, ... (+198 more)");
+  EXPECT_LT(lines[0].size(), 120u);
+  const std::string all = t.summary(1000)[0], tail = "conv198, conv199, fc1.weight <- fc0.weight";
+  ASSERT_GT(all.size(), tail.size());
+  EXPECT_EQ(all.substr(all.size() - tail.size()), tail);
+  EXPECT_EQ(lines[1], "new (left at their filler init): 3 parameters of 2 layers: fc1.bias, fc2");
+  EXPECT_EQ(lines[2], "unused in the file: 3 tensors of 2 layers: fc9, fc0.bias");
+}
+
+TEST(WeightTransfer, ShapeMismatchNamesBothParametersAndShapesAndLoadsNothing) {
+  TempDir dir;
+  trained_and_saved(dir);
+  const std::string wpath = dir.file("snap_iter_11.safetensors");
+  auto wide = make_solver(deeper_yaml(6), 7);
+  const std::vector<float> before = wide->train_net().param_values().to_host();
+  WeightsOptions wo;
+  wo.map = {entry("conv1", "conv1_1")};
+  std::string msg = input_error_of([&] { load_weights(wide->train_net(), wpath, wo); });
+  EXPECT_NE(msg.find("the file's 'conv1.weight' has shape [4, 1, 3, 3] but the net's 'conv1_1.weight' has shape "
+                     "[6, 1, 3, 3]"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("(mapped by --weights-map 'conv1=conv1_1')"), std::string::npos) << msg;
+  EXPECT_TRUE(bits_equal(wide->train_net().param_values().to_host(), before)) << "fc1 matched, yet nothing loads";
+
+  // By name: the same names, and how to start that layer afresh instead.
+  auto w6 = make_solver(net_yaml(6), 7);
+  msg = input_error_of([&] { load_weights(w6->train_net(), wpath, {}); });
+  EXPECT_NE(msg.find("the file's 'conv1.weight' has shape [4, 1, 3, 3] but the net's 'conv1.weight' has shape "
+                     "[6, 1, 3, 3]"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("to start layer 'conv1' from its filler instead"), std::string::npos) << msg;
+
+  // fc1 [4, 144] mapped onto fc2 [4, 4].
+  auto deep = make_solver(deeper_yaml(), 7);
+  wo.map = {entry("fc1", "fc2")};
+  msg = input_error_of([&] { load_weights(deep->train_net(), wpath, wo); });
+  EXPECT_NE(msg.find("'fc1.weight' has shape [4, 144] but the net's 'fc2.weight' has shape [4, 4]"), std::string::npos)
+      << msg;
+}
+
+TEST(WeightTransfer, MapNamingAMissingLayerIsAnError) {
+  TempDir dir;
+  trained_and_saved(dir);
+  const std::string wpath = dir.file("snap_iter_11.safetensors");
+  auto deep = make_solver(deeper_yaml(), 7);
+  const std::vector<float> before = deep->train_net().param_values().to_host();
+  auto fails = [&](std::vector<WeightsMapEntry> map) {
+    WeightsOptions wo;
+    wo.map = std::move(map);
+    return input_error_of([&] { load_weights(deep->train_net(), wpath, wo); });
+  };
+  std::string msg = fails({entry("conv1", "conv1_1"), entry("conv9", "conv1_2")});
+  EXPECT_NE(msg.find("--weights-map 'conv9=conv1_2': the weights file '" + wpath +
+                     "' has no layer 'conv9' (its layers: conv1, fc1)"),
+            std::string::npos)
+      << msg;
+  msg = fails({entry("conv1", "conv9_9")});
+  EXPECT_NE(msg.find("--weights-map 'conv1=conv9_9': the net has no layer 'conv9_9' (its layers with parameters: "
+                     "conv1_1, conv1_2, fc1, fc2)"),
+            std::string::npos)
+      << msg;
+  msg = fails({entry("conv1", "relu1")});
+  EXPECT_NE(msg.find("the net's layer 'relu1' has no parameters"), std::string::npos) << msg;
+  // Written the other way round: said so.
+  msg = fails({entry("conv1_1", "conv1")});
+  EXPECT_NE(msg.find("the net has no layer 'conv1'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("reversed?"), std::string::npos) << msg;
+  // A net layer with two sources.
+  msg = fails({entry("conv1", "conv1_1"), entry("fc1", "conv1_1")});
+  EXPECT_NE(msg.find("the net's layer 'conv1_1' is already mapped by --weights-map 'conv1=conv1_1'"),
+            std::string::npos)
+      << msg;
+  EXPECT_TRUE(bits_equal(deep->train_net().param_values().to_host(), before));
+}
+
+TEST(WeightTransfer, StrictRefusesMissingAndUnusedParameters) {
+  TempDir dir;
+  auto small = trained_and_saved(dir);
+  const std::string wpath = dir.file("snap_iter_11.safetensors");
+  WeightsOptions strict;
+  strict.strict = true;
+  // The same net: everything loads.
+  auto same = make_solver(net_yaml(), 7);
+  WeightTransfer t = load_weights(same->train_net(), wpath, strict);
+  EXPECT_EQ(t.loaded.size(), 4u);
+  EXPECT_TRUE(bits_equal(same->train_net().param_values().to_host(), small->train_net().param_values().to_host()));
+
+  // A deeper net: its new parameters are refused; nothing is loaded.
+  auto deep = make_solver(deeper_yaml(), 7);
+  const std::vector<float> before = deep->train_net().param_values().to_host();
+  std::string msg = input_error_of([&] { load_weights(deep->train_net(), wpath, strict); });
+  EXPECT_NE(msg.find("lacks 6 parameters of the net"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("conv1_1.weight, conv1_1.bias, conv1_2.weight, conv1_2.bias, fc2.weight, fc2.bias"),
+            std::string::npos)
+      << msg;
+  EXPECT_TRUE(bits_equal(deep->train_net().param_values().to_host(), before));
+
+  // A file with a tensor the net does not take.
+  SafeTensors w = SafeTensors::read(wpath);
+  std::vector<StTensorOut> all;
+  std::vector<std::vector<float>> keep;
+  for (const auto& st : w.tensors()) keep.push_back(w.floats(st));
+  for (size_t i = 0; i < w.tensors().size(); ++i)
+    all.push_back({w.tensors()[i].name, StDtype::F32, w.tensors()[i].shape, keep[i].data()});
+  const std::vector<float> extra(3, 1.f);
+  all.push_back({"old_head.weight", StDtype::F32, {3}, extra.data()});
+  write_safetensors(dir.file("extra.safetensors"), all, {});
+  msg = input_error_of([&] { load_weights(same->train_net(), dir.file("extra.safetensors"), strict); });
+  EXPECT_NE(msg.find("holds 1 tensor the net does not take"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("old_head.weight"), std::string::npos) << msg;
+  // Not strict: the extra tensor is only reported.
+  t = load_weights(same->train_net(), dir.file("extra.safetensors"), {});
+  EXPECT_EQ(t.unused, (Names{"old_head.weight"}));
+  EXPECT_TRUE(t.fresh.empty());
+}
+
+TEST(WeightTransfer, CommandLineMapIsParsedStrictly) {
+  const auto m = parse_weights_map("conv1=conv1_1, conv2 = conv2_1");
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[1].file_layer, "conv2");
+  EXPECT_EQ(m[1].net_layer, "conv2_1");
+  EXPECT_EQ(m[1].origin, "--weights-map 'conv2=conv2_1'");
+  const std::pair<const char*, const char*> bad[] = {
+      {"conv1", "entry 'conv1' has no '='"},
+      {"conv1=conv1_1,,conv2=conv2_1", "an empty entry"},
+      {"conv1=conv1_1,", "an empty entry"},
+      {"=conv1_1", "entry '=conv1_1' has an empty file layer name"},
+      {"conv1=", "entry 'conv1=' has an empty net layer name"},
+      {"a=b=c", "more than one '='"},
+      {"conv1=x,conv2=x", "the net's layer 'x' is the target of two entries, 'conv1=x' and 'conv2=x'"},
+      {" ", "empty map"},
+  };
+  for (const auto& [text, want] : bad) {
+    const std::string msg = input_error_of([&] { parse_weights_map(text); });
+    EXPECT_NE(msg.find(want), std::string::npos) << text << ": " << msg;
+    EXPECT_EQ(msg.rfind("--weights-map", 0), 0u) << msg;
+  }
+  // The command line on top of the config: an entry naming the same file or net layer replaces.
+  const auto merged = merge_weights_maps({entry("conv1", "conv1_1"), entry("conv2", "conv2_1"), entry("fc1", "fc1")},
+                                         {entry("conv1", "conv1_2"), entry("conv3", "conv2_1")});
+  std::vector<std::string> got;
+  for (const auto& e : merged) got.push_back(e.file_layer + "=" + e.net_layer);
+  EXPECT_EQ(got, (Names{"fc1=fc1", "conv1=conv1_2", "conv3=conv2_1"}));
+}
+
+TEST(WeightTransfer, ConfigKeyWeightsMapWithFileLineErrors) {
+  auto settings = [](const std::string& map_yaml) {
+    std::string y = net_yaml();
+    y.insert(y.find("layers:\n"), map_yaml);
+    return cli::read_run_settings(load_config_text(y, "run.yaml"));
+  };
+  const cli::RunSettings s = settings("weights_map: {conv1: conv1_1, fc9: fc1}\n");
+  ASSERT_EQ(s.weights_map.size(), 2u);
+  EXPECT_EQ(s.weights_map[0].file_layer, "conv1");
+  EXPECT_EQ(s.weights_map[0].net_layer, "conv1_1");
+  EXPECT_EQ(s.weights_map[1].origin, "run.yaml:17:36: weights_map.fc9");
+  EXPECT_TRUE(settings("").weights_map.empty());
+
+  std::string msg = input_error_of([&] { settings("weights_map: {conv1: x, conv2: x}\n"); });
+  EXPECT_NE(msg.find("run.yaml:17:32: "), std::string::npos) << msg;
+  EXPECT_NE(msg.find("weights_map.conv2: the net's layer 'x' is already mapped by 'conv1'"), std::string::npos) << msg;
+  msg = input_error_of([&] { settings("weights_map: [conv1, conv1_1]\n"); });
+  EXPECT_NE(msg.find("run.yaml:17:14: weights_map: expected a map"), std::string::npos) << msg;
+  msg = input_error_of([&] { settings("weights_map: {conv1: {a: b}}\n"); });
+  EXPECT_NE(msg.find("weights_map.conv1: expected a string"), std::string::npos) << msg;
+  msg = input_error_of([&] { settings("weights_map: {conv1: }\n"); });
+  EXPECT_NE(msg.find("weights_map.conv1: expected the name of a layer"), std::string::npos) << msg;
+
+  // A config entry naming a layer the file lacks: the error is its file:line.
+  TempDir dir;
+  trained_and_saved(dir);
+  auto deep = make_solver(deeper_yaml(), 7);
+  WeightsOptions wo;
+  wo.map = settings("weights_map:\n  conv1: conv1_1\n  conv7: conv1_2\n").weights_map;
+  msg = input_error_of([&] { load_weights(deep->train_net(), dir.file("snap_iter_11.safetensors"), wo); });
+  EXPECT_EQ(msg.rfind("run.yaml:19:10: weights_map.conv7: the weights file", 0), 0u) << msg;
+  EXPECT_NE(msg.find("has no layer 'conv7'"), std::string::npos) << msg;
 }
 
 // A CUDA net restores a CPU snapshot exactly and resumes like a CUDA run straight through.

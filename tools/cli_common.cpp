@@ -12,6 +12,7 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <map>
 #include <string>
 
 #include "core/error.h"
@@ -96,6 +97,26 @@ RunSettings read_run_settings(const LoadedConfig& cfg) {
   }
   root.child("solver");
   root.children("layers");
+  ConfigNode wmap = root.optional_child("weights_map");
+  if (wmap.valid()) {
+    // Layer names are the keys: all of them are read here, so finish() has nothing to refuse.
+    std::map<std::string, std::string> target_of;  // net layer -> the key mapping it
+    for (const auto& kv : wmap.raw()) {
+      if (!kv.first.IsScalar() || kv.first.Scalar().empty())
+        wmap.fail("", "the keys are the weights file's layer names (FILE_LAYER: NET_LAYER)");
+      const std::string from = kv.first.Scalar();
+      if (kv.second.IsNull()) wmap.fail(from, "expected the name of a layer of the net, got nothing");
+      const std::string to = wmap.get_string(from);
+      if (to.empty()) wmap.fail(from, "expected the name of a layer of the net, got an empty string");
+      auto [it, first] = target_of.emplace(to, from);
+      if (!first)
+        wmap.fail(from, fmt::format("the net's layer '{}' is already mapped by '{}' (a layer takes its parameters "
+                                    "from one file layer)",
+                                    clip_text(to, 60), clip_text(it->second, 60)));
+      s.weights_map.push_back({from, to, wmap.where(from)});
+    }
+    wmap.finish();
+  }
   root.finish();
   return s;
 }

@@ -10,6 +10,7 @@
 #include "core/device.h"
 #include "layers/config.h"
 #include "layers/net.h"
+#include "optim/snapshot.h"
 
 namespace dropnet::cli {
 
@@ -32,12 +33,15 @@ std::string openmp_waiting();
 void init_logging(int rank = 0);
 
 // The run-level keys of a config: name, seed, device, engine, vars, data (train/test), solver,
-// layers. Unknown top-level keys are errors.
+// layers, weights_map. Unknown top-level keys are errors.
 struct RunSettings {
   std::string name;
   uint64_t seed = 1;
   std::string device = "auto";
   std::string engine = "native";
+  // `weights_map: {conv1: conv1_1}`: the file's layer conv1 initializes the net's conv1_1 when the
+  // run starts from --weights (WeightsMapEntry); each entry's origin is its file:line.
+  std::vector<WeightsMapEntry> weights_map;
 };
 RunSettings read_run_settings(const LoadedConfig& cfg);
 // Options of a tool's single net (dropnet-test, dropnet-time, dropnet-dump): the run's seed and
