@@ -28,12 +28,23 @@ void im2col_cpu(const ConvParams& p, const float* x, int64_t images, float* col)
 // input (padding taps) may be zeroed on the way.
 void col2im_cpu(const ConvParams& p, float* col, int64_t images, float beta, float* dx);
 
-// y = act(conv(x, w) + bias); bias may be null.
+// Output channels [begin, end) of every image (compute skipping; end -1 = out_c). A range
+// narrower than [0, out_c) needs group 1.
+struct ConvOutRange {
+  int64_t begin = 0, end = -1;
+};
+
+// `oc` with end -1 resolved to out_c, checked (inside [0, out_c), not empty, group 1 when partial).
+ConvOutRange conv_out_range(const ConvParams& p, ConvOutRange oc);
+
+// y = act(conv(x, w) + bias); bias may be null. Only channels `oc` of y are written.
 void conv_forward_cpu(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
-                      ConvScratch& s, Activation act = {});
-// dw, db accumulate (db may be null); dx = beta * dx + dL/dx (dx may be null).
+                      ConvScratch& s, Activation act = {}, ConvOutRange oc = {});
+// dw, db accumulate (db may be null); dx = beta * dx + dL/dx (dx may be null). With a channel
+// range `oc`, dy is taken as zero outside it: the rows of dw outside it are left as they are, and
+// dx sums over the channels in it only (db is computed whole: it costs one pass over dy).
 void conv_backward_cpu(const ConvParams& p, const float* x, const float* w, const float* dy, float* dw, float* db,
-                       float beta, float* dx, ConvScratch& s);
+                       float beta, float* dx, ConvScratch& s, ConvOutRange oc = {});
 
 #if DROPNET_HAVE_CUDA
 void im2col_cuda(const ConvParams& p, const float* x, int64_t images, float* col, Stream stream);
@@ -44,11 +55,12 @@ void conv_forward_cuda(const ConvParams& p, const float* x, const float* w, cons
 void conv_backward_cuda(const ConvParams& p, const float* x, const float* w, const float* dy, float* dw, float* db,
                         float beta, float* dx, ConvScratch& s, bool use_cublas, Stream stream);
 // Implicit-GEMM convolution (conv_igemm.cuh): operand tiles gathered from x / dy / w, no column
-// buffer, bias and activation fused into the forward epilogue. Same contract as the im2col path.
+// buffer, bias and activation fused into the forward epilogue. Same contract as the CPU path,
+// output channel range `oc` included (results equal the whole computation's where computed).
 void conv_forward_igemm_cuda(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
-                             Stream stream, Activation act = {});
+                             Stream stream, Activation act = {}, ConvOutRange oc = {});
 void conv_backward_igemm_cuda(const ConvParams& p, const float* x, const float* w, const float* dy, float* dw,
-                              float* db, float beta, float* dx, Stream stream);
+                              float* db, float beta, float* dx, Stream stream, ConvOutRange oc = {});
 #endif
 
 }  // namespace dropnet

@@ -10,6 +10,14 @@
 
 namespace dropnet {
 
+ConvOutRange conv_out_range(const ConvParams& p, ConvOutRange oc) {
+  if (oc.end < 0) oc.end = p.out_c;
+  DN_CHECK(oc.begin >= 0 && oc.begin < oc.end && oc.end <= p.out_c, "conv: output channels [{}, {}) of {}", oc.begin,
+           oc.end, p.out_c);
+  DN_CHECK(p.group == 1 || (oc.begin == 0 && oc.end == p.out_c), "conv: an output channel range needs group 1");
+  return oc;
+}
+
 int64_t conv_chunk_images(const ConvParams& p, int64_t max_floats) {
   const int64_t per_image = std::max<int64_t>(1, p.c * p.kh * p.kw * p.out_h * p.out_w);
   return std::clamp<int64_t>(max_floats / per_image, 1, p.n);
@@ -172,12 +180,17 @@ void ensure(Tensor& t, int64_t floats) {
   if (t.empty() || !t.device().is_cpu() || t.count() < floats) t = Tensor(Shape({floats}), Device::cpu());
 }
 
+
+
 }  // namespace
 
 void conv_forward_cpu(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
-                      ConvScratch& s, Activation act) {
+                      ConvScratch& s, Activation act, ConvOutRange oc) {
+  oc = conv_out_range(p, oc);
   const int64_t ohw = p.out_h * p.out_w, in_plane = p.c * p.h * p.w;
-  const int64_t cg = p.c / p.group, og = p.out_c / p.group, kg = cg * p.kh * p.kw;
+  const int64_t cg = p.c / p.group, kg = cg * p.kh * p.kw;
+  // Group g computes rows [g * og, (g + 1) * og); with one group, rows oc.begin .. oc.end.
+  const int64_t og = p.group == 1 ? oc.end - oc.begin : p.out_c / p.group, o0 = oc.begin;
   const int64_t col_floats = p.c * p.kh * p.kw * ohw;
   const int threads = conv_threads(p);
   const bool pointwise = is_pointwise(p);
@@ -193,21 +206,26 @@ void conv_forward_cpu(const ConvParams& p, const float* x, const float* w, const
         im2col_cpu(p, xb, 1, col);
         cb = col;
       }
-      float* yb = y + b * p.out_c * ohw;
+      float* yb = y + (b * p.out_c + o0) * ohw;
       for (int g = 0; g < p.group; ++g)
-        sgemm_cpu(false, false, og, ohw, kg, 1.f, w + g * og * kg, kg, cb + g * kg * ohw, ohw, 0.f, yb + g * og * ohw,
-                  ohw);
-      bias_forward_cpu(1, p.out_c, ohw, bias, yb, act);
+        sgemm_cpu(false, false, og, ohw, kg, 1.f, w + (o0 + g * og) * kg, kg, cb + g * kg * ohw, ohw, 0.f,
+                  yb + g * og * ohw, ohw);
+      bias_forward_cpu(1, oc.end - oc.begin, ohw, bias != nullptr ? bias + o0 : nullptr, yb, act);
     }
   }
 }
 
 void conv_backward_cpu(const ConvParams& p, const float* x, const float* w, const float* dy, float* dw, float* db,
-                       float beta, float* dx, ConvScratch& s) {
+                       float beta, float* dx, ConvScratch& s, ConvOutRange oc) {
+  oc = conv_out_range(p, oc);
   const int64_t ohw = p.out_h * p.out_w, in_plane = p.c * p.h * p.w;
-  const int64_t cg = p.c / p.group, og = p.out_c / p.group, kg = cg * p.kh * p.kw;
+  const int64_t cg = p.c / p.group, kg = cg * p.kh * p.kw;
+  const int64_t og = p.group == 1 ? oc.end - oc.begin : p.out_c / p.group, o0 = oc.begin;
   const int64_t col_floats = p.c * p.kh * p.kw * ohw;
-  const int64_t w_floats = p.out_c * kg;
+  // Weight-gradient rows [o0, o0 + w_floats / kg) are written; thread accumulators hold just those.
+  const int64_t w_floats = (oc.end - oc.begin) * kg;
+  dw += o0 * kg;
+  w += o0 * kg;
   const int threads = conv_threads(p);
   const bool pointwise = is_pointwise(p);
   if (db != nullptr) bias_backward_cpu(p.n, p.out_c, ohw, dy, db);
@@ -225,7 +243,7 @@ void conv_backward_cpu(const ConvParams& p, const float* x, const float* w, cons
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < p.n; ++b) {
       const float* xb = x + b * in_plane;
-      const float* dyb = dy + b * p.out_c * ohw;
+      const float* dyb = dy + (b * p.out_c + o0) * ohw;
       const float* cb = xb;
       if (!pointwise) {
         im2col_cpu(p, xb, 1, col);

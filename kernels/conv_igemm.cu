@@ -31,26 +31,46 @@ void check_sizes(const ConvParams& p) {
 
 dim3 dims(const tile_plan::Grid& g) { return dim3(g.x, g.y, g.z); }
 
+// The geometry the tiles are planned for: the computed output channels only.
+ConvParams planned(const ConvParams& p, ConvOutRange oc) {
+  ConvParams q = p;
+  q.out_c = oc.end - oc.begin;
+  return q;
+}
+
 }  // namespace
 
 void conv_forward_igemm_cuda(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
-                             Stream stream, Activation act) {
+                             Stream stream, Activation act, ConvOutRange oc) {
   check_sizes(p);
-  const tile_plan::Grid g = tile_plan::plan_conv(p, current_sm_count()).fwd;
-  const bool va = g.k % 4 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0;
+  oc = conv_out_range(p, oc);
+  const int b = static_cast<int>(oc.begin), e = static_cast<int>(oc.end);
+  const tile_plan::Grid g = tile_plan::plan_conv(planned(p, oc), current_sm_count()).fwd;
+  // float4 rows of w: K a multiple of 4 and the first computed row 16-byte aligned.
+  const bool va = g.k % 4 == 0 && reinterpret_cast<uintptr_t>(w + oc.begin * g.k) % 16 == 0;
   if (g.tile == 128) {
-    if (va) DN_LAUNCH(igemm::conv_fwd_kernel<128, 128, true>, dims(g), kThreads, 0, stream, p, x, w, bias, act, y);
-    else DN_LAUNCH(igemm::conv_fwd_kernel<128, 128, false>, dims(g), kThreads, 0, stream, p, x, w, bias, act, y);
+    if (va) DN_LAUNCH(igemm::conv_fwd_kernel<128, 128, true>, dims(g), kThreads, 0, stream, p, b, e, x, w, bias, act, y);
+    else DN_LAUNCH(igemm::conv_fwd_kernel<128, 128, false>, dims(g), kThreads, 0, stream, p, b, e, x, w, bias, act, y);
   } else {
-    if (va) DN_LAUNCH(igemm::conv_fwd_kernel<64, 64, true>, dims(g), kThreads, 0, stream, p, x, w, bias, act, y);
-    else DN_LAUNCH(igemm::conv_fwd_kernel<64, 64, false>, dims(g), kThreads, 0, stream, p, x, w, bias, act, y);
+    if (va) DN_LAUNCH(igemm::conv_fwd_kernel<64, 64, true>, dims(g), kThreads, 0, stream, p, b, e, x, w, bias, act, y);
+    else DN_LAUNCH(igemm::conv_fwd_kernel<64, 64, false>, dims(g), kThreads, 0, stream, p, b, e, x, w, bias, act, y);
   }
 }
 
 void conv_backward_igemm_cuda(const ConvParams& p, const float* x, const float* w, const float* dy, float* dw,
-                              float* db, float beta, float* dx, Stream stream) {
+                              float* db, float beta, float* dx, Stream stream, ConvOutRange oc) {
   check_sizes(p);
-  const tile_plan::ConvPlan pl = tile_plan::plan_conv(p, current_sm_count());
+  oc = conv_out_range(p, oc);
+  const int b = static_cast<int>(oc.begin), e = static_cast<int>(oc.end);
+  tile_plan::ConvPlan pl = tile_plan::plan_conv(planned(p, oc), current_sm_count());
+  if (oc.end - oc.begin < p.out_c) {
+    // The filter gradient's K splits as for the whole convolution: each partial sums the same
+    // K range, so a computed row is the whole computation's, bit for bit.
+    const tile_plan::ConvPlan whole = tile_plan::plan_conv(p, current_sm_count());
+    pl.splits = whole.splits;
+    pl.k_per_split = whole.k_per_split;
+    pl.bwd_filter.z = static_cast<unsigned>(int64_t(p.group) * pl.splits);
+  }
   if (db != nullptr) bias_backward_cuda(p.n, p.out_c, p.out_h * p.out_w, dy, db, stream);
 
   const tile_plan::Grid& gf = pl.bwd_filter;
@@ -59,15 +79,15 @@ void conv_backward_igemm_cuda(const ConvParams& p, const float* x, const float* 
   float* partial = nullptr;
   if (pl.splits > 1) partial = static_cast<float*>(stream_scratch_alloc(sizeof(float) * gf.z * mn, stream));
   if (gf.tile == 128)
-    DN_LAUNCH(igemm::conv_bwd_filter_kernel<128, 128>, dims(gf), kThreads, 0, stream, p, x, dy, pl.splits,
+    DN_LAUNCH(igemm::conv_bwd_filter_kernel<128, 128>, dims(gf), kThreads, 0, stream, p, b, e, x, dy, pl.splits,
               pl.k_per_split, dw, partial);
   else
-    DN_LAUNCH(igemm::conv_bwd_filter_kernel<64, 64>, dims(gf), kThreads, 0, stream, p, x, dy, pl.splits,
+    DN_LAUNCH(igemm::conv_bwd_filter_kernel<64, 64>, dims(gf), kThreads, 0, stream, p, b, e, x, dy, pl.splits,
               pl.k_per_split, dw, partial);
   if (pl.splits > 1) {
     for (int g = 0; g < p.group; ++g) {
       DN_LAUNCH(tile::splitk_reduce_kernel, grid_for(mn), 256, 0, stream, gf.m, gf.n, pl.splits,
-                partial + g * pl.splits * mn, 1.f, 1.f, dw + g * mn, gf.n);
+                partial + g * pl.splits * mn, 1.f, 1.f, dw + g * mn + oc.begin * gf.n, gf.n);
     }
     stream_scratch_free(partial, stream);
   }
@@ -75,9 +95,9 @@ void conv_backward_igemm_cuda(const ConvParams& p, const float* x, const float* 
   if (dx != nullptr) {
     const tile_plan::Grid& gd = pl.bwd_data;
     if (gd.tile == 128)
-      DN_LAUNCH(igemm::conv_bwd_data_kernel<128, 128>, dims(gd), kThreads, 0, stream, p, w, dy, beta, dx);
+      DN_LAUNCH(igemm::conv_bwd_data_kernel<128, 128>, dims(gd), kThreads, 0, stream, p, b, e, w, dy, beta, dx);
     else
-      DN_LAUNCH(igemm::conv_bwd_data_kernel<64, 64>, dims(gd), kThreads, 0, stream, p, w, dy, beta, dx);
+      DN_LAUNCH(igemm::conv_bwd_data_kernel<64, 64>, dims(gd), kThreads, 0, stream, p, b, e, w, dy, beta, dx);
   }
 }
 

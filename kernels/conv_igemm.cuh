@@ -10,6 +10,10 @@
 //   backward-filter dw[co, (ci, ki, kj)] += M = og, N = cg * khw, K = n * ohw, split over grid.z
 //                  A[co][(b, pix)] = dy; B[(b, pix)][(ci, ki, kj)] = x at the window tap
 //
+// Compute skipping (group 1 only): output channels [co0, co0 + og) of out_c. og is then the
+// count computed, every offset into w, bias, y and dy starts at channel co0, and out_c stays the
+// stride between images; dw rows outside the range are not touched.
+//
 // Every output element is written by one thread (the filter gradient's K splits go to partial
 // tiles reduced in order), so results are deterministic. Epilogues fuse the bias (forward) and
 // the beta accumulation (backward). Index arithmetic is 32-bit inside one image / weight tensor
@@ -38,16 +42,24 @@ static_assert(tile_plan::kPlanBk == kBk, "tile_plan.h rounds K splits to the til
 struct Geom {
   int n, c, h, w, out_c, out_h, out_w, kh, kw, sh, sw, ph, pw;
   int cg, og, khw, hw, ohw;
-  int g;  // group of this launch
+  int g;    // group of this launch
+  int co0;  // first output channel computed (compute skipping; 0 with groups)
+  // First output channel of this launch's group and range: w, bias, y and dy rows start here.
+  DN_HD int co_base() const { return g * og + co0; }
 };
 
-DN_HD Geom make_geom(const ConvParams& p, int g) {
+// oc: output channels [oc.begin, oc.end) of a group-1 convolution (ConvOutRange, end -1: all).
+DN_HD Geom make_geom(const ConvParams& p, int g, int oc_begin = 0, int oc_end = -1) {
   Geom q{};
   q.n = static_cast<int>(p.n), q.c = static_cast<int>(p.c), q.h = static_cast<int>(p.h), q.w = static_cast<int>(p.w);
   q.out_c = static_cast<int>(p.out_c), q.out_h = static_cast<int>(p.out_h), q.out_w = static_cast<int>(p.out_w);
   q.kh = p.kh, q.kw = p.kw, q.sh = p.sh, q.sw = p.sw, q.ph = p.ph, q.pw = p.pw;
   q.cg = q.c / p.group, q.og = q.out_c / p.group, q.khw = q.kh * q.kw, q.hw = q.h * q.w, q.ohw = q.out_h * q.out_w;
   q.g = g;
+  if (p.group == 1 && oc_end >= 0) {  // a range is group 1 only (conv_out_range)
+    q.co0 = oc_begin;
+    q.og = oc_end - oc_begin;
+  }
   return q;
 }
 
@@ -101,10 +113,10 @@ struct FwdInput {
 
 // Backward-data A: row = ci (input channel in the group), k = (co, ki, kj).
 struct BwdDataWeight {
-  const float* base;  // w + (g * og * cg + ci) * khw
+  const float* base;  // w + ((g * og + co0) * cg + ci) * khw
   Geom q;
   __device__ BwdDataWeight(const Geom& geo, const float* w, int ci, bool valid)
-      : base(w + (valid ? (int64_t(geo.g) * geo.og * geo.cg + ci) * geo.khw : 0)), q(geo) {}
+      : base(w + (valid ? (int64_t(geo.co_base()) * geo.cg + ci) * geo.khw : 0)), q(geo) {}
   __device__ __forceinline__ float at(int k) const {
     const int co = k / q.khw, r = k % q.khw;
     return base[int64_t(co) * q.cg * q.khw + r];
@@ -114,7 +126,7 @@ struct BwdDataWeight {
 // Backward-data B: row j = (b, iy, ix) input pixel, k = (co, ki, kj): dy at the output pixel
 // whose tap (ki, kj) reads (iy, ix), 0 when no output pixel does (stride, borders).
 struct BwdDataGrad {
-  const float* base;  // dy + (b * out_c + g * og) * ohw
+  const float* base;  // dy + (b * out_c + g * og + co0) * ohw
   int ty0, tx0;       // iy + ph, ix + pw
   Geom q;
   __device__ BwdDataGrad(const Geom& geo, const float* dy, int j, bool valid) : base(dy), ty0(0), tx0(0), q(geo) {
@@ -122,7 +134,7 @@ struct BwdDataGrad {
     const int b = j / geo.hw, pix = j % geo.hw;
     ty0 = pix / geo.w + geo.ph;
     tx0 = pix % geo.w + geo.pw;
-    base = dy + (int64_t(b) * geo.out_c + int64_t(geo.g) * geo.og) * geo.ohw;
+    base = dy + (int64_t(b) * geo.out_c + geo.co_base()) * geo.ohw;
   }
   __device__ __forceinline__ float at(int k) const {
     const int co = k / q.khw, r = k % q.khw;
@@ -135,10 +147,10 @@ struct BwdDataGrad {
 
 // Backward-filter A: row = co (output channel in the group), k = (b, pix).
 struct BwdFilterGrad {
-  const float* base;  // dy + (g * og + co) * ohw
+  const float* base;  // dy + (g * og + co0 + co) * ohw
   Geom q;
   __device__ BwdFilterGrad(const Geom& geo, const float* dy, int co, bool valid)
-      : base(dy + (valid ? (int64_t(geo.g) * geo.og + co) * geo.ohw : 0)), q(geo) {}
+      : base(dy + (valid ? (int64_t(geo.co_base()) + co) * geo.ohw : 0)), q(geo) {}
   __device__ __forceinline__ float at(int k) const {
     const int b = k / q.ohw, pix = k % q.ohw;
     return base[int64_t(b) * q.out_c * q.ohw + pix];
@@ -168,20 +180,20 @@ struct BwdFilterInput {
 // y = act(W x + bias) for group blockIdx.z. VA: w rows are float4-loadable (cg * khw % 4 == 0, aligned).
 template <int BM, int BN, bool VA>
 __global__ void __launch_bounds__(kThreads, 2)
-    conv_fwd_kernel(ConvParams p, const float* __restrict__ x, const float* __restrict__ w,
+    conv_fwd_kernel(ConvParams p, int oc_begin, int oc_end, const float* __restrict__ x, const float* __restrict__ w,
                     const float* __restrict__ bias, Activation act, float* __restrict__ y) {
   __shared__ __align__(16) float as[2][kBk][BM + kPad];
   __shared__ __align__(16) float bs[2][kBk][BN + kPad];
-  const Geom q = make_geom(p, blockIdx.z);
+  const Geom q = make_geom(p, blockIdx.z, oc_begin, oc_end);
   const int m = q.og, n = q.n * q.ohw, k = q.cg * q.khw;
   const int i0 = blockIdx.y * BM, j0 = blockIdx.x * BN;
   const int jr = j0 + int(threadIdx.x) % BN;
-  tile::DenseLoader<BM, true, VA> la(w + int64_t(q.g) * q.og * k, k, i0, m, k);
+  tile::DenseLoader<BM, true, VA> la(w + int64_t(q.co_base()) * k, k, i0, m, k);
   GatherLoader<BN, FwdInput> lb(FwdInput(q, x, jr, jr < n), jr < n, k);
   Acc<BM, BN> acc;
   tile::mainloop<BM, BN>(la, lb, 0, k, acc, &as[0][0][0], &bs[0][0][0]);
   tile::for_each_output(acc, i0, j0, m, n, [&](int i, int j, float v) {
-    const int co = q.g * q.og + i, b = j / q.ohw, pix = j % q.ohw;
+    const int co = q.co_base() + i, b = j / q.ohw, pix = j % q.ohw;
     y[(int64_t(b) * q.out_c + co) * q.ohw + pix] = act(v + (bias != nullptr ? bias[co] : 0.f));
   });
 }
@@ -189,11 +201,11 @@ __global__ void __launch_bounds__(kThreads, 2)
 // dx = beta * dx + W^T dy (scattered back through the windows), group blockIdx.z.
 template <int BM, int BN>
 __global__ void __launch_bounds__(kThreads, 2)
-    conv_bwd_data_kernel(ConvParams p, const float* __restrict__ w, const float* __restrict__ dy, float beta,
-                         float* __restrict__ dx) {
+    conv_bwd_data_kernel(ConvParams p, int oc_begin, int oc_end, const float* __restrict__ w,
+                         const float* __restrict__ dy, float beta, float* __restrict__ dx) {
   __shared__ __align__(16) float as[2][kBk][BM + kPad];
   __shared__ __align__(16) float bs[2][kBk][BN + kPad];
-  const Geom q = make_geom(p, blockIdx.z);
+  const Geom q = make_geom(p, blockIdx.z, oc_begin, oc_end);
   const int m = q.cg, n = q.n * q.hw, k = q.og * q.khw;
   const int i0 = blockIdx.y * BM, j0 = blockIdx.x * BN;
   const int ir = i0 + int(threadIdx.x) % BM, jr = j0 + int(threadIdx.x) % BN;
@@ -213,12 +225,13 @@ __global__ void __launch_bounds__(kThreads, 2)
 // dense), to be summed in order into dw by tile::splitk_reduce_kernel.
 template <int BM, int BN>
 __global__ void __launch_bounds__(kThreads, 2)
-    conv_bwd_filter_kernel(ConvParams p, const float* __restrict__ x, const float* __restrict__ dy, int splits,
-                           int k_per_split, float* __restrict__ dw, float* __restrict__ partial) {
+    conv_bwd_filter_kernel(ConvParams p, int oc_begin, int oc_end, const float* __restrict__ x,
+                           const float* __restrict__ dy, int splits, int k_per_split, float* __restrict__ dw,
+                           float* __restrict__ partial) {
   __shared__ __align__(16) float as[2][kBk][BM + kPad];
   __shared__ __align__(16) float bs[2][kBk][BN + kPad];
   const int g = blockIdx.z / splits, s = blockIdx.z % splits;
-  const Geom q = make_geom(p, g);
+  const Geom q = make_geom(p, g, oc_begin, oc_end);
   const int m = q.og, n = q.cg * q.khw, k = q.n * q.ohw;
   const int k_begin = s * k_per_split, k_end = min(k, k_begin + k_per_split);
   const int i0 = blockIdx.y * BM, j0 = blockIdx.x * BN;
@@ -227,7 +240,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   GatherLoader<BN, BwdFilterInput> lb(BwdFilterInput(q, x, jr, jr < n), jr < n, k_end);
   Acc<BM, BN> acc;
   tile::mainloop<BM, BN>(la, lb, k_begin, k_end, acc, &as[0][0][0], &bs[0][0][0]);
-  float* out = splits == 1 ? dw + int64_t(g) * m * n : partial + (int64_t(g) * splits + s) * m * n;
+  float* out = splits == 1 ? dw + int64_t(q.co_base()) * n : partial + (int64_t(g) * splits + s) * m * n;
   tile::for_each_output(acc, i0, j0, m, n, [&](int i, int j, float v) {
     float* o = out + int64_t(i) * n + j;
     *o = splits == 1 ? *o + v : v;

@@ -65,11 +65,11 @@ class ConvLayer : public Layer {
 #endif
 #if DROPNET_HAVE_CUDA
     if (device().is_cuda() && info_.engine == "native" && implicit_gemm_) {
-      conv_forward_igemm_cuda(p_, x, w, bias, y, cuda_stream(), act_);
+      conv_forward_igemm_cuda(p_, x, w, bias, y, cuda_stream(), act_, out_range());
       return;
     }
 #endif
-    DN_DISPATCH(device(), conv_forward_cpu(p_, x, w, bias, y, scratch_, act_),
+    DN_DISPATCH(device(), conv_forward_cpu(p_, x, w, bias, y, scratch_, act_, out_range()),
                 conv_forward_cuda(p_, x, w, bias, y, scratch_, info_.engine == "cublas", cuda_stream(), act_));
   }
 
@@ -89,11 +89,11 @@ class ConvLayer : public Layer {
 #endif
 #if DROPNET_HAVE_CUDA
     if (device().is_cuda() && info_.engine == "native" && implicit_gemm_) {
-      conv_backward_igemm_cuda(p_, x, w, dy, dw, db, bg[0].beta, dx, cuda_stream());
+      conv_backward_igemm_cuda(p_, x, w, dy, dw, db, bg[0].beta, dx, cuda_stream(), out_range());
       return;
     }
 #endif
-    DN_DISPATCH(device(), conv_backward_cpu(p_, x, w, dy, dw, db, bg[0].beta, dx, scratch_),
+    DN_DISPATCH(device(), conv_backward_cpu(p_, x, w, dy, dw, db, bg[0].beta, dx, scratch_, out_range()),
                 conv_backward_cuda(p_, x, w, dy, dw, db, bg[0].beta, dx, scratch_, info_.engine == "cublas",
                                    cuda_stream()));
   }
@@ -106,8 +106,22 @@ class ConvLayer : public Layer {
   double forward_flops() const override {
     return 2.0 * p_.n * p_.out_c * p_.out_h * p_.out_w * (p_.c / p_.group) * p_.kh * p_.kw;
   }
+  double forward_flops_used(const RunContext&, const ChannelRange& use) const override {
+    const ConvOutRange r = range_for(use);
+    return forward_flops() * static_cast<double>(r.end - r.begin) / static_cast<double>(p_.out_c);
+  }
 
  private:
+  // Compute skipping: the output channels computed, those read of the top (group 1; on CUDA the
+  // native implicit-GEMM path only: im2col, cuBLAS and cuDNN compute every channel).
+  ConvOutRange range_for(const ChannelRange& use) const {
+    const bool ranged = device().is_cpu() || (info_.engine == "native" && implicit_gemm_);
+    if (group_ != 1 || !ranged) return {0, p_.out_c};
+    const ChannelRange r = intersect(use, {0, p_.out_c});
+    return r.empty() ? ConvOutRange{0, p_.out_c} : ConvOutRange{r.begin, r.end};
+  }
+  ConvOutRange out_range() const { return range_for(top_use_); }
+
   int64_t num_output_;
   int kh_, kw_, sh_, sw_, ph_, pw_, group_;
   bool bias_;

@@ -15,6 +15,7 @@ class DataLayer : public Layer {
   DataLayer(LayerInfo info, ConfigNode& cfg);
   int num_bottoms() const override { return 0; }
   int num_tops() const override { return -1; }  // data, or data + label
+  bool always_runs() const override { return true; }  // it advances the cursor
   void set_source(std::unique_ptr<BatchSource> src) { source_ = std::move(src); }
   BatchSource* source() const { return source_.get(); }
   std::vector<Shape> reshape(const std::vector<Shape>& bottoms) override;

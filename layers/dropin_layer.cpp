@@ -9,6 +9,8 @@
 #include "kernels/dropin.h"
 #include "kernels/dropin_math.h"
 #include "kernels/dropout.h"
+#include "kernels/grow.h"
+#include "kernels/grow_math.h"
 #include "layers/dispatch.h"
 #include "layers/registry.h"
 
@@ -36,6 +38,7 @@ class DropinLayer : public Layer {
   }
   int num_bottoms() const override { return 2; }
   int num_tops() const override { return 1; }
+  int64_t schedule_start() const override { return mode_ == DropinMode::Gradual ? start_ : -1; }
 
   std::vector<Shape> reshape(const std::vector<Shape>& b) override {
     if (b[0] != b[1])
@@ -67,14 +70,34 @@ class DropinLayer : public Layer {
     return p;
   }
 
+  // Gradual: skip is read in the channels that hold one of the first floor((1 - p) n) units of a
+  // sample, new in those that hold one of the rest; regularize reads both where its top is read.
+  void bottom_use(const RunContext& ctx, const std::vector<ChannelRange>& top,
+                  std::vector<ChannelRange>& bottom) const override {
+    bottom[0] = bottom[1] = top[0];
+    if (mode_ != DropinMode::Gradual) return;
+    const int64_t k = dropin_gradual_skip_elements(params(ctx));  // elements of a sample from skip
+    bottom[0] = intersect(top[0], {0, (k + hw_ - 1) / hw_});
+    bottom[1] = intersect(top[0], {k / hw_, c_});
+  }
+
   void forward(const std::vector<Blob*>& bottom, const std::vector<Blob*>& top, const RunContext& ctx) override {
     DropinParams p = params(ctx);
     Tensor& y = top[0]->value;
+    if (own_.empty()) own_ = y;
     if (mode_ == DropinMode::Gradual && (p.p >= 1.f || p.p <= 0.f)) {
-      // Fully grown (or not yet started): the layer is a copy of one input.
-      y.copy_from(p.p >= 1.f ? bottom[1]->value : bottom[0]->value);
+      // Fully grown (or not yet started): the layer is one of its inputs. Under compute skipping
+      // the top becomes a view of it (no copy); the other input is not read at all.
+      const Tensor& src = p.p >= 1.f ? bottom[1]->value : bottom[0]->value;
+      if (skip_unused_) {
+        y = Tensor::view(src, 0, src.shape());
+      } else {
+        y = own_;
+        y.copy_from(src);
+      }
       return;
     }
+    y = own_;  // mixing again after a pass-through (a net evaluated at an earlier iteration)
     const float* skip = bottom[0]->value.data();
     const float* nw = bottom[1]->value.data();
     DN_DISPATCH(device(), dropin_forward_cpu(p, skip, nw, y.data()),
@@ -92,12 +115,17 @@ class DropinLayer : public Layer {
   }
 
   double forward_flops() const override { return 3.0 * n_ * c_ * hw_; }
+  double forward_flops_used(const RunContext& ctx, const ChannelRange&) const override {
+    const float p = current_p(ctx);
+    return mode_ == DropinMode::Gradual && skip_unused_ && (p <= 0.f || p >= 1.f) ? 0.0 : forward_flops();
+  }
 
   std::vector<std::pair<std::string, double>> metrics(const RunContext& ctx) const override {
     return {{"p", current_p(ctx)}};
   }
 
  private:
+  Tensor own_;  // the top's own storage (the top is a view of an input while passing it through)
   DropinMode mode_;
   DropinUnit unit_;
   int64_t length_ = 1, start_ = 0;
@@ -177,7 +205,81 @@ class DropoutLayer : public Layer {
   int64_t length_ = 1, start_ = 0;
 };
 
+// grow (thin-to-wide, the paper's future work (c)): one bottom, one top of its shape; the first
+// a(t) channels pass, the rest are zero and receive no gradient. Keys: from (the fraction of
+// channels active at first, in (0, 1]), length (iterations to full width), start (0). a(t) is
+// ceil((from + (1 - from) * clamp((t - start) / length, 0, 1)) * channels), at least 1
+// (grow_active_channels). Placed after a conv or fc, compute skipping leaves the producer's
+// inactive channels uncomputed; at full width the top is a view of the bottom.
+class GrowLayer : public Layer {
+ public:
+  GrowLayer(LayerInfo info, ConfigNode& cfg) : Layer(std::move(info)) {
+    from_ = cfg.get_float("from");
+    if (!(from_ > 0.0 && from_ <= 1.0)) cfg.fail("from", fmt::format("the starting width must be in (0, 1], got {}", from_));
+    length_ = cfg.get_positive_int("length");
+    start_ = cfg.get_int("start", 0);
+    if (start_ < 0) cfg.fail("start", "must be >= 0");
+    if (info_.engine != "native") cfg.fail("engine", "grow supports only the native engine");
+  }
+  int num_bottoms() const override { return 1; }
+  int num_tops() const override { return 1; }
+  int64_t schedule_start() const override { return start_; }
+
+  std::vector<Shape> reshape(const std::vector<Shape>& b) override {
+    p_.n = b[0].n();
+    p_.c = num_channels(b[0]);
+    p_.hw = b[0].ndim() >= 2 ? b[0].count_from(2) : 1;
+    return {b[0]};
+  }
+
+  int64_t active(const RunContext& ctx) const { return grow_active_channels(ctx.iter, from_, start_, length_, p_.c); }
+
+  void bottom_use(const RunContext& ctx, const std::vector<ChannelRange>& top,
+                  std::vector<ChannelRange>& bottom) const override {
+    bottom[0] = intersect(top[0], {0, active(ctx)});
+  }
+
+  void forward(const std::vector<Blob*>& bottom, const std::vector<Blob*>& top, const RunContext& ctx) override {
+    GrowParams p = p_;
+    p.active = active(ctx);
+    Tensor& y = top[0]->value;
+    if (own_.empty()) own_ = y;
+    if (p.active == p.c && skip_unused_) {
+      y = Tensor::view(bottom[0]->value, 0, bottom[0]->shape());  // full width: the input itself
+      return;
+    }
+    y = own_;
+    const float* x = bottom[0]->value.data();
+    DN_DISPATCH(device(), grow_forward_cpu(p, x, y.data()), grow_forward_cuda(p, x, y.data(), cuda_stream()));
+  }
+
+  void backward(const std::vector<Blob*>& top, const std::vector<Blob*>& bottom, const std::vector<BottomGrad>& bg,
+                const RunContext& ctx) override {
+    if (!bg[0].needed) return;
+    GrowParams p = p_;
+    p.active = active(ctx);
+    const float* dy = top[0]->grad.data();
+    float* dx = bottom[0]->grad.data();
+    DN_DISPATCH(device(), grow_backward_cpu(p, dy, bg[0].beta, dx),
+                grow_backward_cuda(p, dy, bg[0].beta, dx, cuda_stream()));
+  }
+
+  std::vector<std::pair<std::string, double>> metrics(const RunContext& ctx) const override {
+    return {{"width", static_cast<double>(active(ctx)) / static_cast<double>(std::max<int64_t>(p_.c, 1))}};
+  }
+
+ private:
+  double from_ = 1.0;
+  int64_t length_ = 1, start_ = 0;
+  GrowParams p_;
+  Tensor own_;  // the top's own storage (a view of the bottom at full width)
+};
+
 }  // namespace
+
+std::unique_ptr<Layer> make_grow_layer(LayerInfo info, ConfigNode& cfg) {
+  return std::make_unique<GrowLayer>(std::move(info), cfg);
+}
 
 std::unique_ptr<Layer> make_dropin_layer(LayerInfo info, ConfigNode& cfg) {
   return std::make_unique<DropinLayer>(std::move(info), cfg);

@@ -2,11 +2,26 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace dropnet {
 
 const char* phase_name(Phase p) { return p == Phase::Train ? "TRAIN" : "TEST"; }
+
+int64_t num_channels(const Shape& s) { return s.ndim() >= 2 ? s[1] : 1; }
+
+ChannelRange intersect(ChannelRange a, ChannelRange b) {
+  ChannelRange r{std::max(a.begin, b.begin), std::min(a.end, b.end)};
+  return r.empty() ? ChannelRange{} : r;
+}
+
+ChannelRange hull(ChannelRange a, ChannelRange b) {
+  if (a.empty()) return b;
+  if (b.empty()) return a;
+  return {std::min(a.begin, b.begin), std::max(a.end, b.end)};
+}
 
 FillerSpec parse_filler(ConfigNode node) {
   FillerSpec f;

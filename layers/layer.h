@@ -51,6 +51,19 @@ struct BottomGrad {
   float beta = 0.f;
 };
 
+// A range [begin, end) of channels (dimension 1; a blob of fewer dimensions has one channel) of
+// every sample of a blob: what the net reads of the blob in one pass (compute skipping).
+struct ChannelRange {
+  int64_t begin = 0, end = 0;
+  bool empty() const { return begin >= end; }
+  int64_t size() const { return empty() ? 0 : end - begin; }
+  bool operator==(const ChannelRange& o) const { return begin == o.begin && end == o.end; }
+};
+int64_t num_channels(const Shape& s);  // dimension 1, or 1 below two dimensions
+inline ChannelRange whole_channels(const Shape& s) { return {0, num_channels(s)}; }
+ChannelRange intersect(ChannelRange a, ChannelRange b);
+ChannelRange hull(ChannelRange a, ChannelRange b);  // the smallest range holding both
+
 struct LayerInfo {
   std::string name;
   std::string type;
@@ -96,6 +109,22 @@ class Layer {
   // true; the Net then skips the activation's forward.
   virtual std::optional<Activation> as_activation() const { return std::nullopt; }
   virtual bool fuse_activation(const Activation&) { return false; }
+  // Compute skipping (NetOptions::skip_unused; README "DropIn compute skipping"): given the
+  // channels of each top that later layers read in this pass (at least one is not empty), narrow
+  // `bottom` (it arrives holding every bottom whole) to the channels this layer reads. The
+  // gradient a layer sends to a bottom must be zero outside what it reads, and zero altogether
+  // for a bottom it does not read. A layer none of whose tops is read does not run at all.
+  virtual void bottom_use(const RunContext& ctx, const std::vector<ChannelRange>& top,
+                          std::vector<ChannelRange>& bottom) const {}
+  // Scheduled layers (gradual DropIn, grow): the iteration their schedule starts (the Net refuses
+  // one at or past solver.max_iter: the layer would never change); -1 for the others.
+  virtual int64_t schedule_start() const { return -1; }
+  // Layers with side effects (the data layer advances its cursor) run even when no top is read.
+  virtual bool always_runs() const { return false; }
+  // FLOPs of one forward pass at ctx when only `top_use` of top 0 is read (dropnet-summary --iter).
+  virtual double forward_flops_used(const RunContext& ctx, const ChannelRange& top_use) const {
+    return forward_flops();
+  }
   // Layer-specific scalars logged into the metrics (DropIn's p, ...).
   virtual std::vector<std::pair<std::string, double>> metrics(const RunContext& ctx) const { return {}; }
 
@@ -110,6 +139,12 @@ class Layer {
   bool params_declared() const { return !param_specs_.empty(); }
 
   LayerInfo info_;
+  // The channels of top 0 that the net reads in the current pass (set by the Net before forward
+  // and backward; {0, INT64_MAX} outside a Net: everything). A layer may compute only these; the
+  // rest of its top then holds stale values that no layer reads, and its parameter gradients
+  // outside them are left untouched (they would be exact zeros).
+  ChannelRange top_use_{0, INT64_MAX};
+  bool skip_unused_ = false;  // NetOptions::skip_unused of the net that holds the layer
   std::vector<ParamSpec> param_specs_;
   std::vector<Blob> params_;  // set by the Net: views into the parameter arena
   // lr_mult / decay_mult read from YAML (per param, in order); empty = defaults.

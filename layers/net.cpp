@@ -78,6 +78,10 @@ void Net::build(const LoadedConfig& cfg) {
       node.fail("engine", fmt::format("engine '{}' needs a CUDA device (this net runs on cpu)", info.engine));
     std::unique_ptr<Layer> layer = make_layer(info, node);
     node.finish();
+    layer->skip_unused_ = opts_.skip_unused;
+    if (opts_.max_iter > 0 && layer->schedule_start() >= opts_.max_iter)
+      node.fail("start", fmt::format("start {} is at or past solver.max_iter {}: the layer would never be added",
+                                     layer->schedule_start(), opts_.max_iter));
 
     const Layer& l = *layer;
     if (l.num_bottoms() >= 0 && static_cast<int>(info.bottoms.size()) != l.num_bottoms())
@@ -158,6 +162,74 @@ void Net::build(const LoadedConfig& cfg) {
   if (opts_.fuse_activations) fuse_activations();
   allocate_params();
   plan_backward();
+  std::map<const Blob*, int> index;
+  for (size_t b = 0; b < blobs_.size(); ++b) index[blobs_[b].get()] = static_cast<int>(b);
+  bottom_index_.resize(layers_.size());
+  top_index_.resize(layers_.size());
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    for (const Blob* b : bottom_[i]) bottom_index_[i].push_back(index.at(b));
+    for (const Blob* t : top_[i]) top_index_[i].push_back(index.at(t));
+  }
+  // Values a skipped channel range leaves unwritten are defined (zeros), not uninitialized memory.
+  if (opts_.skip_unused && !opts_.shapes_only)
+    for (const auto& b : blobs_)
+      if (!b->value.is_view()) b->value.zero();
+}
+
+const Net::PassPlan& Net::plan_for(const RunContext& ctx) const {
+  if (plan_.iter == ctx.iter && !plan_.active.empty()) return plan_;
+  const size_t n = layers_.size();
+  plan_.iter = ctx.iter;
+  plan_.active.assign(n, 1);
+  plan_.top_use.assign(n, ChannelRange{});
+  plan_.grads = bottom_grad_;
+  if (!opts_.skip_unused) {
+    for (size_t i = 0; i < n; ++i) plan_.top_use[i] = whole_channels(top_[i][0]->shape());
+    return plan_;
+  }
+  // Backwards from the outputs: what each blob's readers read, as one range per blob.
+  std::vector<ChannelRange> use(blobs_.size());
+  for (const Blob* o : outputs_)
+    for (size_t b = 0; b < blobs_.size(); ++b)
+      if (blobs_[b].get() == o) use[b] = whole_channels(o->shape());
+  std::vector<std::vector<ChannelRange>> reads(n);
+  std::vector<ChannelRange> tops, bottoms;
+  for (size_t i = n; i-- > 0;) {
+    tops.clear();
+    bool read = layers_[i]->always_runs();
+    for (int t : top_index_[i]) {
+      tops.push_back(use[t]);
+      read = read || !use[t].empty();
+    }
+    plan_.top_use[i] = tops[0];
+    plan_.active[i] = read;
+    bottoms.clear();
+    for (const Blob* b : bottom_[i]) bottoms.push_back(read ? whole_channels(b->shape()) : ChannelRange{});
+    if (read && !bottoms.empty()) layers_[i]->bottom_use(ctx, tops, bottoms);
+    for (size_t b = 0; b < bottoms.size(); ++b) use[bottom_index_[i][b]] = hull(use[bottom_index_[i][b]], bottoms[b]);
+    reads[i] = bottoms;
+  }
+  // Gradients: a layer that does not run sends none, nor does one to a bottom it does not read;
+  // the first writer of each blob in backward order overwrites (beta 0), later ones accumulate.
+  std::vector<char> written(blobs_.size(), 0);
+  for (size_t i = n; opts_.phase == Phase::Train && i-- > 0;)
+    for (size_t b = 0; b < bottom_[i].size(); ++b) {
+      BottomGrad& g = plan_.grads[i][b];
+      g.needed = g.needed && plan_.active[i] && !reads[i][b].empty();
+      if (!g.needed) continue;
+      char& w = written[bottom_index_[i][b]];
+      g.beta = w ? 1.f : 0.f;
+      w = 1;
+    }
+  return plan_;
+}
+
+double Net::forward_flops_used(const RunContext& ctx) const {
+  const PassPlan& plan = plan_for(ctx);
+  double total = 0;
+  for (int i = 0; i < num_layers(); ++i)
+    if (plan.active[i]) total += layers_[i]->forward_flops_used(ctx, plan.top_use[i]);
+  return total;
 }
 
 void Net::allocate_params() {
@@ -328,15 +400,19 @@ class LayerScope {
 }  // namespace
 
 void Net::forward_layer(int i, const RunContext& ctx) {
-  if (forward_fused_[i]) return;
+  const PassPlan& plan = plan_for(ctx);
+  if (forward_fused_[i] || !plan.active[i]) return;
   LayerScope scope(opts_.device, layers_[i]->name());
+  layers_[i]->top_use_ = plan.top_use[i];
   layers_[i]->forward(bottom_[i], top_[i], ctx);
 }
 
 void Net::backward_layer(int i, const RunContext& ctx) {
-  if (!layer_backward_[i]) return;
+  const PassPlan& plan = plan_for(ctx);
+  if (!layer_backward_[i] || !plan.active[i]) return;
   LayerScope scope(opts_.device, layers_[i]->name());
-  layers_[i]->backward(top_[i], bottom_[i], bottom_grad_[i], ctx);
+  layers_[i]->top_use_ = plan.top_use[i];
+  layers_[i]->backward(top_[i], bottom_[i], plan.grads[i], ctx);
 }
 
 float Net::forward(const RunContext& ctx) {

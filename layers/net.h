@@ -40,6 +40,16 @@ struct NetOptions {
   // only consumer: the ReLU's top aliases the producer's top, which then holds the activated
   // values, and the ReLU runs backward only. Off for dropnet-dump (every blob as computed).
   bool fuse_activations = true;
+  // Compute skipping (README "DropIn compute skipping"): before each pass the net works out,
+  // from the outputs backwards, which channels of each blob are read (Layer::bottom_use: a gradual
+  // DropIn reads `new` only where its mask takes it). A layer none of whose tops is read runs
+  // neither forward nor backward, a conv computes only the channels read, and a gradual DropIn at
+  // p = 0 or 1 passes its input through without a copy. Results equal the full computation's
+  // (tests/dropin_skip.cpp). Off for dropnet-dump (every blob as computed).
+  bool skip_unused = true;
+  // solver.max_iter (0: unknown): a scheduled layer (gradual DropIn, grow) whose start is at or past
+  // it is a config error.
+  int64_t max_iter = 0;
 };
 
 // One learnable parameter inside the arena.
@@ -64,6 +74,9 @@ class Net {
   void forward_layer(int i, const RunContext& ctx);
   void backward_layer(int i, const RunContext& ctx);
   bool layer_needs_backward(int i) const { return layer_backward_[i]; }
+  // Compute skipping: whether layer i runs in the pass at ctx, and the channels of its top 0 read.
+  bool layer_active(int i, const RunContext& ctx) const { return plan_for(ctx).active[i] != 0; }
+  ChannelRange layer_top_use(int i, const RunContext& ctx) const { return plan_for(ctx).top_use[i]; }
   // Whether layer i's forward runs inside its bottom's producer (NetOptions::fuse_activations).
   bool forward_fused(int i) const { return forward_fused_[i]; }
 
@@ -98,6 +111,8 @@ class Net {
   }
   void zero_param_grads();
   std::vector<std::pair<std::string, double>> layer_metrics(const RunContext& ctx) const;
+  // Forward FLOPs of one pass at ctx, counting only what compute skipping leaves to do.
+  double forward_flops_used(const RunContext& ctx) const;
 
  private:
   void build(const LoadedConfig& cfg);
@@ -105,6 +120,15 @@ class Net {
   void fill_params();
   void plan_backward();
   void fuse_activations();
+  // One pass's compute-skipping plan, recomputed when the iteration changes (DropIn schedules
+  // depend on nothing else).
+  struct PassPlan {
+    int64_t iter = -1;
+    std::vector<char> active;                      // per layer
+    std::vector<ChannelRange> top_use;             // per layer: channels of top 0 read
+    std::vector<std::vector<BottomGrad>> grads;    // per layer: needed / beta in this pass
+  };
+  const PassPlan& plan_for(const RunContext& ctx) const;
 
   NetOptions opts_;
   std::string name_;
@@ -119,6 +143,8 @@ class Net {
   std::vector<int> loss_layers_;
   std::shared_ptr<Tensor> param_values_, param_grads_;
   std::vector<ParamRef> params_;
+  std::vector<std::vector<int>> bottom_index_, top_index_;  // blob indices (into blobs_) per layer
+  mutable PassPlan plan_;  // a cache (plan_for)
 };
 
 // Stable 32-bit id of a layer name (FNV-1a): the layer's RNG stream.

@@ -18,6 +18,7 @@ const std::vector<LayerType>& layer_types() {
       {"lrn", make_lrn_layer, "local response normalization (across_channels | within_channel)"},
       {"dropout", make_dropout_layer, "inverted dropout (ratio)"},
       {"dropin", make_dropin_layer, "DropIn: y = r * new + (1 - r) * skip (gradual | regularize)"},
+      {"grow", make_grow_layer, "width growth: the first channels pass, more on a schedule (thin-to-wide)"},
       {"resize", make_resize_layer, "parameter-free reshape of channels and spatial size"},
   };
   return types;

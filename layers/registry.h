@@ -30,6 +30,7 @@ std::unique_ptr<Layer> make_pool_layer(LayerInfo, ConfigNode&);
 std::unique_ptr<Layer> make_softmax_loss_layer(LayerInfo, ConfigNode&);
 std::unique_ptr<Layer> make_accuracy_layer(LayerInfo, ConfigNode&);
 std::unique_ptr<Layer> make_dropin_layer(LayerInfo, ConfigNode&);
+std::unique_ptr<Layer> make_grow_layer(LayerInfo, ConfigNode&);
 std::unique_ptr<Layer> make_dropout_layer(LayerInfo, ConfigNode&);
 std::unique_ptr<Layer> make_resize_layer(LayerInfo, ConfigNode&);
 std::unique_ptr<Layer> make_lrn_layer(LayerInfo, ConfigNode&);

@@ -32,6 +32,11 @@ class ReluLayer : public Layer {
                 relu_backward_cuda(n, slope_, x, dy, bg[0].beta, dx, cuda_stream()));
   }
   double forward_flops() const override { return 0.0; }
+  // Element-wise: reads the channels of its input that are read of its output (it computes the
+  // whole tensor, which costs little next to the producer it lets skip channels).
+  void bottom_use(const RunContext&, const std::vector<ChannelRange>& top, std::vector<ChannelRange>& bottom) const override {
+    bottom[0] = top[0];
+  }
   // Fusable when the backward may read the activated value for the input: sign(y) == sign(x).
   std::optional<Activation> as_activation() const override {
     if (slope_ < 0.f) return std::nullopt;

@@ -93,6 +93,8 @@ Solver::Solver(const LoadedConfig& cfg, const SolverOptions& opts) : opts_(opts)
   no.max_blob_floats = opts.max_blob_floats;
   no.max_param_floats = opts.max_param_floats;
   no.shapes_only = opts.shapes_only;
+  no.skip_unused = opts.skip_unused;
+  no.max_iter = opts.check_schedule_starts ? cfg_.max_iter : 0;
   if (opts.reducer) {
     no.rank = opts.reducer->rank();
     no.world = opts.reducer->world();

@@ -94,6 +94,10 @@ struct SolverOptions {
   double max_blob_floats = 2147483648.0;  // see NetOptions
   double max_param_floats = 2147483648.0;  // see NetOptions
   bool shapes_only = false;               // see NetOptions: such a solver cannot train
+  bool skip_unused = true;                // see NetOptions (compute skipping)
+  // A gradual DropIn or grow starting at or past max_iter is a config error (NetOptions::max_iter);
+  // dropnet-probe's shallow arm holds DropIns at p = 0 by starting them beyond any run.
+  bool check_schedule_starts = true;
 };
 
 class Solver {

@@ -2,12 +2,15 @@
 // expectation must agree bit for bit, forward and backward (beta 0 and 1).
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <string>
 #include <vector>
 
 #include "core/device.h"
 #include "core/tensor.h"
 #include "kernels/dropin.h"
+#include "kernels/grow.h"
 #include "tests/testing/harness.h"
 
 namespace dropnet {
@@ -80,6 +83,29 @@ TEST(CudaDropin, MatchesCpuExactly) {
     dropin_backward_cpu(p, dy.data(), 0.f, nullptr, 0.f, only.data());
     dropin_backward_cuda(p, dy_d.data(), 0.f, nullptr, 0.f, only_d.data(), cuda_stream());
     EXPECT_TRUE(all_close(only, only_d.to_host(), 0.f, 0.f)) << "d_new only";
+  }
+}
+
+// Width growth: the active channels pass, the others are zero, forward and backward (beta 0 and 1).
+TEST(CudaGrow, MatchesCpuExactly) {
+  DN_REQUIRE_CUDA();
+  const GrowParams cases[] = {{3, 7, 33 * 35, 2}, {2, 5, 7, 5}, {4, 13, 1, 1}, {64, 20, 24 * 24, 13}, {5, 9, 3, 0}};
+  for (const GrowParams& p : cases) {
+    SCOPED_TRACE(fmt::format("n {} c {} hw {} active {}", p.n, p.c, p.hw, p.active));
+    const int64_t count = p.n * p.c * p.hw;
+    const std::vector<float> x = random_vector(count, 1), dy = random_vector(count, 2), acc = random_vector(count, 3);
+    std::vector<float> y(count);
+    grow_forward_cpu(p, x.data(), y.data());
+    Tensor x_d = on_device(x), y_d(Shape{count}, Device::cuda());
+    grow_forward_cuda(p, x_d.data(), y_d.data(), cuda_stream());
+    EXPECT_TRUE(all_close(y, y_d.to_host(), 0.f, 0.f)) << "forward";
+    for (float beta : {0.f, 1.f}) {
+      std::vector<float> dx = beta == 0.f ? std::vector<float>(count, 0.f) : acc;
+      Tensor dy_d = on_device(dy), dx_d = on_device(dx);
+      grow_backward_cpu(p, dy.data(), beta, dx.data());
+      grow_backward_cuda(p, dy_d.data(), beta, dx_d.data(), cuda_stream());
+      EXPECT_TRUE(all_close(dx, dx_d.to_host(), 0.f, 0.f)) << "backward, beta " << beta;
+    }
   }
 }
 

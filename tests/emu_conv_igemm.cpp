@@ -78,8 +78,8 @@ void check(const ConvParams& p, const tile_plan::ConvPlan& pl) {
       if (vec && kg % 4 != 0) continue;  // the float4 weight loads need rows of a multiple of 4
       std::vector<float> y(y_ref.size(), -7.f);
       launch_tiled(pl.fwd, [&](auto t) {
-        if (vec) igemm::conv_fwd_kernel<t(), t(), true>(p, x.data(), w.data(), bias.data(), act, y.data());
-        else igemm::conv_fwd_kernel<t(), t(), false>(p, x.data(), w.data(), bias.data(), act, y.data());
+        if (vec) igemm::conv_fwd_kernel<t(), t(), true>(p, 0, -1, x.data(), w.data(), bias.data(), act, y.data());
+        else igemm::conv_fwd_kernel<t(), t(), false>(p, 0, -1, x.data(), w.data(), bias.data(), act, y.data());
       });
       EXPECT_TRUE(all_close(y_ref, y, 1e-4f, 1e-4f))
           << "forward" << (vec ? ", vector loads" : "") << (act.relu ? ", relu slope " : "")
@@ -89,12 +89,12 @@ void check(const ConvParams& p, const tile_plan::ConvPlan& pl) {
 
   std::vector<float> dx = dx0, dw = dw0;
   launch_tiled(pl.bwd_data,
-               [&](auto t) { igemm::conv_bwd_data_kernel<t(), t()>(p, w.data(), dy.data(), 0.5f, dx.data()); });
+               [&](auto t) { igemm::conv_bwd_data_kernel<t(), t()>(p, 0, -1, w.data(), dy.data(), 0.5f, dx.data()); });
   EXPECT_TRUE(all_close(dx_ref, dx, 1e-4f, 1e-4f)) << "backward data";
 
   std::vector<float> partial(pl.splits > 1 ? p.group * pl.splits * og * kg : 0, -1e30f);
   launch_tiled(pl.bwd_filter, [&](auto t) {
-    igemm::conv_bwd_filter_kernel<t(), t()>(p, x.data(), dy.data(), pl.splits, pl.k_per_split, dw.data(),
+    igemm::conv_bwd_filter_kernel<t(), t()>(p, 0, -1, x.data(), dy.data(), pl.splits, pl.k_per_split, dw.data(),
                                             partial.data());
   });
   if (pl.splits > 1)

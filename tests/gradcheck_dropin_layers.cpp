@@ -73,6 +73,55 @@ TEST(DropinLayer, ReportsP) {
   EXPECT_DOUBLE_EQ(t.layer->metrics(train_ctx(400))[0].second, 1.0);
 }
 
+// grow: width 0.25 of 8 channels at first (2 active), full at start + length.
+TEST(GrowGrad, MidSchedule) {
+  auto t = make_layer_under_test("{name: g, type: grow, bottom: x, top: y, from: 0.25, length: 100, start: 10}",
+                                 {Shape({2, 8, 3, 3})});
+  GradCheckOptions o;
+  o.ctx = train_ctx(60);  // (0.25 + 0.75 * 0.5) * 8 = 5 channels
+  EXPECT_TRUE(check_gradients(t, o));
+  t.forward(o.ctx);
+  t.backward(o.ctx);
+  const auto x = t.bottoms[0].value.to_host(), y = t.tops[0].value.to_host(), dx = t.bottoms[0].grad.to_host();
+  for (size_t i = 0; i < y.size(); ++i) {
+    const bool on = (i / 9) % 8 < 5;
+    EXPECT_EQ(y[i], on ? x[i] : 0.f) << i;
+    if (!on) EXPECT_EQ(dx[i], 0.f) << "an inactive channel got a gradient at " << i;
+  }
+}
+
+TEST(GrowGrad, FcFeaturesAndFullWidth) {
+  auto t = make_layer_under_test("{name: g, type: grow, bottom: x, top: y, from: 0.5, length: 10}", {Shape({3, 6})});
+  GradCheckOptions o;
+  o.ctx = train_ctx(0);  // 3 of 6 features
+  EXPECT_TRUE(check_gradients(t, o));
+  o.ctx = train_ctx(10);
+  EXPECT_TRUE(check_gradients(t, o));
+  t.forward(o.ctx);
+  EXPECT_EQ(t.tops[0].value.to_host(), t.bottoms[0].value.to_host());
+}
+
+TEST(GrowLayer, ScheduleAndWidthMetric) {
+  auto t = make_layer_under_test("{name: g, type: grow, bottom: x, top: y, from: 0.3, length: 100, start: 50}",
+                                 {Shape({1, 10, 2, 2})});
+  EXPECT_DOUBLE_EQ(t.layer->metrics(train_ctx(0))[0].second, 0.3);    // 0.3 * 10 = 3, not rounded up to 4
+  EXPECT_DOUBLE_EQ(t.layer->metrics(train_ctx(100))[0].second, 0.7);  // 0.3 + 0.7 * 0.5 = 0.65 -> 7 of 10
+  EXPECT_DOUBLE_EQ(t.layer->metrics(train_ctx(150))[0].second, 1.0);
+}
+
+TEST(GrowLayer, BadFractionIsAConfigError) {
+  for (const char* from : {"0", "-0.5", "1.5", "nan"}) {
+    try {
+      make_layer_under_test(fmt::format("{{name: g, type: grow, bottom: x, top: y, from: {}, length: 10}}", from),
+                            {Shape({1, 4})});
+      ADD_FAILURE() << "from " << from << ": no error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Input);
+      EXPECT_NE(std::string(e.what()).find("from"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(DropoutGrad, Train) {
   auto t = make_layer_under_test("{name: d, type: dropout, bottom: x, top: y, ratio: 0.4}", {Shape({3, 4, 5})});
   GradCheckOptions o;

@@ -73,6 +73,7 @@ int dump_main(int argc, char** argv) {
   no.source_factory = npy_source;
   no.force_backward = true;
   no.fuse_activations = false;  // every blob as its own layer computes it (a conv's output before its ReLU)
+  no.skip_unused = false;       // and whole, even where no later layer reads it
   Net net(cfg, no);
   std::filesystem::create_directories(out);
   for (const ParamRef& r : net.params()) {

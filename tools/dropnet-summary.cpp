@@ -1,8 +1,9 @@
 // dropnet-summary CONFIG [key.path=value ...] [--markdown] [--no-defaults] [--batch N]
-//                 [--synthetic] [--synthetic-shape C,H,W] [--config]
+//                 [--synthetic] [--synthetic-shape C,H,W] [--config] [--iter N]
 // Prints, for the TRAIN and TEST nets, per layer: type, top shape, parameters, forward FLOPs,
 // activation and parameter memory, with totals; then every default that was filled in (the same
-// table as `dropnet-train --dry-run`). Nothing is run; the data sources are only opened (or,
+// table as `dropnet-train --dry-run`). --iter N adds the FLOPs per image that DropIn compute
+// skipping leaves at iteration N. Nothing is run; the data sources are only opened (or,
 // with --synthetic, replaced by synthetic ones of the same shape).
 #include <iostream>
 
@@ -20,10 +21,11 @@ namespace {
 
 const char* kUsage =
     "usage: dropnet-summary CONFIG [key.path=value ...] [--markdown] [--no-defaults] [--batch N]\n"
-    "                       [--synthetic] [--synthetic-shape C,H,W] [--config]\n"
+    "                       [--synthetic] [--synthetic-shape C,H,W] [--config] [--iter N]\n"
     "  --markdown         GitHub tables (for a README)\n"
     "  --batch N          batch size of both phases (default: as configured)\n"
     "  --synthetic        replace the data sources by synthetic ones of the same shape (no dataset needed)\n"
+    "  --iter N           also the forward FLOPs per image left at iteration N (DropIn compute skipping)\n"
     "  --config           print the resolved config (repeat blocks expanded, vars and overrides applied) as YAML";
 
 int summary_main(int argc, char** argv) {
@@ -35,9 +37,11 @@ int summary_main(int argc, char** argv) {
   const bool synthetic = args.take_flag("synthetic");
   const std::string synthetic_shape = args.take("synthetic-shape");
   const bool print_config = args.take_flag("config");
+  opts.at_iter = args.take_int("iter", -1);
   std::vector<std::string> pos = args.positional(kUsage);
   if (pos.empty()) input_error("missing CONFIG\n{}", kUsage);
   if (batch < 0) input_error("--batch must be > 0, got {}", batch);
+  if (opts.at_iter < -1) input_error("--iter must be >= 0, got {}", opts.at_iter);
   std::vector<std::string> overrides(pos.begin() + 1, pos.end());
   for (const auto& o : overrides)
     if (o.find('=') == std::string::npos) input_error("unexpected argument '{}' (overrides are key.path=value)", o);

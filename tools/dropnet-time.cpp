@@ -1,5 +1,5 @@
 // dropnet-time CONFIG [key.path=value ...] [--iterations 50] [--device D] [--batch N] [--at-iter T]
-//               [--threads N] [--markdown] [--json FILE] [--synthetic] [--synthetic-shape C,H,W]
+//               [--threads N] [--markdown] [--json FILE] [--synthetic] [--synthetic-shape C,H,W] [--no-skip]
 // Caffe's `time`: builds the TRAIN net, runs one untimed forward/backward, then times every
 // layer's forward and backward (the data layer included) over --iterations, synchronizing the
 // device around each layer; no solver update. Prints the per-layer mean ms, the forward, backward
@@ -21,10 +21,11 @@ namespace {
 
 const char* kUsage =
     "usage: dropnet-time CONFIG [key.path=value ...] [--iterations 50] [--device cpu|cuda|cuda:N|auto]\n"
-    "                    [--batch N] [--at-iter T] [--threads N] [--markdown] [--json FILE]\n"
+    "                    [--batch N] [--at-iter T] [--threads N] [--markdown] [--json FILE] [--no-skip]\n"
     "                    [--synthetic] [--synthetic-shape C,H,W]\n"
     "  --batch N       TRAIN batch size (default: as configured)\n"
     "  --at-iter T     the solver iteration the layers see (DropIn p; default 0)\n"
+    "  --no-skip       compute every layer whole (no DropIn compute skipping: the cost before it)\n"
     "  --synthetic     synthetic data of the configured shape (no dataset needed)";
 
 // Every write checked (a full disk is an error naming the file, not a truncated report).
@@ -39,8 +40,9 @@ void write_json(const std::string& path, const NetTiming& t) {
   for (size_t i = 0; i < t.layers.size(); ++i) {
     const LayerTiming& l = t.layers[i];
     out += fmt::format("{}\n  {{\"name\": \"{}\", \"type\": \"{}\", \"forward_ms\": {:.6g}, \"backward_ms\": {:.6g}, "
-                       "\"flops\": {:.6g}}}",
-                       i ? "," : "", json_escape(l.name), json_escape(l.type), l.forward_ms, l.backward_ms, l.flops);
+                       "\"flops\": {:.6g}, \"skipped\": {}}}",
+                       i ? "," : "", json_escape(l.name), json_escape(l.type), l.forward_ms, l.backward_ms, l.flops,
+                       l.skipped);
   }
   out += "]}\n";
   write_file_checked(path, out);
@@ -56,6 +58,7 @@ int time_main(int argc, char** argv) {
   const bool markdown = args.take_flag("markdown");
   const std::string json = args.take("json");
   const bool synthetic = args.take_flag("synthetic");
+  const bool no_skip = args.take_flag("no-skip");
   const std::string synthetic_shape = args.take("synthetic-shape");
   std::vector<std::string> pos = args.positional(kUsage);
   if (pos.empty()) input_error("missing CONFIG\n{}", kUsage);
@@ -73,7 +76,9 @@ int time_main(int argc, char** argv) {
   cli::RunSettings run = cli::read_run_settings(cfg);
   const Device dev = parse_device(device_arg.empty() ? run.device : device_arg);
   if (dev.is_cuda()) cuda_set_device(dev.index);
-  Net net(cfg, cli::net_options(run, dev, Phase::Train, batch));
+  NetOptions no = cli::net_options(run, dev, Phase::Train, batch);
+  no.skip_unused = !no_skip;
+  Net net(cfg, no);
   spdlog::info("dropnet-time: {} on {}, batch {}, {} iterations, {} OpenMP threads ({})", net.name(), dev.str(),
                net.batch_size(), iterations, omp_get_max_threads(), cli::openmp_waiting());
   NetTiming t = time_net(net, iterations, at_iter, run.seed);

@@ -1,5 +1,6 @@
 // dropnet-train CONFIG [key.path=value ...] [--threads N] [--device D] [--out DIR] [--force]
-//               [--resume DIR|FILE] [--weights FILE] [--dry-run] [--quiet] [--comm-timeout S]
+//               [--resume DIR|FILE] [--weights FILE [--weights-map F=N,...] [--weights-strict]]
+//               [--dry-run] [--quiet] [--comm-timeout S]
 //               [--caffe-log] [--progress auto|tty|log]
 // Trains a net described by a YAML config; writes metrics.jsonl, the resolved config and
 // snapshots into the run directory. Under mpirun: data parallel (dist/), rank 0 alone logs and
@@ -33,13 +34,21 @@ namespace {
 
 const char* kUsage =
     "usage: dropnet-train CONFIG [key.path=value ...] [--threads N] [--device cpu|cuda|cuda:N|auto]\n"
-    "                     [--out DIR] [--force] [--resume DIR|FILE] [--weights FILE] [--dry-run] [--quiet]\n"
-    "                     [--comm-timeout SECONDS] [--caffe-log] [--progress auto|tty|log]\n"
+    "                     [--out DIR] [--force] [--resume DIR|FILE]\n"
+    "                     [--weights FILE [--weights-map FILE_LAYER=NET_LAYER,...] [--weights-strict]]\n"
+    "                     [--dry-run] [--quiet]\n"
+    "                     [--comm-timeout SECONDS] [--caffe-log] [--progress auto|tty|log] [--no-skip]\n"
     "  (mpirun -np N dropnet-train ...: data parallel)\n"
     "  --out DIR     the run directory (default runs/<name>; with --resume, the resumed run's directory);\n"
     "                one that holds another run is refused unless --force (which deletes its metrics and snapshots)\n"
+    "  --weights F   start from trained weights (Caffe's fine-tuning): parameters are matched by name, the\n"
+    "                net's others keep their filler init; what was loaded, new and unused is logged\n"
+    "  --weights-map conv1=conv1_1,...  the file's layer conv1 initializes the net's conv1_1 (weight and\n"
+    "                bias); adds to / overrides the config's `weights_map: {conv1: conv1_1}`\n"
+    "  --weights-strict  every net parameter from the file and every file tensor used, or an error\n"
     "  --progress    auto: one updating line when stderr is a terminal, else log lines\n"
-    "  --caffe-log   also Caffe-style lines (\"Iteration 100, loss = 0.3\") for Caffe's log parsers";
+    "  --caffe-log   also Caffe-style lines (\"Iteration 100, loss = 0.3\") for Caffe's log parsers\n"
+    "  --no-skip     compute every layer whole (DropIn compute skipping off: same results, the cost before it)";
 
 std::atomic<int> g_signal{0};
 std::atomic<int64_t> g_first_signal_ns{0};
@@ -69,10 +78,13 @@ int train_main(int argc, char** argv) {
   std::string out_dir = args.take("out");
   const std::string resume = args.take("resume");
   const std::string weights = args.take("weights");
+  const std::string weights_map_arg = args.take("weights-map");
+  const bool weights_strict = args.take_flag("weights-strict");
   const bool dry_run = args.take_flag("dry-run");
   const bool force = args.take_flag("force");
   const bool quiet = args.take_flag("quiet");
   const bool caffe_log = args.take_flag("caffe-log");
+  const bool no_skip = args.take_flag("no-skip");
   const std::string progress_mode = args.take("progress", "auto");
   if (progress_mode != "auto" && progress_mode != "tty" && progress_mode != "log")
     input_error("--progress must be auto, tty or log, got '{}'", progress_mode);
@@ -83,6 +95,12 @@ int train_main(int argc, char** argv) {
     input_error("--resume and --weights contradict each other: a resume restores the weights (and the solver "
                 "state) from '{}'; use --weights alone to start a new run from trained weights",
                 resume);
+  if (weights.empty() && (!weights_map_arg.empty() || weights_strict))
+    input_error("{} applies to --weights FILE, which is not given", !weights_map_arg.empty() ? "--weights-map"
+                                                                                            : "--weights-strict");
+  // Malformed entries are refused before the config and the net are built.
+  const std::vector<WeightsMapEntry> cli_weights_map =
+      weights_map_arg.empty() ? std::vector<WeightsMapEntry>{} : parse_weights_map(weights_map_arg);
   std::vector<std::string> overrides(pos.begin() + 1, pos.end());
   for (const auto& o : overrides)
     if (o.find('=') == std::string::npos) input_error("unexpected argument '{}' (overrides are key.path=value)", o);
@@ -108,6 +126,7 @@ int train_main(int argc, char** argv) {
   so.quiet = true;  // display records are printed by the Progress reporter (rank 0)
   so.reducer = comm.get();
   so.shapes_only = dry_run;
+  so.skip_unused = !no_skip;
   Solver solver(cfg, so);
   if (dry_run) {
     if (root) print_net_summary(solver.train_net(), solver.test_net(), *cfg.defaults);
@@ -129,7 +148,16 @@ int train_main(int argc, char** argv) {
                 "another --out, or pass --force to start over there (its metrics and snapshots are deleted)",
                 out_dir, earlier.size(), fs::path(earlier[0]).filename().string(), earlier.size() > 1 ? ", ..." : "",
                 out_dir);
-  if (!weights.empty()) load_weights(solver.train_net(), weights);
+  if (!weights.empty()) {
+    WeightsOptions wo;
+    wo.map = merge_weights_maps(run.weights_map, cli_weights_map);
+    wo.strict = weights_strict;
+    const WeightTransfer t = load_weights(solver.train_net(), weights, wo);
+    for (const std::string& line : t.summary()) spdlog::info("weights: {}", line);
+    if (t.loaded.empty() && root)
+      spdlog::warn("--weights: no parameter of the net is in '{}' (another net's file? --weights-map renames layers)",
+                   weights);
+  }
   if (!resume.empty()) {
     restore_snapshot(solver, resume);
     spdlog::info("resumed from {} at iteration {}", resume, solver.iter());

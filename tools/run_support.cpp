@@ -189,27 +189,38 @@ std::string human_bytes(double v) {
 
 std::string format_one(const NetSummary& s, bool markdown) {
   std::string o;
-  const std::string title = fmt::format("{} net '{}' (batch {}): {} parameters, {} forward FLOPs per image", s.phase,
-                                        s.name, s.batch, with_commas(s.total.params),
-                                        human(s.total.flops_per_image, ""));
+  std::string title = fmt::format("{} net '{}' (batch {}): {} parameters, {} forward FLOPs per image", s.phase, s.name,
+                                  s.batch, with_commas(s.total.params), human(s.total.flops_per_image, ""));
+  const bool used = s.at_iter >= 0;
+  const std::string used_head = used ? fmt::format("@{}", s.at_iter) : "";
+  if (used)
+    title += fmt::format(", {} at iteration {} ({:.0f}%: DropIn compute skipping)", human(s.total.used_per_image, ""),
+                         s.at_iter, 100.0 * s.total.used_per_image / std::max(s.total.flops_per_image, 1e-30));
+  auto used_cell = [&](const LayerSummary& l) {
+    if (!used) return std::string();
+    const std::string v = l.used_per_image == 0 && l.flops_per_image > 0 ? "skipped" : human(l.used_per_image, "");
+    return markdown ? fmt::format(" {} |", v) : fmt::format(" {:>10}", v);
+  };
   auto row = [&](const LayerSummary& l) {
     const std::string params = with_commas(l.params);
     if (markdown)
-      return fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} |\n", l.name, l.type, l.top_shape, params,
-                         human(l.flops_per_image, ""), human(l.flops, ""), human_bytes(l.act_bytes),
+      return fmt::format("| {} | {} | {} | {} | {} |{} {} | {} | {} |\n", l.name, l.type, l.top_shape, params,
+                         human(l.flops_per_image, ""), used_cell(l), human(l.flops, ""), human_bytes(l.act_bytes),
                          human_bytes(l.param_bytes));
-    return fmt::format("  {:<18} {:<13} {:<22} {:>11} {:>10} {:>10} {:>10} {:>10}\n", l.name, l.type, l.top_shape,
-                       params, human(l.flops_per_image, ""), human(l.flops, ""), human_bytes(l.act_bytes),
-                       human_bytes(l.param_bytes));
+    return fmt::format("  {:<18} {:<13} {:<22} {:>11} {:>10}{} {:>10} {:>10} {:>10}\n", l.name, l.type, l.top_shape,
+                       params, human(l.flops_per_image, ""), used_cell(l), human(l.flops, ""),
+                       human_bytes(l.act_bytes), human_bytes(l.param_bytes));
   };
   if (markdown) {
     o += "**" + title + "**\n\n";
-    o += "| layer | type | top shape | params | FLOPs/image | FLOPs/batch | act mem | param mem |\n";
-    o += "|---|---|---|--:|--:|--:|--:|--:|\n";
+    o += fmt::format("| layer | type | top shape | params | FLOPs/image |{} FLOPs/batch | act mem | param mem |\n",
+                     used ? " FLOPs/image " + used_head + " |" : "");
+    o += fmt::format("|---|---|---|--:|--:|{}--:|--:|--:|\n", used ? "--:|" : "");
   } else {
     o += title + "\n";
-    o += fmt::format("  {:<18} {:<13} {:<22} {:>11} {:>10} {:>10} {:>10} {:>10}\n", "layer", "type", "top shape",
-                     "params", "FLOPs/img", "FLOPs", "act mem", "param mem");
+    o += fmt::format("  {:<18} {:<13} {:<22} {:>11} {:>10}{} {:>10} {:>10} {:>10}\n", "layer", "type", "top shape",
+                     "params", "FLOPs/img", used ? fmt::format(" {:>10}", used_head) : "", "FLOPs", "act mem",
+                     "param mem");
   }
   for (const auto& l : s.layers) o += row(l);
   LayerSummary t = s.total;
@@ -234,8 +245,11 @@ std::string with_commas(int64_t v) {
   return v < 0 ? "-" + o : o;
 }
 
-NetSummary summarize_net(const Net& net) {
+NetSummary summarize_net(const Net& net, int64_t at_iter) {
   NetSummary s;
+  s.at_iter = at_iter;
+  const RunContext ctx{net.phase(), at_iter, 1, 0};
+  if (at_iter >= 0) s.total.used_per_image = 0;
   s.phase = phase_name(net.phase());
   s.name = net.name();
   s.batch = net.batch_size();
@@ -254,6 +268,10 @@ NetSummary summarize_net(const Net& net) {
     }
     r.flops = l.forward_flops();
     r.flops_per_image = r.flops / per;
+    if (at_iter >= 0) {
+      r.used_per_image = net.layer_active(i, ctx) ? l.forward_flops_used(ctx, net.layer_top_use(i, ctx)) / per : 0.0;
+      s.total.used_per_image += r.used_per_image;
+    }
     r.param_bytes = static_cast<double>(r.params) * 4.0;
     s.total.params += r.params;
     s.total.flops += r.flops;
@@ -291,8 +309,8 @@ std::vector<std::string> compact_defaults(const DefaultsLog& defaults) {
 
 std::string format_net_summary(const Net& train, const Net* test, const DefaultsLog& defaults,
                                const SummaryOptions& opts) {
-  std::string o = format_one(summarize_net(train), opts.markdown);
-  if (test) o += "\n" + format_one(summarize_net(*test), opts.markdown);
+  std::string o = format_one(summarize_net(train, opts.at_iter), opts.markdown);
+  if (test) o += "\n" + format_one(summarize_net(*test, opts.at_iter), opts.markdown);
   if (opts.defaults && !defaults.entries.empty()) {
     o += opts.markdown ? "\n**defaults filled in**\n\n" : "\ndefaults filled in:\n";
     for (const auto& d : compact_defaults(defaults)) o += (opts.markdown ? "- `" + d + "`" : "  " + d) + "\n";
@@ -382,14 +400,20 @@ NetTiming time_net(Net& net, int64_t iterations, int64_t at_iter, uint64_t seed)
   t.at_iter = at_iter;
   const int n = net.num_layers();
   t.layers.resize(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) {
-    t.layers[i].name = net.layer(i).name();
-    t.layers[i].type = net.layer(i).type();
-    t.layers[i].flops = net.layer(i).forward_flops();
-    t.layers[i].has_backward = net.layer_needs_backward(i);
-    t.layers[i].forward_fused = net.forward_fused(i);
-  }
   RunContext ctx{Phase::Train, at_iter, seed, 0};
+  for (int i = 0; i < n; ++i) {
+    LayerTiming& l = t.layers[i];
+    l.name = net.layer(i).name();
+    l.type = net.layer(i).type();
+    l.skipped = !net.layer_active(i, ctx);
+    const ChannelRange use = net.layer_top_use(i, ctx);
+    l.flops = l.skipped ? 0.0 : net.layer(i).forward_flops_used(ctx, use);
+    const int64_t channels = num_channels(net.tops(i)[0]->shape());
+    if (!l.skipped && l.flops < net.layer(i).forward_flops() && use.size() < channels)
+      l.computed = fmt::format("{}/{} ch", use.size(), channels);
+    l.has_backward = net.layer_needs_backward(i);
+    l.forward_fused = net.forward_fused(i);
+  }
   // Untimed warm-up: first-touch allocations, caches, cuBLAS/cuDNN handles, prefetch threads.
   net.forward(ctx);
   net.backward(ctx);
@@ -432,9 +456,13 @@ std::string format_timing(const NetTiming& t, bool markdown) {
     o += fmt::format("  {:<18} {:<13} {:>11} {:>12} {:>10}\n", "layer", "type", "forward ms", "backward ms",
                      "fwd GFLOP/s");
   }
+  int skipped = 0;
   for (const auto& l : t.layers) {
-    const std::string b = l.has_backward ? fmt::format("{:.4f}", l.backward_ms) : "-";
-    const std::string f = l.forward_fused ? "fused" : fmt::format("{:.4f}", l.forward_ms);
+    skipped += l.skipped;
+    std::string b = l.has_backward ? fmt::format("{:.4f}", l.backward_ms) : "-";
+    std::string f = l.forward_fused ? "fused" : fmt::format("{:.4f}", l.forward_ms);
+    if (l.skipped) f = b = "skipped";
+    if (!l.computed.empty()) f += " (" + l.computed + ")";
     if (markdown)
       o += fmt::format("| {} | {} | {} | {} | {} |\n", l.name, l.type, f, b,
                        l.flops > 0 ? gflops(l.flops, l.forward_ms) : "-");
@@ -442,6 +470,9 @@ std::string format_timing(const NetTiming& t, bool markdown) {
       o += fmt::format("  {:<18} {:<13} {:>11} {:>12} {:>10}\n", l.name, l.type, f, b,
                        l.flops > 0 ? gflops(l.flops, l.forward_ms) : "-");
   }
+  if (skipped > 0)
+    o += fmt::format("{}{} layer(s) skipped at iteration {}: no later layer reads them (DropIn compute skipping)\n",
+                     markdown ? "\n" : "", skipped, t.at_iter);
   o += fmt::format("{}Average Forward pass: {:.4f} ms.\n", markdown ? "\n" : "", t.forward_ms);
   o += fmt::format("Average Backward pass: {:.4f} ms.\n", t.backward_ms);
   o += fmt::format("Average Forward-Backward: {:.4f} ms per iteration, {:.1f} images/s.\n", t.total_ms(),

@@ -75,6 +75,7 @@ struct LayerSummary {
   int64_t params = 0;          // learnable floats
   double flops = 0;            // forward FLOPs of one pass over the whole batch
   double flops_per_image = 0;  // flops / batch
+  double used_per_image = -1;  // FLOPs per image left after compute skipping at SummaryOptions::at_iter (-1: not asked)
   double act_bytes = 0;        // top values + top gradients as allocated (gradients: TRAIN only)
   double param_bytes = 0;      // parameter values (4 bytes each)
 };
@@ -83,15 +84,18 @@ struct NetSummary {
   std::string phase;  // "TRAIN" / "TEST"
   std::string name;
   int64_t batch = 0;
+  int64_t at_iter = -1;  // the iteration of used_per_image (-1: not asked)
   std::vector<LayerSummary> layers;
   LayerSummary total;
 };
 
-NetSummary summarize_net(const Net& net);
+// at_iter >= 0: also the FLOPs that compute skipping leaves at that iteration (DropIn schedules).
+NetSummary summarize_net(const Net& net, int64_t at_iter = -1);
 
 struct SummaryOptions {
   bool markdown = false;  // GitHub tables (for the README) instead of aligned text
   bool defaults = true;   // list the defaults that were filled in
+  int64_t at_iter = -1;   // dropnet-summary --iter N: FLOPs per image left at iteration N
 };
 
 // Per layer: type, top shape, parameters, forward FLOPs (per image and per batch), activation and
@@ -124,6 +128,8 @@ struct LayerTiming {
   double flops = 0;                        // forward FLOPs per pass
   bool has_backward = false;               // the layer runs a backward pass in this net
   bool forward_fused = false;              // its forward runs inside its producer's (a fused ReLU)
+  bool skipped = false;                    // compute skipping: no later layer reads it at at_iter
+  std::string computed;                    // a conv computing part of its channels: "5/20 ch"
 };
 
 struct NetTiming {

@@ -6,8 +6,9 @@
 namespace dropnet::testing {
 
 std::unique_ptr<Solver> quiet_solver(const std::string& yaml, const std::string& file_name, uint64_t seed,
-                                     Device dev) {
+                                     Device dev, bool skip_unused) {
   SolverOptions so;
+  so.skip_unused = skip_unused;
   so.device = dev;
   so.seed = seed;
   so.source_factory = make_batch_source;

@@ -13,6 +13,6 @@ namespace dropnet::testing {
 // A Solver for `yaml` (`file_name` names it in messages) with the real data sources (synthetic ones, in tests), the
 // RNG seed `seed`, on `dev`, printing nothing.
 std::unique_ptr<Solver> quiet_solver(const std::string& yaml, const std::string& file_name, uint64_t seed,
-                                     Device dev = Device::cpu());
+                                     Device dev = Device::cpu(), bool skip_unused = true);
 
 }  // namespace dropnet::testing

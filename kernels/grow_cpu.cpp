@@ -1,0 +1,32 @@
+#include "core/error.h"
+#include "kernels/grow.h"
+#include "kernels/grow_math.h"
+
+namespace dropnet {
+
+void grow_check_params(const GrowParams& p) {
+  DN_CHECK(p.n >= 0 && p.c >= 0 && p.hw >= 0, "grow: negative size (n {}, c {}, hw {})", p.n, p.c, p.hw);
+  DN_CHECK(p.active >= 0 && p.active <= p.c, "grow: {} active channels of {}", p.active, p.c);
+}
+
+// Per sample: the active channels are one contiguous run, the inactive ones the next.
+void grow_forward_cpu(const GrowParams& p, const float* x, float* y) {
+  grow_check_params(p);
+  const int64_t on = p.active * p.hw, all = p.c * p.hw;
+#pragma omp parallel for schedule(static) if (p.n * all > (1 << 16))
+  for (int64_t b = 0; b < p.n; ++b) {
+    const float* xb = x + b * all;
+    float* yb = y + b * all;
+    for (int64_t i = 0; i < on; ++i) yb[i] = xb[i];
+    for (int64_t i = on; i < all; ++i) yb[i] = 0.f;
+  }
+}
+
+void grow_backward_cpu(const GrowParams& p, const float* dy, float beta, float* dx) {
+  grow_check_params(p);
+  const int64_t count = p.n * p.c * p.hw;
+#pragma omp parallel for schedule(static) if (count > (1 << 16))
+  for (int64_t i = 0; i < count; ++i) dropin_store_grad(dx, i, beta, grow_value(p, i, dy[i]));
+}
+
+}  // namespace dropnet
