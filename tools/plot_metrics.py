@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Learning curves of one or several dropnet runs in one PNG, like the paper's figures: test
 accuracy vs iteration (top) and the training loss (bottom), with the DropIn schedule (p of every
-dropin layer: the "<layer>.p" values of the train records) on a second y axis of the accuracy panel.
+dropin layer: the "<layer>.p" values of the train records; the active width of every grow layer:
+"<layer>.width") on a second y axis of the accuracy panel.
 
 usage: plot_metrics.py RUN [RUN ...] --out PNG [--labels A,B,...] [--title T] [--metric NAME]
                        [--no-schedule] [--log-loss]
@@ -107,17 +108,18 @@ def main():
             plotted_loss = True
         if a.no_schedule:
             continue
-        p_keys = sorted({k for r in train for k in r if k.endswith(".p")})
+        p_keys = sorted({k for r in train for k in r if k.endswith(".p") or k.endswith(".width")})
+        what = "width" if p_keys and all(k.endswith(".width") for k in p_keys) else "DropIn p"
         for j, k in enumerate(p_keys):
             xs, ys = series(train, k)
             if not xs:
                 continue
             if ax_p is None:
                 ax_p = ax_acc.twinx()
-                ax_p.set_ylabel("DropIn p (dashed)")
+                ax_p.set_ylabel("DropIn p / grow width (dashed)")
                 ax_p.set_ylim(-0.02, 1.02)
             ax_p.plot(xs, ys, "--", color=c, linewidth=0.9, alpha=0.6,
-                      label=f"{label}: DropIn p ({len(p_keys)} layers)" if j == 0 else None)
+                      label=f"{label}: {what} ({len(p_keys)} layers)" if j == 0 else None)
 
     ax_acc.set_ylabel("test " + ("/".join(sorted(metric_names)) if metric_names else "accuracy"))
     ax_acc.grid(True, alpha=0.3)

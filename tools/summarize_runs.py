@@ -4,7 +4,9 @@ PNGs grouped by figure prefix (fig2_*, fig3_*), like the paper's Figures 2 and 3
 <run>_seed<k> are repeats of <run> with another seed: a second table gives mean, spread and range
 of the final accuracy over the seeds (the curves show seed 1 only).
 
-usage: summarize_runs.py OUT [--scale S] [--command CMD]
+usage: summarize_runs.py OUT [--scale S] [--command CMD] [--title T]
+The table also gives each run's mean training speed (images/s over its display records): with DropIn
+compute skipping, what a run costs depends on its schedule.
 """
 import argparse
 import json
@@ -20,6 +22,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("out")
 ap.add_argument("--scale", default="1")
 ap.add_argument("--command", default="")
+ap.add_argument("--title", default="MNIST-style DropIn experiments (paper Figures 2 and 3)")
 ap.add_argument("--converged", type=float, default=0.5, help="final test accuracy that counts as converged")
 a = ap.parse_args()
 
@@ -57,19 +60,24 @@ def final_acc(tests):
     return tests[-1].get("accuracy") if tests else None
 
 
+def mean_speed(trains):
+    v = [r["images_per_s"] for r in trains if r.get("images_per_s")]
+    return f"{sum(v) / len(v):.0f}" if v else "-"
+
+
 rows = [f"| run | final test accuracy | mean of the last 4 tests | iterations to 80% of final | "
-        f"converged (>= {100 * a.converged:.0f}%) | note |",
-        "|---|---|---|---|---|---|"]
+        f"converged (>= {100 * a.converged:.0f}%) | images/s | note |",
+        "|---|---|---|---|---|--:|---|"]
 for name, (tests, trains, err) in runs.items():
     acc = final_acc(tests)
     if acc is None or acc != acc:
-        rows.append(f"| {name} | - | - | - | no | {err or 'no test result'} |")
+        rows.append(f"| {name} | - | - | - | no | {mean_speed(trains)} | {err or 'no test result'} |")
         continue
     it80 = next((t["iter"] for t in tests if t.get("accuracy", 0) >= 0.8 * acc), None)
     last = [t["accuracy"] for t in tests if "accuracy" in t][-4:]
     converged = acc >= a.converged and not err.startswith("divergence")
     rows.append(f"| {name} | {acc:.4f} | {sum(last) / len(last):.4f} | {it80} | {'yes' if converged else 'no'} "
-                f"| {err} |")
+                f"| {mean_speed(trains)} | {err} |")
 
 # Repeats with other seeds: <run>_seed<k> (seed 1 is <run> itself).
 seeds = {}
@@ -93,7 +101,7 @@ if seed_rows:
              "| run | seeds | mean | std | range |", "|---|---|---|---|---|"] + seed_rows
 
 with open(os.path.join(a.out, "results.md"), "w") as f:
-    f.write("# MNIST-style DropIn experiments (paper Figures 2 and 3)\n\n")
+    f.write(f"# {a.title}\n\n")
     f.write(f"Made by: `{a.command}` (scale {a.scale}: iterations, DropIn lengths and test interval x{a.scale}).\n\n")
     f.write("\n".join(rows) + "\n")
 
