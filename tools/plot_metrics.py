@@ -21,11 +21,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def read_run(path):
-    """Returns (train records, test records) of a run directory or metrics.jsonl file."""
+    """Returns (train records, test records, the iteration it diverged at or None) of a run directory
+    or metrics.jsonl file."""
     f = os.path.join(path, "metrics.jsonl") if os.path.isdir(path) else path
     if not os.path.isfile(f):
         sys.exit(f"plot_metrics.py: error: no metrics.jsonl at '{path}'")
-    train, test = [], []
+    train, test, diverged = [], [], None
     with open(f) as fh:
         for n, line in enumerate(fh, 1):
             line = line.strip()
@@ -35,10 +36,14 @@ def read_run(path):
                 r = json.loads(line)
             except json.JSONDecodeError as e:
                 sys.exit(f"plot_metrics.py: error: {f}:{n}: not JSON: {e}")
-            if "iter" not in r or r.get("kind") == "status":  # the run's end ("finished", "diverged", ...)
+            if r.get("kind") == "status":  # the run's end ("finished", "diverged", ...)
+                if r.get("status") == "diverged":
+                    diverged = r.get("iter")
+                continue
+            if "iter" not in r:
                 continue
             (test if r.get("kind") == "test" else train).append(r)
-    return train, test
+    return train, test, diverged
 
 
 def default_label(path):
@@ -85,15 +90,18 @@ def main():
         sys.exit(f"plot_metrics.py: error: {len(labels)} labels for {len(a.runs)} runs")
     runs = []
     for i, path in enumerate(a.runs):
-        train, test = read_run(path)
-        runs.append((labels[i] if labels else default_label(path), train, test))
+        train, test, diverged = read_run(path)
+        label = labels[i] if labels else default_label(path)
+        if diverged is not None:
+            label += f" (diverged at iteration {diverged})"
+        runs.append((label, train, test, diverged))
 
     fig, (ax_acc, ax_loss) = plt.subplots(2, 1, figsize=(9, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     ax_p = None
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     plotted_acc = plotted_loss = False
     metric_names = set()
-    for i, (label, train, test) in enumerate(runs):
+    for i, (label, train, test, diverged) in enumerate(runs):
         c = colors[i % len(colors)]
         metric = pick_metric(test, a.metric)
         if metric:
@@ -106,6 +114,10 @@ def main():
         if xs:
             ax_loss.plot(xs, ys, "-", color=c, linewidth=1.2, label=label)
             plotted_loss = True
+        if diverged is not None:  # an x where the run stopped, on both panels
+            for ax in (ax_acc, ax_loss):
+                ax.axvline(diverged, color=c, linestyle=":", linewidth=1)
+            ax_acc.plot([diverged], [0], "x", color=c, markersize=9, clip_on=False)
         if a.no_schedule:
             continue
         p_keys = sorted({k for r in train for k in r if k.endswith(".p") or k.endswith(".width")})
