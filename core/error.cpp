@@ -2,6 +2,12 @@
 
 namespace dropnet {
 
+std::string trim(std::string_view s, std::string_view chars) {
+  const size_t a = s.find_first_not_of(chars);
+  if (a == std::string_view::npos) return "";
+  return std::string(s.substr(a, s.find_last_not_of(chars) - a + 1));
+}
+
 std::string clip_text(std::string_view s, size_t max) {
   std::string out;
   const size_t n = s.size() <= max ? s.size() : max;

@@ -39,6 +39,9 @@ template <typename... Args>
 // 10 MB name cannot make a 10 MB error line; control characters are shown as '?'.
 std::string clip_text(std::string_view s, size_t max = 100);
 
+// `s` without the leading and trailing characters in `chars` (whitespace by default).
+std::string trim(std::string_view s, std::string_view chars = " \t\r\n");
+
 [[noreturn]] void internal_error(const char* file, int line, const std::string& msg);
 
 }  // namespace dropnet

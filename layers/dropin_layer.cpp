@@ -83,21 +83,15 @@ class DropinLayer : public Layer {
 
   void forward(const std::vector<Blob*>& bottom, const std::vector<Blob*>& top, const RunContext& ctx) override {
     DropinParams p = params(ctx);
-    Tensor& y = top[0]->value;
-    if (own_.empty()) own_ = y;
     if (mode_ == DropinMode::Gradual && (p.p >= 1.f || p.p <= 0.f)) {
       // Fully grown (or not yet started): the layer is one of its inputs. Under compute skipping
       // the top becomes a view of it (no copy); the other input is not read at all.
       const Tensor& src = p.p >= 1.f ? bottom[1]->value : bottom[0]->value;
-      if (skip_unused_) {
-        y = Tensor::view(src, 0, src.shape());
-      } else {
-        y = own_;
-        y.copy_from(src);
-      }
+      if (skip_unused_) top_.view(top[0]->value, src);
+      else top_.own(top[0]->value).copy_from(src);
       return;
     }
-    y = own_;  // mixing again after a pass-through (a net evaluated at an earlier iteration)
+    Tensor& y = top_.own(top[0]->value);
     const float* skip = bottom[0]->value.data();
     const float* nw = bottom[1]->value.data();
     DN_DISPATCH(device(), dropin_forward_cpu(p, skip, nw, y.data()),
@@ -125,7 +119,7 @@ class DropinLayer : public Layer {
   }
 
  private:
-  Tensor own_;  // the top's own storage (the top is a view of an input while passing it through)
+  PassThroughTop top_;
   DropinMode mode_;
   DropinUnit unit_;
   int64_t length_ = 1, start_ = 0;
@@ -242,13 +236,11 @@ class GrowLayer : public Layer {
   void forward(const std::vector<Blob*>& bottom, const std::vector<Blob*>& top, const RunContext& ctx) override {
     GrowParams p = p_;
     p.active = active(ctx);
-    Tensor& y = top[0]->value;
-    if (own_.empty()) own_ = y;
     if (p.active == p.c && skip_unused_) {
-      y = Tensor::view(bottom[0]->value, 0, bottom[0]->shape());  // full width: the input itself
+      top_.view(top[0]->value, bottom[0]->value);  // full width: the input itself
       return;
     }
-    y = own_;
+    Tensor& y = top_.own(top[0]->value);
     const float* x = bottom[0]->value.data();
     DN_DISPATCH(device(), grow_forward_cpu(p, x, y.data()), grow_forward_cuda(p, x, y.data(), cuda_stream()));
   }
@@ -272,7 +264,7 @@ class GrowLayer : public Layer {
   double from_ = 1.0;
   int64_t length_ = 1, start_ = 0;
   GrowParams p_;
-  Tensor own_;  // the top's own storage (a view of the bottom at full width)
+  PassThroughTop top_;
 };
 
 }  // namespace

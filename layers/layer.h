@@ -64,6 +64,30 @@ inline ChannelRange whole_channels(const Shape& s) { return {0, num_channels(s)}
 ChannelRange intersect(ChannelRange a, ChannelRange b);
 ChannelRange hull(ChannelRange a, ChannelRange b);  // the smallest range holding both
 
+// The top of a layer that may pass one of its inputs through (gradual DropIn at p = 0 or 1, grow at
+// full width): under compute skipping the top is then a view of that input, not a copy, and it
+// gets its own storage back when the layer computes again (a net evaluated at an earlier iteration).
+class PassThroughTop {
+ public:
+  // `top` becomes a view of `src`.
+  void view(Tensor& top, const Tensor& src) {
+    keep(top);
+    top = Tensor::view(src, 0, src.shape());
+  }
+  // `top` holds its own storage again; returns it to be written.
+  Tensor& own(Tensor& top) {
+    keep(top);
+    top = own_;
+    return top;
+  }
+
+ private:
+  void keep(const Tensor& top) {
+    if (own_.empty()) own_ = top;  // the first call sees the storage the Net allocated
+  }
+  Tensor own_;
+};
+
 struct LayerInfo {
   std::string name;
   std::string type;

@@ -170,6 +170,7 @@ void Net::build(const LoadedConfig& cfg) {
     for (const Blob* b : bottom_[i]) bottom_index_[i].push_back(index.at(b));
     for (const Blob* t : top_[i]) top_index_[i].push_back(index.at(t));
   }
+  for (const Blob* o : outputs_) output_index_.push_back(index.at(o));
   // Values a skipped channel range leaves unwritten are defined (zeros), not uninitialized memory.
   if (opts_.skip_unused && !opts_.shapes_only)
     for (const auto& b : blobs_)
@@ -189,9 +190,7 @@ const Net::PassPlan& Net::plan_for(const RunContext& ctx) const {
   }
   // Backwards from the outputs: what each blob's readers read, as one range per blob.
   std::vector<ChannelRange> use(blobs_.size());
-  for (const Blob* o : outputs_)
-    for (size_t b = 0; b < blobs_.size(); ++b)
-      if (blobs_[b].get() == o) use[b] = whole_channels(o->shape());
+  for (int o : output_index_) use[o] = whole_channels(blobs_[o]->shape());
   std::vector<std::vector<ChannelRange>> reads(n);
   std::vector<ChannelRange> tops, bottoms;
   for (size_t i = n; i-- > 0;) {
@@ -224,12 +223,9 @@ const Net::PassPlan& Net::plan_for(const RunContext& ctx) const {
   return plan_;
 }
 
-double Net::forward_flops_used(const RunContext& ctx) const {
+double Net::layer_forward_flops(int i, const RunContext& ctx) const {
   const PassPlan& plan = plan_for(ctx);
-  double total = 0;
-  for (int i = 0; i < num_layers(); ++i)
-    if (plan.active[i]) total += layers_[i]->forward_flops_used(ctx, plan.top_use[i]);
-  return total;
+  return plan.active[i] ? layers_[i]->forward_flops_used(ctx, plan.top_use[i]) : 0.0;
 }
 
 void Net::allocate_params() {

@@ -111,8 +111,9 @@ class Net {
   }
   void zero_param_grads();
   std::vector<std::pair<std::string, double>> layer_metrics(const RunContext& ctx) const;
-  // Forward FLOPs of one pass at ctx, counting only what compute skipping leaves to do.
-  double forward_flops_used(const RunContext& ctx) const;
+  // Forward FLOPs of layer i in the pass at ctx, counting only what compute skipping leaves to do
+  // (0 for a layer that does not run).
+  double layer_forward_flops(int i, const RunContext& ctx) const;
 
  private:
   void build(const LoadedConfig& cfg);
@@ -144,6 +145,7 @@ class Net {
   std::shared_ptr<Tensor> param_values_, param_grads_;
   std::vector<ParamRef> params_;
   std::vector<std::vector<int>> bottom_index_, top_index_;  // blob indices (into blobs_) per layer
+  std::vector<int> output_index_;                            // of outputs_
   mutable PassPlan plan_;  // a cache (plan_for)
 };
 

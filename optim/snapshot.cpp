@@ -530,12 +530,6 @@ std::string clipped_list(const std::vector<std::string>& items, size_t max) {
   return s;
 }
 
-std::string trim(const std::string& s) {
-  const size_t b = s.find_first_not_of(" \t");
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(" \t") - b + 1);
-}
-
 // Indices grouped by a key, the keys in order of first appearance.
 struct Groups {
   std::vector<std::string> keys;
@@ -697,17 +691,17 @@ std::vector<std::string> WeightTransfer::summary(size_t max_groups) const {
 
 std::vector<WeightsMapEntry> parse_weights_map(const std::string& text, const std::string& option) {
   constexpr const char* kForm = "expected FILE_LAYER=NET_LAYER[,FILE_LAYER=NET_LAYER...], e.g. conv1=conv1_1";
-  if (trim(text).empty()) input_error("{}: empty map ({})", option, kForm);
+  if (trim(text, " \t").empty()) input_error("{}: empty map ({})", option, kForm);
   std::vector<WeightsMapEntry> out;
   size_t p = 0;
   while (true) {
     size_t e = text.find(',', p);
     if (e == std::string::npos) e = text.size();
-    const std::string item = trim(text.substr(p, e - p));
+    const std::string item = trim(text.substr(p, e - p), " \t");
     if (item.empty()) input_error("{} '{}': an empty entry ({})", option, clip_text(text), kForm);
     const size_t eq = item.find('=');
     if (eq == std::string::npos) input_error("{}: entry '{}' has no '=' ({})", option, clip_text(item), kForm);
-    const std::string from = trim(item.substr(0, eq)), to = trim(item.substr(eq + 1));
+    const std::string from = trim(item.substr(0, eq), " \t"), to = trim(item.substr(eq + 1), " \t");
     if (to.find('=') != std::string::npos)
       input_error("{}: entry '{}' has more than one '=' ({})", option, clip_text(item), kForm);
     if (from.empty() || to.empty())

@@ -269,7 +269,7 @@ NetSummary summarize_net(const Net& net, int64_t at_iter) {
     r.flops = l.forward_flops();
     r.flops_per_image = r.flops / per;
     if (at_iter >= 0) {
-      r.used_per_image = net.layer_active(i, ctx) ? l.forward_flops_used(ctx, net.layer_top_use(i, ctx)) / per : 0.0;
+      r.used_per_image = net.layer_forward_flops(i, ctx) / per;
       s.total.used_per_image += r.used_per_image;
     }
     r.param_bytes = static_cast<double>(r.params) * 4.0;
@@ -407,7 +407,7 @@ NetTiming time_net(Net& net, int64_t iterations, int64_t at_iter, uint64_t seed)
     l.type = net.layer(i).type();
     l.skipped = !net.layer_active(i, ctx);
     const ChannelRange use = net.layer_top_use(i, ctx);
-    l.flops = l.skipped ? 0.0 : net.layer(i).forward_flops_used(ctx, use);
+    l.flops = net.layer_forward_flops(i, ctx);
     const int64_t channels = num_channels(net.tops(i)[0]->shape());
     if (!l.skipped && l.flops < net.layer(i).forward_flops() && use.size() < channels)
       l.computed = fmt::format("{}/{} ch", use.size(), channels);

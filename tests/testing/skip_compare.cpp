@@ -16,8 +16,6 @@ namespace {
 // LeNet(4)-shaped: two stages, each a conv followed by an added conv whose DropIn mixes it with
 // the stage's input (the skip feeds both, so its gradient accumulates), then an fc DropIn.
 std::string yaml(const SkipCase& c) {
-  const std::string act = c.relu ? "true" : "false";
-  std::string added;
   auto stage = [&](const std::string& s, const std::string& in, int ch) {
     std::string conv_top = c.relu ? "c" + s + "_2" : "n" + s;
     std::string out = fmt::format(
@@ -31,7 +29,6 @@ std::string yaml(const SkipCase& c) {
         fmt::arg("s", s), fmt::arg("in", in), fmt::arg("u", c.unit));
     return out;
   };
-  (void)act;
   return fmt::format(R"(name: skip_check
 data:
   train: {{source: synthetic, shape: [2, 10, 10], num_classes: 4, num_samples: 48, batch_size: 6,
