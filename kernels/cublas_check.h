@@ -2,11 +2,10 @@
 // status text. Only for .cu files and CUDA-enabled sources.
 #pragma once
 
-#include <cublas_v2.h>
-
 #include <string>
 
 #include "core/error.h"
+#include "kernels/cublas_api.h"
 
 #define DN_CUBLAS_CHECK(stmt)                                                                \
   do {                                                                                       \
@@ -14,5 +13,5 @@
     if (dn_status_ != CUBLAS_STATUS_SUCCESS)                                                 \
       ::dropnet::internal_error(__FILE__, __LINE__,                                          \
                                 std::string(#stmt " failed: ") +                             \
-                                    cublasGetStatusString(dn_status_));                      \
+                                    ::dropnet::cublas().status_string(dn_status_));          \
   } while (0)

@@ -150,10 +150,10 @@ cublasHandle_t cublas_handle(int device) {
   thread_local std::vector<cublasHandle_t> handles;
   if (device >= int(handles.size())) handles.resize(device + 1, nullptr);
   if (handles[device] == nullptr) {
-    DN_CUBLAS_CHECK(cublasCreate(&handles[device]));
+    DN_CUBLAS_CHECK(cublas().create(&handles[device]));
     // FP32 throughout: CUBLAS_DEFAULT_MATH never uses TF32 tensor cores for SGEMM (that takes
     // CUBLAS_TF32_TENSOR_OP_MATH), and unlike CUBLAS_PEDANTIC_MATH it keeps the fast FP32 kernels.
-    DN_CUBLAS_CHECK(cublasSetMathMode(handles[device], CUBLAS_DEFAULT_MATH));
+    DN_CUBLAS_CHECK(cublas().set_math_mode(handles[device], CUBLAS_DEFAULT_MATH));
   }
   return handles[device];
 }
@@ -172,12 +172,12 @@ void sgemm_cublas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
   int device = 0;
   DN_CUDA_CHECK(cudaGetDevice(&device));
   cublasHandle_t h = cublas_handle(device);
-  DN_CUBLAS_CHECK(cublasSetStream(h, s));
+  DN_CUBLAS_CHECK(cublas().set_stream(h, s));
   // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: the stored row-major
   // matrices, read column-major, are already the transposes cuBLAS needs.
-  DN_CUBLAS_CHECK(cublasSgemm(h, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                              static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha, b,
-                              static_cast<int>(ldb), a, static_cast<int>(lda), &beta, c, static_cast<int>(ldc)));
+  DN_CUBLAS_CHECK(cublas().sgemm(h, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                 static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha, b,
+                                 static_cast<int>(ldb), a, static_cast<int>(lda), &beta, c, static_cast<int>(ldc)));
 }
 
 }  // namespace dropnet
