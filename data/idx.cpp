@@ -1,8 +1,11 @@
 #include "data/idx.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
+#include <zlib.h>
 
 #include "core/error.h"
+#include "core/fileio.h"
 #include "data/file_io.h"
 
 namespace dropnet::data {
@@ -81,6 +84,32 @@ IdxImages read_idx_images(const std::string& path) {
     input_error("IDX image file '{}' has the wrong size: {} images of {}x{} need {} bytes, got {}{} ({} extra)", path,
                 im.n, im.rows, im.cols, want, got, kind, got - want);
   im.pixels.assign(b.begin() + 16, b.end());
+  return im;
+}
+
+IdxImages read_idx_image_header(const std::string& path) {
+  int64_t size = 0;
+  const int fd = open_regular_file(path, "IDX image file", kMaxDataFileBytes, &size);
+  gzFile f = gzdopen(fd, "rb");  // plain files are read as they are
+  if (f == nullptr) {
+    ::close(fd);
+    input_error("IDX image file '{}': cannot read it", path);
+  }
+  uint8_t h[16];
+  const int got = gzread(f, h, sizeof h);
+  gzclose(f);
+  if (got < static_cast<int>(sizeof h))
+    input_error("IDX image file '{}' is truncated: header needs 16 bytes, got {}", path, got < 0 ? 0 : got);
+  if (be32(h) != kImagesMagic)
+    input_error("IDX image file '{}': wrong magic number {} (0x{:08x}); expected {} (0x{:08x})", path, be32(h), be32(h),
+                kImagesMagic, kImagesMagic);
+  IdxImages im;
+  im.n = be32(h + 4);
+  im.rows = be32(h + 8);
+  im.cols = be32(h + 12);
+  if (im.n <= 0 || im.n > (int64_t{1} << 31)) input_error("IDX image file '{}': bad image count {}", path, im.n);
+  if (im.rows <= 0 || im.cols <= 0 || im.rows > 65536 || im.cols > 65536)
+    input_error("IDX image file '{}': bad image size {}x{}", path, im.rows, im.cols);
   return im;
 }
 

@@ -16,6 +16,9 @@ struct IdxImages {
   std::vector<uint8_t> pixels;  // (n, rows, cols)
 };
 IdxImages read_idx_images(const std::string& path);
+// The header alone (count and image size; `pixels` stays empty): 16 bytes read, however large
+// the file, gzip'd or not. For tools that need shapes, not pixels.
+IdxImages read_idx_image_header(const std::string& path);
 std::vector<uint8_t> read_idx_labels(const std::string& path);
 
 // Images + labels with matching counts; every label must be < num_classes.

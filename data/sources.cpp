@@ -50,6 +50,27 @@ std::string join_dir(const std::string& dir, const std::string& name) {
   return fs::path(name).is_absolute() ? name : (fs::path(dir) / name).string();
 }
 
+// A source that knows its sample shape and batch size but holds no data (SourceRequest::shapes_only).
+class ShapeOnlySource : public BatchSource {
+ public:
+  ShapeOnlySource(Shape sample, int64_t batch, int num_classes)
+      : sample_(sample), batch_(batch), num_classes_(num_classes) {}
+  Shape sample_shape() const override { return sample_; }
+  int64_t batch_size() const override { return batch_; }
+  int64_t num_samples() const override { return batch_; }
+  int num_classes() const override { return num_classes_; }
+  void next_batch(float*, float*) override {
+    throw Error(ErrorKind::Internal, "a shapes-only data source has no batches (a summary or dry run)");
+  }
+  std::vector<int64_t> state() const override { return {}; }
+  void restore(const std::vector<int64_t>&) override {}
+
+ private:
+  Shape sample_;
+  int64_t batch_;
+  int num_classes_;
+};
+
 }  // namespace
 
 std::unique_ptr<BatchSource> make_batch_source(SourceRequest& req) {
@@ -87,11 +108,25 @@ std::unique_ptr<BatchSource> make_batch_source(SourceRequest& req) {
   // as such rather than as the missing file it causes; `load` runs after finish().
   std::function<std::shared_ptr<const Dataset>()> load;
   std::string what;
+  // Shapes only: the stored sample's (C, H, W) without reading the data (H = W = 0: the images
+  // vary, the crop decides; no function: the data must be opened to tell), the files it would
+  // read (key, path), and the class count.
+  std::function<std::vector<int64_t>()> stored_shape;
+  std::vector<std::pair<std::string, std::string>> inputs;
+  int classes = 0;
   if (kind == "mnist") {
     std::string images = cfg.get_string("images"), labels = cfg.get_string("labels");
     int nc = int_in(cfg, "num_classes", 10, 1, 256);
     load = [=] { return load_mnist(images, labels, nc); };
     what = images;
+    inputs = {{"images", images}, {"labels", labels}};
+    classes = nc;
+    stored_shape = [images]() -> std::vector<int64_t> {
+      std::error_code ec;
+      if (!fs::exists(images, ec)) return {1, 28, 28};  // MNIST's (said so by the missing-file warning)
+      const IdxImages h = read_idx_image_header(images);
+      return {1, h.rows, h.cols};
+    };
   } else if (kind == "cifar10") {
     std::string dir = cfg.get_string("dir");
     std::vector<std::string> files = cfg.has("files") ? cfg.get_string_list("files") : cifar_default_files(train);
@@ -118,6 +153,9 @@ std::unique_ptr<BatchSource> make_batch_source(SourceRequest& req) {
       return ds;
     };
     what = dir;
+    inputs = {{"dir", dir}};
+    classes = 10;
+    stored_shape = [] { return std::vector<int64_t>{3, 32, 32}; };
   } else if (kind == "image_list") {
     ImageListOptions o;
     o.list = cfg.get_string("list", "");
@@ -145,9 +183,13 @@ std::unique_ptr<BatchSource> make_batch_source(SourceRequest& req) {
       cfg.fail("resize", "resizing the shorter side gives images of different sizes: set crop too");
     load = [o] { return std::make_shared<ImageListDataset>(o); };
     what = o.list.empty() ? o.root : o.list;
+    inputs = o.list.empty() ? decltype(inputs){{"root", o.root}} : decltype(inputs){{"list", o.list}};
+    classes = o.num_classes;
+    if (o.resize_h > 0) stored_shape = [o] { return std::vector<int64_t>{o.channels, o.resize_h, o.resize_w}; };
+    else if (t.crop > 0) stored_shape = [o] { return std::vector<int64_t>{o.channels, 0, 0}; };
   } else if (kind == "packed") {
     std::string path = cfg.get_string("path");
-    load = [path] { return std::make_shared<PackedDataset>(path); };
+    load = [path] { return std::make_shared<PackedDataset>(path); };  // mapped, not read
     what = path;
   } else {  // synthetic
     std::vector<int64_t> shape = cfg.get_int_list("shape", {});
@@ -165,8 +207,28 @@ std::unique_ptr<BatchSource> make_batch_source(SourceRequest& req) {
                             seed);
     };
     what = fmt::format("{} samples", n);
+    classes = nc;
+    stored_shape = [shape] { return shape; };
   }
   cfg.finish();
+  if (mean_file != "none" && mean_file != "auto") inputs.emplace_back("mean_file", mean_file);
+  if (req.shapes_only && stored_shape) {
+    // Nothing is loaded; a missing input is worth a word (the run itself would stop there).
+    for (const auto& [key, path] : inputs) {
+      std::error_code ec;
+      if (req.rank == 0 && !fs::exists(path, ec))
+        spdlog::warn("{}: '{}' does not exist (shapes come from the config here; training needs the data)",
+                     cfg.where(key), path);
+    }
+    const std::vector<int64_t> c_h_w = stored_shape();
+    const auto [oh, ow] = c_h_w[1] > 0 ? transform_output_hw(t, static_cast<int>(c_h_w[1]), static_cast<int>(c_h_w[2]))
+                                       : std::pair<int, int>{t.crop, t.crop};
+    const Shape sample{c_h_w[0], oh, ow};
+    if (req.rank == 0)
+      spdlog::info("{} ({}): {} {} - shapes only, nothing read, sample {}, batch {}", cfg.path(), phase_name(req.phase),
+                   kind, what, sample.str(), so.batch_size);
+    return std::make_unique<ShapeOnlySource>(sample, so.batch_size, classes);
+  }
   if (mean_file != "none" && mean_file != "auto") load_mean_file(cfg, mean_file, &t);
   std::shared_ptr<const Dataset> ds = load();
 

@@ -19,6 +19,12 @@
 //             skip_bad: false, num_classes: 0 (= from the labels)
 // packed:     path: PATH (see data/packed.h)
 // synthetic:  shape: [C, H, W], num_classes: 10, num_samples: 1024
+//
+// SourceRequest::shapes_only (dropnet-summary, dropnet-train --dry-run): the keys are checked as
+// always, the sample shape comes from the config (mnist: the IDX header's 16 bytes, 28x28 when the
+// file is missing; cifar10: 3x32x32; image_list: resize [H, W], or the crop) and nothing is loaded;
+// a missing input file is a warning. A packed set is mapped for its header; an image_list without
+// resize or crop is opened, as its images set the shape.
 #pragma once
 
 #include <memory>

@@ -38,6 +38,9 @@ struct SourceRequest {
   Phase phase;
   uint64_t seed = 0;
   int rank = 0, world = 1;  // shard
+  // Shapes, not data (summaries, dry runs): the section's keys are checked as always, but nothing
+  // is read beyond what tells the sample shape; the source gives no batches.
+  bool shapes_only = false;
 };
 using SourceFactory = std::unique_ptr<BatchSource> (*)(SourceRequest& req);
 

@@ -107,12 +107,28 @@ struct LoadedConfig {
   std::shared_ptr<const std::string> file;
   std::shared_ptr<DefaultsLog> defaults = std::make_shared<DefaultsLog>();
   std::shared_ptr<MarkTable> marks = std::make_shared<MarkTable>();
+  // What the config was loaded from, so it can be loaded again elsewhere (a snapshot carries
+  // them): the YAML before overrides and repeat expansion (`base:` files merged in) and the
+  // overrides in the order they were applied. load_config_text(source, name, overrides) gives
+  // this config back; more overrides appended change it as they would have the first time
+  // (vars.L=100 re-expands the layers).
+  std::string source;
+  std::vector<std::string> overrides;
   ConfigNode node() const { return ConfigNode(root, "", file, defaults, marks); }
 };
 LoadedConfig load_config_file(const std::string& path, const std::vector<std::string>& overrides = {});
 LoadedConfig load_config_text(const std::string& text, const std::string& name = "<string>",
                               const std::vector<std::string>& overrides = {});
-// Emits the resolved config (after repeat expansion and overrides) as YAML text.
+// Emits the resolved config (after repeat expansion and overrides) as YAML text, every node
+// written out where it is used (no anchors or aliases, even where a node is shared).
 std::string dump_config(const LoadedConfig& cfg);
+
+// Where two resolved configs differ, one line each ("solver.base_lr: 0.01 vs 0.02"), at most
+// `max_lines` (then one "... and N more"). Paths are written as overrides address them: map keys
+// joined by '.', a layer by its name (layers.conv1.kernel), other list items by index
+// (solver.stepvalue.1). Empty when the configs are the same. `key` (a top-level key, e.g.
+// "layers") compares that part only.
+std::vector<std::string> config_differences(const LoadedConfig& a, const LoadedConfig& b, size_t max_lines = 12,
+                                            const std::string& key = "");
 
 }  // namespace dropnet

@@ -112,7 +112,7 @@ void Net::build(const LoadedConfig& cfg) {
       if (!data_root.valid()) root.fail("", "a net with a data layer needs a 'data' section with train/test sources");
       ConfigNode section = data_root.optional_child(phase_str);
       if (!section.valid()) data_root.fail("", fmt::format("missing '{}' source for the {} net", phase_str, phase_str));
-      SourceRequest req{section, opts_.phase, opts_.seed, opts_.rank, opts_.world};
+      SourceRequest req{section, opts_.phase, opts_.seed, opts_.rank, opts_.world, opts_.shapes_only};
       if (opts_.batch_override > 0) req.section.raw()["batch_size"] = opts_.batch_override;
       data->set_source(opts_.source_factory(req));
     }

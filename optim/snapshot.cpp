@@ -207,7 +207,17 @@ std::vector<std::vector<std::vector<int64_t>>> gather_states(Solver& solver,
 
 }  // namespace
 
-std::string save_snapshot(Solver& solver, const std::string& dir, const std::string& prefix, int64_t keep_last) {
+RunDescription describe_run(const LoadedConfig& cfg, const std::string& run_record) {
+  RunDescription d;
+  d.config = dump_config(cfg);
+  d.config_source = cfg.source;
+  d.config_overrides = cfg.overrides;
+  d.run = run_record;
+  return d;
+}
+
+std::string save_snapshot(Solver& solver, const std::string& dir, const std::string& prefix, int64_t keep_last,
+                          const RunDescription* run) {
   // Data positions first: the gather is the collective part; only rank 0 writes.
   const auto train_src = solver.train_net().sources();
   const auto test_src = test_sources(solver);
@@ -240,6 +250,13 @@ std::string save_snapshot(Solver& solver, const std::string& dir, const std::str
   std::map<std::string, std::string> wmeta{{"format", kWeightsFormat},
                                            {"iteration", std::to_string(iter)},
                                            {"net", net.name()}};
+  if (run != nullptr) {
+    wmeta["config"] = run->config;
+    wmeta["config_source"] = run->config_source;
+    for (size_t i = 0; i < run->config_overrides.size(); ++i)
+      wmeta[fmt::format("config_override.{}", i)] = run->config_overrides[i];
+    if (!run->run.empty()) wmeta["run"] = run->run;
+  }
   const std::string wbytes = write_safetensors(weights_path, wt, wmeta);
 
   // Solver state.
@@ -302,6 +319,42 @@ std::vector<std::pair<int64_t, std::string>> states_in(const std::string& dir) {
 
 }  // namespace
 
+namespace {
+
+// attempt(dir) reads the directory's latest snapshot; when that is refused (an input error: corrupt,
+// missing files), attempt(state) for the newest older states in `dir`, with a warning naming the
+// refused one ("<tag>: ... <done> the older intact snapshot ..."). Attempts validate before they
+// change anything, so a refused one leaves no trace.
+template <typename Attempt>
+void newest_intact(const std::string& dir, const char* tag, const char* done, Attempt&& attempt) {
+  try {
+    attempt(dir);
+    return;
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::Input) throw;
+    const std::string first_error = e.what();
+    int tried = 0;  // a few: a cause shared by all (another seed, another net) need not read them all
+    for (const auto& [iter, state] : states_in(dir)) {
+      if (first_error.find("'" + state + "'") != std::string::npos) continue;  // the one just refused
+      if (++tried > 3) break;
+      try {
+        attempt(state);
+      } catch (const Error& older) {
+        if (older.kind() != ErrorKind::Input) throw;
+        spdlog::warn("{}: '{}' is not usable either: {}", tag, state, older.what());
+        continue;
+      }
+      spdlog::warn("{}: the newest snapshot in '{}' is refused ({}); {} the older intact snapshot '{}' (iteration {})",
+                   tag, dir, first_error, done, state, iter);
+      return;
+    }
+    input_error("{} (and no older snapshot in '{}' is intact{})", first_error, dir,
+                tried > 3 ? ": the 3 newest were tried" : "");
+  }
+}
+
+}  // namespace
+
 void restore_snapshot(Solver& solver, const std::string& path) {
   std::error_code ec;
   if (!fs::is_directory(path, ec)) {
@@ -315,39 +368,15 @@ void restore_snapshot(Solver& solver, const std::string& path) {
     return;
   }
   // A run directory: its `latest`, or, when that is corrupt or missing its files, the newest intact
-  // older snapshot, with a warning naming the one refused. Restores validate everything before
-  // touching the solver, so a refused attempt leaves it as it was.
-  try {
-    restore_state_file(solver, path);
-    return;
-  } catch (const Error& e) {
-    if (e.kind() != ErrorKind::Input) throw;
-    const std::string first_error = e.what();
-    int tried = 0;  // a few: a cause shared by all (another seed, another net) need not read them all
-    for (const auto& [iter, state] : states_in(path)) {
-      if (first_error.find("'" + state + "'") != std::string::npos) continue;  // the one just refused
-      if (++tried > 3) break;
-      try {
-        restore_state_file(solver, state);
-      } catch (const Error& older) {
-        if (older.kind() != ErrorKind::Input) throw;
-        spdlog::warn("resume: '{}' is not usable either: {}", state, older.what());
-        continue;
-      }
-      spdlog::warn("resume: the newest snapshot in '{}' is refused ({}); resumed from the older intact snapshot '{}' "
-                   "(iteration {})",
-                   path, first_error, state, iter);
-      return;
-    }
-    input_error("{} (and no older snapshot in '{}' is intact{})", first_error, path,
-                tried > 3 ? ": the 3 newest were tried" : "");
-  }
+  // older snapshot. Restores validate everything before touching the solver.
+  newest_intact(path, "resume", "resumed from", [&](const std::string& p) { restore_state_file(solver, p); });
 }
 
 namespace {
 
-void restore_state_file(Solver& solver, const std::string& path) {
-  // Resolve the solver-state file.
+// The solver-state file of a run directory (its `latest`), a weights file (the state beside it) or
+// a state file.
+std::string state_file_of(const std::string& path) {
   std::string state_path;
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
@@ -370,8 +399,11 @@ void restore_state_file(Solver& solver, const std::string& path) {
     state_path = path;
   }
   if (!fs::exists(state_path, ec)) input_error("snapshot '{}' does not exist", state_path);
+  return state_path;
+}
 
-  // Read and validate everything before touching the solver.
+// A solver state read and validated as a state (format, checksums).
+SafeTensors read_state_file(const std::string& state_path) {
   SafeTensors s = SafeTensors::read(state_path);
   auto fmt_it = s.metadata().find("format");
   if (fmt_it != s.metadata().end() && fmt_it->second == kWeightsFormat)
@@ -382,6 +414,39 @@ void restore_state_file(Solver& solver, const std::string& path) {
   if (fmt_it == s.metadata().end() || fmt_it->second != kStateFormat)
     input_error("'{}' is not a dropnet solver state (format '{}', expected '{}')", state_path,
                 fmt_it == s.metadata().end() ? "" : fmt_it->second, kStateFormat);
+  return s;
+}
+
+// The weights file a solver state was written with: the exact file (size and crc32 as the state
+// recorded them), checksums verified, a dropnet weights file.
+SafeTensors read_state_weights(const SafeTensors& s, const std::string& state_path) {
+  std::error_code ec;
+  const std::string wname = s.meta("weights");
+  check_plain_name(wname, state_path, "the weights file");
+  const std::string wpath = (fs::path(dir_of(state_path)) / wname).string();
+  if (!fs::exists(wpath, ec))
+    input_error("'{}': its weights file '{}' does not exist", state_path, wpath);
+  std::string wbytes = read_file(wpath, "weights file");
+  if (static_cast<int64_t>(wbytes.size()) != s.meta_int("weights_bytes") ||
+      crc32_hex(crc32_bytes(wbytes)) != s.meta("weights_crc32"))
+    input_error("weights file '{}' does not match the solver state '{}' ({} bytes, crc32 {}; the state expects {} "
+                "bytes, crc32 {}): corrupt or from another snapshot",
+                wpath, state_path, wbytes.size(), crc32_hex(crc32_bytes(wbytes)), s.meta_int("weights_bytes"),
+                s.meta("weights_crc32"));
+  SafeTensors w = SafeTensors::parse(std::move(wbytes), wpath);
+  w.verify_checksums(true);
+  auto wf = w.metadata().find("format");
+  if (wf == w.metadata().end() || wf->second != kWeightsFormat)
+    input_error("'{}' is not a dropnet weights file (format '{}')", wpath, wf == w.metadata().end() ? "" : wf->second);
+  return w;
+}
+
+void restore_state_file(Solver& solver, const std::string& path) {
+  const std::string state_path = state_file_of(path);
+
+
+  // Read and validate everything before touching the solver.
+  SafeTensors s = read_state_file(state_path);
 
   Net& net = solver.train_net();
   check_fingerprint(net, s.meta("params"), state_path);
@@ -438,23 +503,8 @@ void restore_state_file(Solver& solver, const std::string& path) {
   }
 
   // The weights: the exact file the state was written with.
-  const std::string wname = s.meta("weights");
-  check_plain_name(wname, state_path, "the weights file");
-  const std::string wpath = (fs::path(dir_of(state_path)) / wname).string();
-  if (!fs::exists(wpath, ec))
-    input_error("'{}': its weights file '{}' does not exist", state_path, wpath);
-  std::string wbytes = read_file(wpath, "weights file");
-  if (static_cast<int64_t>(wbytes.size()) != s.meta_int("weights_bytes") ||
-      crc32_hex(crc32_bytes(wbytes)) != s.meta("weights_crc32"))
-    input_error("weights file '{}' does not match the solver state '{}' ({} bytes, crc32 {}; the state expects {} "
-                "bytes, crc32 {}): corrupt or from another snapshot",
-                wpath, state_path, wbytes.size(), crc32_hex(crc32_bytes(wbytes)), s.meta_int("weights_bytes"),
-                s.meta("weights_crc32"));
-  SafeTensors w = SafeTensors::parse(std::move(wbytes), wpath);
-  w.verify_checksums(true);
-  auto wf = w.metadata().find("format");
-  if (wf == w.metadata().end() || wf->second != kWeightsFormat)
-    input_error("'{}' is not a dropnet weights file (format '{}')", wpath, wf == w.metadata().end() ? "" : wf->second);
+  const SafeTensors w = read_state_weights(s, state_path);
+  const std::string& wpath = w.origin();
   std::vector<std::string> extras;
   std::vector<float> arena = arena_from_weights(net, w, &extras);
   if (!extras.empty())
@@ -494,7 +544,68 @@ SafeTensors read_weights_file(const std::string& path) {
   return w;
 }
 
+
+// The run description in a weights file's metadata (empty fields where it has none).
+RunDescription run_description(const SafeTensors& w) {
+  RunDescription d;
+  const auto& m = w.metadata();
+  auto get = [&](const std::string& k) {
+    auto it = m.find(k);
+    return it == m.end() ? std::string() : it->second;
+  };
+  d.config = get("config");
+  d.config_source = get("config_source");
+  d.run = get("run");
+  for (size_t i = 0;; ++i) {
+    auto it = m.find(fmt::format("config_override.{}", i));
+    if (it == m.end()) break;
+    d.config_overrides.push_back(it->second);
+  }
+  return d;
+}
+
+SnapshotInfo info_of_weights(const SafeTensors& w, const std::string& state_path) {
+  SnapshotInfo info;
+  info.weights_path = w.origin();
+  info.state_path = state_path;
+  info.iteration = w.metadata().count("iteration") ? w.meta_int("iteration") : 0;
+  if (info.iteration < 0) input_error("'{}': negative iteration {}", w.origin(), info.iteration);
+  info.run = run_description(w);
+  return info;
+}
+
+SnapshotInfo info_of_state(const std::string& path) {
+  const std::string state_path = state_file_of(path);
+  const SafeTensors s = read_state_file(state_path);
+  return info_of_weights(read_state_weights(s, state_path), state_path);
+}
+
 }  // namespace
+
+SnapshotInfo read_snapshot_info(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    SnapshotInfo info;
+    newest_intact(path, "snapshot", "using", [&](const std::string& p) { info = info_of_state(p); });
+    return info;
+  }
+  if (ends_with(path, ".solverstate")) return info_of_state(path);
+  if (!fs::exists(path, ec)) input_error("snapshot '{}' does not exist", path);
+  SafeTensors w = read_weights_file(path);  // a state is refused with the way out
+  std::string state_path = path.substr(0, path.size() - (ends_with(path, ".safetensors") ? 12 : 0)) + ".solverstate";
+  if (!ends_with(path, ".safetensors") || !fs::exists(state_path, ec)) state_path.clear();
+  return info_of_weights(w, state_path);
+}
+
+LoadedConfig snapshot_config(const SnapshotInfo& info, const std::vector<std::string>& overrides) {
+  if (!info.has_config())
+    input_error("'{}' does not carry the config it was trained with (written by an older dropnet or another tool): "
+                "give the config file",
+                info.weights_path);
+  std::vector<std::string> all = info.run.config_overrides;
+  all.insert(all.end(), overrides.begin(), overrides.end());
+  return load_config_text(info.run.config_source, info.weights_path + " (its config)", all);
+}
 
 void load_weights(Net& net, const std::string& path) {
   SafeTensors w = read_weights_file(path);

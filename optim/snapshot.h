@@ -6,17 +6,47 @@
 #include <string>
 #include <vector>
 
+#include "layers/config.h"
 #include "optim/solver.h"
 
 namespace dropnet {
+
+// What a snapshot says about the run that wrote it, in the weights file's safetensors metadata
+// (readable by any safetensors reader): the resolved config ("config", YAML), what it was loaded
+// from ("config_source" and "config_override.<i>": LoadedConfig::source and ::overrides, so it
+// can be loaded again and changed by more overrides) and the invocation record ("run", JSON:
+// command line, host, threads, version, commit, device, ranks).
+struct RunDescription {
+  std::string config, config_source, run;
+  std::vector<std::string> config_overrides;
+};
+// The description of a run trained with `cfg`, invoked as `run_record` says.
+RunDescription describe_run(const LoadedConfig& cfg, const std::string& run_record);
 
 // Writes <dir>/<prefix>_iter_<N>.safetensors and <dir>/<prefix>_iter_<N>.solverstate, then
 // updates <dir>/latest; removes older snapshots beyond keep_last (0 = keep all). Returns the
 // weights path. Data parallel (the solver has a reducer of world > 1): a collective that every
 // rank calls at the same iteration; it gathers every rank's data-source positions (shards of
 // unequal size are at different positions after an epoch end), rank 0 alone writes and returns
-// the path, the others return "".
-std::string save_snapshot(Solver& solver, const std::string& dir, const std::string& prefix, int64_t keep_last);
+// the path, the others return "". `run` (optional) goes into the weights file's metadata.
+std::string save_snapshot(Solver& solver, const std::string& dir, const std::string& prefix, int64_t keep_last,
+                          const RunDescription* run = nullptr);
+
+// A snapshot found and read without a net: its files, iteration and run description.
+struct SnapshotInfo {
+  std::string weights_path;
+  std::string state_path;  // "" for a weights file without its solver state beside it
+  int64_t iteration = 0;
+  RunDescription run;  // empty for snapshots written before dropnet stored it (and other tools' files)
+  bool has_config() const { return !run.config_source.empty(); }
+};
+// `path`: a run directory (its latest snapshot, or the newest intact older one, with a warning
+// naming the refused one), a .solverstate file (and the weights it names) or a weights file.
+// Checksums are verified; a file that is not a snapshot is an input error naming it.
+SnapshotInfo read_snapshot_info(const std::string& path);
+// The config the snapshot's run was trained with (its source and overrides), with `overrides`
+// applied after the run's own. An input error when the snapshot carries no config.
+LoadedConfig snapshot_config(const SnapshotInfo& info, const std::vector<std::string>& overrides = {});
 // Restores weights + solver state from a .solverstate file, a .safetensors file with its
 // .solverstate beside it, or a directory (its `latest`). Bit-exact continuation. Every rank
 // restores its own data-source positions when the snapshot was written by as many ranks; with

@@ -167,7 +167,7 @@ TEST_F(RunControl, ResumeAndWeightsContradictAndAFinishedRunSaysSo) {
   EXPECT_EQ(wait_exit(pid), 2) << slurp(log);
   EXPECT_NE(slurp(log).find("--resume and --weights contradict each other"), std::string::npos) << slurp(log);
 
-  pid = start({"--out", out.string(), "--resume", out.string(), "solver.max_iter=4"}, log);
+  pid = start({"--out", out.string(), "--resume", out.string(), "solver.max_iter=4", "solver.snapshot=4"}, log);
   EXPECT_EQ(wait_exit(pid), 0) << slurp(log);
   EXPECT_NE(slurp(log).find("nothing to train: the snapshot is at iteration 4 and solver.max_iter is 4"),
             std::string::npos)

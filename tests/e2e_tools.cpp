@@ -120,6 +120,29 @@ TEST(SummaryCli, LenetMatchesDryRun) {
   EXPECT_EQ(s.out, d.out) << "dropnet-summary and dropnet-train --dry-run print the same summary";
 }
 
+// A summary needs shapes, not data (issue 16): AlexNet-13 without ImageNet on disk, LeNet with a
+// missing data file; each missing file is a warning naming its key, and nothing is read.
+TEST(SummaryCli, NeedsNoData) {
+  ProcResult a = run(tool("dropnet-summary") + " " + kSrc +
+                     "/configs/alexnet13.yaml data.train.list=/nonexistent/train.txt data.test.list=/nonexistent/val.txt");
+  ASSERT_EQ(a.rc, 0) << a.err;
+  EXPECT_TRUE(contains(a.out, "TRAIN net 'alexnet13' (batch 256)")) << a.out;
+  EXPECT_TRUE(contains(a.out, "(256, 3, 227, 227)")) << a.out;
+  EXPECT_TRUE(contains(a.err, "data.train.list: '/nonexistent/train.txt' does not exist (shapes come from the config "
+                              "here; training needs the data)"))
+      << a.err;
+  ProcResult d = run(tool("dropnet-train") + " " + kSrc +
+                     "/configs/lenet.yaml --dry-run device=cpu data.train.images=/nonexistent/img.gz");
+  ASSERT_EQ(d.rc, 0) << d.err;
+  EXPECT_TRUE(contains(d.out, "(64, 1, 28, 28)")) << d.out;
+  EXPECT_TRUE(contains(d.err, "data.train.images: '/nonexistent/img.gz' does not exist")) << d.err;
+  EXPECT_TRUE(contains(d.err, "shapes only, nothing read, sample (1, 28, 28), batch 64")) << d.err;
+  // A misspelt data key is still an error.
+  ProcResult k = run(tool("dropnet-train") + " " + kSrc + "/configs/lenet.yaml --dry-run data.train.shufle=true");
+  EXPECT_EQ(k.rc, 2) << k.err;
+  EXPECT_TRUE(contains(k.err, "shufle")) << k.err;
+}
+
 TEST(SummaryCli, MarkdownBatchAndErrors) {
   const std::string cfg = kSrc + "/configs/lenet10.yaml";
   ProcResult m = run(tool("dropnet-summary") + " " + cfg + " --markdown --synthetic --batch 2 --no-defaults");
@@ -329,10 +352,12 @@ TEST(TestCli, EvaluatesSnapshot) {
   const size_t at = m.find("{\"kind\": \"test\", \"iter\": 40");
   ASSERT_NE(at, std::string::npos) << m;
   EXPECT_NEAR(json_number(m.substr(at), "accuracy"), acc, 1e-6);
-  // A snapshot of another net is an input error naming the missing parameters.
+  // A snapshot of another net is an input error naming the differences (the snapshot carries its
+  // config; without one, load_weights names the missing parameters: unit_snapshot).
   ProcResult bad = run(tool("dropnet-test") + " " + kSrc + "/configs/lenet10.yaml --weights " + weights + " --iterations 1");
   EXPECT_EQ(bad.rc, 2);
-  EXPECT_TRUE(contains(bad.err, "conv1_1.weight")) << bad.err;
+  EXPECT_TRUE(contains(bad.err, "describes another net than the one '" + weights + "' was trained with")) << bad.err;
+  EXPECT_TRUE(contains(bad.err, "layers.conv1_1: (absent) vs (a map of 8 keys)")) << bad.err;
   ProcResult noweights = run(tool("dropnet-test") + " " + kSrc + "/configs/lenet.yaml");
   EXPECT_EQ(noweights.rc, 2);
   EXPECT_TRUE(contains(noweights.err, "--weights")) << noweights.err;
@@ -413,6 +438,77 @@ TEST(TrainWeights, DeeperNetStartsFromShallowerWeightsWithMap) {
   ProcResult nofile = run(tool("dropnet-train") + " " + deep + common + " --weights-map conv1=conv1_1");
   EXPECT_EQ(nofile.rc, 2);
   EXPECT_TRUE(contains(nofile.err, "--weights-map applies to --weights FILE")) << nofile.err;
+}
+
+// ---- self-describing snapshots (issue 16) --------------------------------------------------------
+
+// A snapshot carries its config: `dropnet-test RUN_DIR` and `dropnet-train --resume RUN_DIR` need
+// no config file; a config given beside the snapshot that describes another net (dropnet-test) or
+// another run (dropnet-train) is refused with the differences; overrides change the run's config.
+TEST(SelfDescribing, ResumeAndTestUseTheSnapshotsOwnConfig) {
+  TempDir dir("selfdesc");
+  const std::string cfg = (dir / "net.yaml").string();
+  std::ofstream(cfg) << R"(name: selfdesc
+vars: {K: 3}
+data:
+  train: {source: synthetic, shape: [1, 8, 8], num_classes: 4, num_samples: 64, batch_size: 8}
+  test: {source: synthetic, shape: [1, 8, 8], num_classes: 4, num_samples: 16, batch_size: 8}
+solver: {base_lr: 0.05, momentum: 0.9, max_iter: 100, display: 0, snapshot: 4}
+layers:
+  - {name: data, type: data, top: [data, label]}
+  - {name: conv1, type: conv, bottom: data, top: conv1, num_output: 4, kernel: "{K}"}
+  - {name: fc1, type: fc, bottom: conv1, top: fc1, num_output: 4}
+  - {name: loss, type: softmax_loss, bottom: [fc1, label], top: loss}
+)";
+  const std::string common = " --threads 1 --device cpu --progress log";
+  const std::string run_dir = (dir / "run").string();
+  ProcResult t = run(tool("dropnet-train") + " " + cfg + " solver.max_iter=4 vars.K=5 --out " + run_dir + common);
+  ASSERT_EQ(t.rc, 0) << t.err;
+  const std::string w4 = run_dir + "/selfdesc_iter_4.safetensors";
+
+  ProcResult e = run(tool("dropnet-test") + " " + run_dir + " --threads 1 --device cpu");
+  EXPECT_EQ(e.rc, 0) << e.err;
+  EXPECT_TRUE(contains(e.out, "one pass over the 16 TEST samples")) << e.out;
+  EXPECT_TRUE(contains(e.out, "weights " + w4 + " (iteration 4)")) << e.out;
+  ProcResult f = run(tool("dropnet-test") + " " + w4 + " --threads 1 --device cpu");
+  EXPECT_EQ(f.rc, 0) << f.err;
+  // The file without the override is another net: refused, naming the difference.
+  ProcResult other = run(tool("dropnet-test") + " " + cfg + " --weights " + w4 + " --device cpu");
+  EXPECT_EQ(other.rc, 2) << other.err;
+  EXPECT_TRUE(contains(other.err, "layers.conv1.kernel: 5 vs 3")) << other.err;
+  EXPECT_TRUE(contains(other.err, "give the snapshot or run directory instead of CONFIG")) << other.err;
+  // With it, the same net: the solver's settings may differ.
+  ProcResult same = run(tool("dropnet-test") + " " + cfg + " vars.K=5 --weights " + w4 + " --device cpu");
+  EXPECT_EQ(same.rc, 0) << same.err;
+  ProcResult both = run(tool("dropnet-test") + " " + run_dir + " --weights " + w4);
+  EXPECT_EQ(both.rc, 2);
+  EXPECT_TRUE(contains(both.err, "give one of them")) << both.err;
+  ProcResult no_weights = run(tool("dropnet-test") + " " + cfg);
+  EXPECT_EQ(no_weights.rc, 2);
+  EXPECT_TRUE(contains(no_weights.err, "a CONFIG needs --weights FILE")) << no_weights.err;
+
+  // Resume without a config: the run's own, with the override logged.
+  ProcResult r = run(tool("dropnet-train") + " --resume " + run_dir + " solver.max_iter=6 solver.snapshot=6" + common);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "solver.max_iter: 4 vs 6")) << r.err;
+  EXPECT_TRUE(contains(r.err, "done: 6 iterations")) << r.err;
+  EXPECT_TRUE(fs::exists(run_dir + "/selfdesc_iter_6.safetensors")) << r.err;
+  // The file as shipped is not the run's config.
+  ProcResult wrong = run(tool("dropnet-train") + " " + cfg + " solver.max_iter=8 --resume " + run_dir + common);
+  EXPECT_EQ(wrong.rc, 2) << wrong.err;
+  EXPECT_TRUE(contains(wrong.err, "is not the config the run was trained with")) << wrong.err;
+  EXPECT_TRUE(contains(wrong.err, "vars.K: 5 vs 3")) << wrong.err;
+  EXPECT_TRUE(contains(wrong.err, "layers.conv1.kernel: 5 vs 3")) << wrong.err;
+  EXPECT_TRUE(contains(wrong.err, "leave CONFIG out")) << wrong.err;
+  EXPECT_FALSE(fs::exists(run_dir + "/selfdesc_iter_8.safetensors"));
+  // With the run's settings it is the same config, and resumes.
+  ProcResult right = run(tool("dropnet-train") + " " + cfg + " vars.K=5 solver.max_iter=8 solver.snapshot=4 --resume " +
+                         run_dir + common);
+  EXPECT_EQ(right.rc, 0) << right.err;
+  EXPECT_TRUE(contains(right.err, "done: 8 iterations")) << right.err;
+  ProcResult none = run(tool("dropnet-train") + " solver.max_iter=8" + common);
+  EXPECT_EQ(none.rc, 2);
+  EXPECT_TRUE(contains(none.err, "missing CONFIG")) << none.err;
 }
 
 // ---- plot_metrics.py ----------------------------------------------------------------------------

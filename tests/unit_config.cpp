@@ -597,3 +597,95 @@ TEST(ConfigAsync, ShippedAsyncConfigsLoadAndBuildQuickly) {
     }
   }
 }
+
+// ---- issue 16: a resolved config without anchors; configs compared; loaded again from its source
+
+namespace {
+
+TEST(ConfigDump, SharedNodesAreWrittenOutWithoutAnchors) {
+  // A YAML alias (the same fillers twice) and a repeat block (the same layer map per iteration).
+  const char* text = R"(name: t
+filler: &xavier {type: xavier}
+layers:
+  - {name: a1, type: x, weight_filler: *xavier}
+  - repeat:
+      var: i
+      from: 2
+      to: 4
+      layers:
+        - {name: "a{i}", bottom: "a{i-1}", type: x, weight_filler: *xavier}
+)";
+  LoadedConfig cfg = load_config_text(text, "a.yaml");
+  const std::string dumped = dump_config(cfg);
+  EXPECT_EQ(dumped.find('&'), std::string::npos) << dumped;
+  EXPECT_EQ(dumped.find('*'), std::string::npos) << dumped;
+  // Read back, it is the same config.
+  LoadedConfig again = load_config_text(dumped, "dumped.yaml");
+  EXPECT_EQ(config_differences(cfg, again), std::vector<std::string>{}) << dumped;
+  EXPECT_EQ(again.root["layers"][3]["weight_filler"]["type"].Scalar(), "xavier");
+}
+
+TEST(ConfigDump, EveryShippedConfigReadsBackAsItself) {
+  for (const char* name : {"lenet.yaml", "lenet10.yaml", "lenet10_grow.yaml", "lenet100_async.yaml",
+                           "cifar10_11.yaml", "alexnet13.yaml", "vgg16.yaml"}) {
+    LoadedConfig cfg = load_config_file(std::string(DROPNET_SOURCE_DIR) + "/configs/" + name);
+    const std::string dumped = dump_config(cfg);
+    EXPECT_EQ(dumped.find("&1"), std::string::npos) << name;
+    EXPECT_EQ(config_differences(cfg, load_config_text(dumped, name)), std::vector<std::string>{}) << name;
+  }
+}
+
+TEST(ConfigDiff, NamesEachDifferenceByItsOverridePath) {
+  LoadedConfig a = load_config_text(kBase, "a.yaml");
+  EXPECT_TRUE(config_differences(a, load_config_text(kBase, "b.yaml")).empty());
+  LoadedConfig b = load_config_text(kBase, "b.yaml",
+                                    {"solver.base_lr=0.2", "layers.conv1.kernel=5", "layers.fc1.bias_term=false",
+                                     "seed=4"});
+  const std::vector<std::string> want = {"seed: 3 vs 4", "solver.base_lr: 0.1 vs 0.2", "layers.conv1.kernel: 3 vs 5",
+                                         "layers.fc1.bias_term: (absent) vs false"};
+  EXPECT_EQ(config_differences(a, b), want);
+  // One part only; a cap with the count of the rest.
+  EXPECT_EQ(config_differences(a, b, 12, "layers"),
+            (std::vector<std::string>{"layers.conv1.kernel: 3 vs 5", "layers.fc1.bias_term: (absent) vs false"}));
+  EXPECT_EQ(config_differences(a, b, 1), (std::vector<std::string>{"seed: 3 vs 4", "... and 3 more"}));
+  // A layer added, a list item changed, a map replaced by a scalar.
+  LoadedConfig c = load_config_text(replace(replace(kBase, "top: fc1, num_output: 4}",
+                                                    "top: fc1, num_output: 4}\n  - {name: r, type: relu, bottom: fc1, "
+                                                    "top: fc1}"),
+                                            "shape: [1, 8, 8], num_classes: 4, num_samples: 32, batch_size: 4}\n  test",
+                                            "shape: [1, 9, 8], num_classes: 4, num_samples: 32, batch_size: 4}\n  test"),
+                                    "c.yaml", {"data.test=none"});
+  const std::vector<std::string> d = config_differences(a, c);
+  const std::vector<std::string> want_c = {"data.train.shape.1: 8 vs 9", "data.test: (a map of 5 keys) vs none",
+                                           "layers.r: (absent) vs (a map of 4 keys)"};
+  EXPECT_EQ(d, want_c);
+}
+
+TEST(ConfigSource, LoadsAgainWithMoreOverrides) {
+  const char* text = R"(name: t
+vars: {N: 3}
+layers:
+  - {name: a1, type: x}
+  - repeat:
+      var: i
+      from: 2
+      to: "{N}"
+      layers:
+        - {name: "a{i}", bottom: "a{i-1}", type: x, k: "{i*N}"}
+)";
+  LoadedConfig first = load_config_text(text, "s.yaml", {"vars.N=4", "layers.a2.k=1"});
+  ASSERT_EQ(first.root["layers"].size(), 4u);
+  EXPECT_EQ(first.overrides, (std::vector<std::string>{"vars.N=4", "layers.a2.k=1"}));
+  // Its source and overrides give it back.
+  LoadedConfig again = load_config_text(first.source, "again.yaml", first.overrides);
+  EXPECT_TRUE(config_differences(first, again).empty());
+  // More overrides act as they would have the first time: N re-expands the layers.
+  std::vector<std::string> more = first.overrides;
+  more.push_back("vars.N=5");
+  LoadedConfig deeper = load_config_text(first.source, "again.yaml", more);
+  ASSERT_EQ(deeper.root["layers"].size(), 5u);
+  EXPECT_EQ(deeper.root["layers"][2]["k"].Scalar(), "15");
+  EXPECT_EQ(deeper.root["layers"][1]["k"].Scalar(), "1");
+}
+
+}  // namespace

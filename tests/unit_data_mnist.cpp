@@ -21,6 +21,7 @@
 #include "tests/testing/configs.h"
 #include "tests/testing/crops.h"
 #include "tests/testing/files.h"
+#include "tests/testing/harness.h"
 
 namespace dropnet {
 namespace {
@@ -66,11 +67,11 @@ class MnistTest : public testing::TempDirTest {
   }
 
   std::unique_ptr<BatchSource> source(const std::string& extra, uint64_t seed = 1, int rank = 0, int world = 1,
-                                      Phase phase = Phase::Train) {
+                                      Phase phase = Phase::Train, bool shapes_only = false) {
     const std::string text = fmt::format("data:\n  train:\n    source: mnist\n    images: {}\n    labels: {}\n",
                                          path("img"), path("lab"));
     cfg_ = load_config_text(text + testing::indent_lines(extra, "    "), "test.yaml");
-    SourceRequest req{cfg_.node().child("data").child("train"), phase, seed, rank, world};
+    SourceRequest req{cfg_.node().child("data").child("train"), phase, seed, rank, world, shapes_only};
     return make_batch_source(req);
   }
 
@@ -304,6 +305,44 @@ TEST_F(MnistTest, StrictConfigKeys) {
   expect_error("batch_size: 4\ncrop: 9", "crop 9 is larger");
   expect_error("batch_size: 4\nmean_file: auto", "only available for source: cifar10");
   expect_error("batch_size: 4\nmean: [1, 2]", "mean has 2 values");
+}
+
+// Summaries and dry runs (issue 16): the shape from the IDX header's 16 bytes, nothing else read.
+TEST_F(MnistTest, ShapesOnlyReadsTheHeaderAlone) {
+  // A header that promises 1,000 images of 5x4 over 3 images of data: loading it fails, its
+  // shape does not.
+  std::vector<uint8_t> img = idx_images(1000, 5, 4);
+  img.resize(16 + 3 * 20);
+  write_gzip(path("img"), img);
+  write_bytes(path("lab"), idx_labels(3));
+  EXPECT_NE(testing::input_error_of([&] { source("batch_size: 4"); }).find("truncated"), std::string::npos);
+  auto s = source("batch_size: 4", 1, 0, 1, Phase::Train, /*shapes_only=*/true);
+  EXPECT_EQ(s->sample_shape(), Shape({1, 5, 4}));
+  EXPECT_EQ(s->batch_size(), 4);
+  EXPECT_EQ(s->num_classes(), 10);
+  std::vector<float> d(4 * 20), l(4);
+  EXPECT_THROW(s->next_batch(d.data(), l.data()), Error);
+  EXPECT_EQ(source("batch_size: 4\ncrop: 3", 1, 0, 1, Phase::Train, true)->sample_shape(), Shape({1, 3, 3}));
+  // The header alone, plain or gzip'd.
+  const data::IdxImages h = data::read_idx_image_header(path("img"));
+  EXPECT_EQ(h.n, 1000);
+  EXPECT_EQ(h.rows, 5);
+  EXPECT_EQ(h.cols, 4);
+  EXPECT_TRUE(h.pixels.empty());
+  write_bytes(path("plain"), idx_images(2, 7, 9));
+  EXPECT_EQ(data::read_idx_image_header(path("plain")).cols, 9);
+  write_bytes(path("labels-as-images"), idx_labels(20));
+  EXPECT_NE(testing::input_error_of([&] { data::read_idx_image_header(path("labels-as-images")); }).find("wrong magic"),
+            std::string::npos);
+  write_bytes(path("short"), std::vector<uint8_t>(img.begin(), img.begin() + 9));
+  EXPECT_NE(testing::input_error_of([&] { data::read_idx_image_header(path("short")); }).find("truncated"),
+            std::string::npos);
+  // Keys are still checked; a missing file is MNIST's 28x28 (the tools warn).
+  EXPECT_NE(testing::input_error_of([&] { source("batch_size: 4\nbatchsize: 3", 1, 0, 1, Phase::Train, true); })
+                .find("unknown key 'batchsize'"),
+            std::string::npos);
+  fs::remove(path("img"));
+  EXPECT_EQ(source("batch_size: 4", 1, 0, 1, Phase::Train, true)->sample_shape(), Shape({1, 28, 28}));
 }
 
 // ---- bad inputs: each error names the file and the reason -----------------------------------

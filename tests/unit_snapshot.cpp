@@ -693,6 +693,55 @@ TEST(WeightTransfer, ConfigKeyWeightsMapWithFileLineErrors) {
   EXPECT_NE(msg.find("has no layer 'conv7'"), std::string::npos) << msg;
 }
 
+// Issue 16: a snapshot carries the config it was trained with (resolved, and its source and
+// overrides, so it loads again) and the run record; read back from the run directory, the state
+// file or the weights file; an older snapshot without them says so.
+TEST(SnapshotInfo, CarriesTheConfigAndTheRunRecord) {
+  TempDir dir;
+  const LoadedConfig cfg = load_config_text(net_yaml(), "snapnet.yaml", {"solver.base_lr=0.04", "layers.conv1.num_output=4"});
+  SolverOptions so;
+  so.source_factory = make_batch_source;
+  so.quiet = true;
+  Solver s(cfg, so);
+  s.step(3);
+  const RunDescription desc = describe_run(cfg, R"({"host": "h", "threads": 1})");
+  const std::string weights = save_snapshot(s, dir.str(), "snap", 0, &desc);
+  for (const std::string& path : {dir.str(), dir.file("snap_iter_3.solverstate"), weights}) {
+    const SnapshotInfo info = read_snapshot_info(path);
+    EXPECT_EQ(info.weights_path, weights) << path;
+    EXPECT_EQ(info.state_path, dir.file("snap_iter_3.solverstate")) << path;
+    EXPECT_EQ(info.iteration, 3) << path;
+    ASSERT_TRUE(info.has_config()) << path;
+    EXPECT_EQ(info.run.config, dump_config(cfg));
+    EXPECT_EQ(info.run.run, R"({"host": "h", "threads": 1})");
+    EXPECT_EQ(info.run.config_overrides, cfg.overrides);
+    const LoadedConfig back = snapshot_config(info);
+    EXPECT_TRUE(config_differences(cfg, back).empty()) << fmt::format("{}", fmt::join(config_differences(cfg, back), "\n"));
+    // More overrides come after the run's own.
+    const LoadedConfig changed = snapshot_config(info, {"solver.base_lr=0.03"});
+    EXPECT_EQ(config_differences(cfg, changed), std::vector<std::string>{"solver.base_lr: 0.04 vs 0.03"});
+  }
+  // Any safetensors reader sees the config in the metadata.
+  const SafeTensors w = SafeTensors::read(weights);
+  EXPECT_EQ(w.meta("config"), dump_config(cfg));
+  EXPECT_NE(w.meta("config").find("base_lr: 0.04"), std::string::npos);
+
+  // A snapshot written without a description: no config, and asking for it is an input error.
+  s.step(1);
+  const std::string bare = save_snapshot(s, dir.str(), "snap", 0);
+  const SnapshotInfo old = read_snapshot_info(dir.str());
+  EXPECT_EQ(old.weights_path, bare);
+  EXPECT_FALSE(old.has_config());
+  const std::string msg = input_error_of([&] { snapshot_config(old); });
+  EXPECT_NE(msg.find("does not carry the config it was trained with"), std::string::npos) << msg;
+  // Not a snapshot: named.
+  const std::string junk = dir.file("junk.safetensors");
+  write_file_atomic(junk, "not a safetensors file at all");
+  EXPECT_NE(input_error_of([&] { read_snapshot_info(junk); }).find(junk), std::string::npos);
+  EXPECT_NE(input_error_of([&] { read_snapshot_info(dir.file("nothing.safetensors")); }).find("does not exist"),
+            std::string::npos);
+}
+
 // A CUDA net restores a CPU snapshot exactly and resumes like a CUDA run straight through.
 TEST(Snapshot, CudaRestoresCpuSnapshotAndResumes) {
   DN_REQUIRE_CUDA();

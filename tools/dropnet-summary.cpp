@@ -3,8 +3,9 @@
 // Prints, for the TRAIN and TEST nets, per layer: type, top shape, parameters, forward FLOPs,
 // activation and parameter memory, with totals; then every default that was filled in (the same
 // table as `dropnet-train --dry-run`). --iter N adds the FLOPs per image that DropIn compute
-// skipping leaves at iteration N. Nothing is run; the data sources are only opened (or,
-// with --synthetic, replaced by synthetic ones of the same shape).
+// skipping leaves at iteration N. Nothing is run and no data is read: the sample shapes come from
+// the config (SourceRequest::shapes_only; a missing data file is a warning). --synthetic replaces
+// the sources by synthetic ones, for an image_list whose shape only its images tell.
 #include <iostream>
 
 #include <spdlog/spdlog.h>
@@ -24,7 +25,8 @@ const char* kUsage =
     "                       [--synthetic] [--synthetic-shape C,H,W] [--config] [--iter N]\n"
     "  --markdown         GitHub tables (for a README)\n"
     "  --batch N          batch size of both phases (default: as configured)\n"
-    "  --synthetic        replace the data sources by synthetic ones of the same shape (no dataset needed)\n"
+    "  --synthetic        replace the data sources by synthetic ones of the same shape (no data is read either\n"
+    "                     way; needed only for an image_list without resize or crop)\n"
     "  --iter N           also the forward FLOPs per image left at iteration N (DropIn compute skipping)\n"
     "  --config           print the resolved config (repeat blocks expanded, vars and overrides applied) as YAML";
 

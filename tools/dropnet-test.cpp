@@ -1,3 +1,4 @@
+// dropnet-test RUN_DIR|SNAPSHOT [key.path=value ...] [options]
 // dropnet-test CONFIG --weights FILE [key.path=value ...] [--iterations N] [--device D] [--batch N]
 //               [--iter T] [--threads N] [--json FILE]
 // Evaluates a weights snapshot on the TEST net, by default over exactly one pass of the TEST set
@@ -10,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 
 #include "core/error.h"
@@ -26,8 +28,12 @@ using namespace dropnet;
 namespace {
 
 const char* kUsage =
-    "usage: dropnet-test CONFIG --weights FILE [key.path=value ...] [--iterations N] [--device D]\n"
+    "usage: dropnet-test RUN_DIR|SNAPSHOT [key.path=value ...] [--iterations N] [--device D]\n"
     "                    [--batch N] [--iter T] [--threads N] [--json FILE]\n"
+    "       dropnet-test CONFIG --weights FILE [key.path=value ...] [options]\n"
+    "  RUN_DIR|SNAPSHOT  a run directory (its latest snapshot), a .safetensors or .solverstate file: evaluated\n"
+    "                  with the config stored in it (key.path=value changes a setting, e.g. data.test.images=...)\n"
+    "  --weights FILE  with CONFIG: its net must be the one the weights were trained with, when they say\n"
     "  --iterations N  TEST batches (default: one pass over the TEST set, the last batch partial)\n"
     "  --iter T        the training iteration the layers see (default: the snapshot's)\n"
     "  --json FILE     also write the results as JSON";
@@ -44,8 +50,17 @@ int test_main(int argc, char** argv) {
   const int64_t threads = args.take_int("threads", 0);
   const std::string json = args.take("json");
   std::vector<std::string> pos = args.positional(kUsage);
-  if (pos.empty()) input_error("missing CONFIG\n{}", kUsage);
-  if (weights.empty()) input_error("missing --weights FILE\n{}", kUsage);
+  if (pos.empty()) input_error("missing RUN_DIR, SNAPSHOT or CONFIG\n{}", kUsage);
+  // A run directory or snapshot file carries its config; a CONFIG needs --weights.
+  std::error_code ec;
+  const bool snapshot_arg = std::filesystem::is_directory(pos[0], ec) || pos[0].ends_with(".safetensors") ||
+                            pos[0].ends_with(".solverstate");
+  if (snapshot_arg && !weights.empty())
+    input_error("'{}' is a snapshot, and --weights names another ('{}'): give one of them (a snapshot carries its "
+                "config; --weights goes with a CONFIG file)",
+                pos[0], weights);
+  if (!snapshot_arg && weights.empty())
+    input_error("'{}' is not a run directory or snapshot: a CONFIG needs --weights FILE\n{}", pos[0], kUsage);
   if (iterations < 0) input_error("--iterations must be > 0, got {}", iterations);
   if (batch < 0) input_error("--batch must be > 0, got {}", batch);
   std::vector<std::string> overrides(pos.begin() + 1, pos.end());
@@ -54,17 +69,15 @@ int test_main(int argc, char** argv) {
 
   cli::set_threads(threads);
   cli::init_logging();
-  LoadedConfig cfg = load_config_file(pos[0], overrides);
+  const SnapshotInfo snap = read_snapshot_info(snapshot_arg ? pos[0] : weights);
+  const std::string weights_path = snap.weights_path;
+  LoadedConfig cfg = evaluation_config(snap, snapshot_arg ? "" : pos[0], overrides);
   cli::RunSettings run = cli::read_run_settings(cfg);
-  if (iter < 0) {
-    const SafeTensors w = SafeTensors::read(weights);
-    auto it = w.metadata().find("iteration");
-    iter = it != w.metadata().end() ? w.meta_int("iteration") : 0;
-  }
+  if (iter < 0) iter = snap.iteration;
   const Device dev = parse_device(device_arg.empty() ? run.device : device_arg);
   if (dev.is_cuda()) cuda_set_device(dev.index);
   Net net(cfg, cli::net_options(run, dev, Phase::Test, batch));
-  load_weights(net, weights);
+  load_weights(net, weights_path);
   // The TEST set's size: the first data layer's source (it sets the pace).
   const int64_t set_size = net.sources().empty() ? 0 : net.sources().front()->num_samples();
   const bool one_pass = iterations == 0;
@@ -81,7 +94,7 @@ int test_main(int argc, char** argv) {
                 static_cast<long long>(net.batch_size()),
                 r.samples > set_size ? fmt::format(", the last one {} samples", set_size % net.batch_size()).c_str()
                                      : "",
-                weights.c_str(), static_cast<long long>(iter));
+                weights_path.c_str(), static_cast<long long>(iter));
   else
     std::printf("%s: %lld batches x %lld = %lld TEST samples%s, weights %s (iteration %lld)\n", net.name().c_str(),
                 static_cast<long long>(r.batches), static_cast<long long>(net.batch_size()),
@@ -89,7 +102,7 @@ int test_main(int argc, char** argv) {
                 set_size > 0 && r.samples > set_size
                     ? fmt::format(" (the set has {}: {} were read twice or more)", set_size, r.samples - set_size).c_str()
                     : set_size > r.samples ? fmt::format(" of the {} in the set", set_size).c_str() : "",
-                weights.c_str(), static_cast<long long>(iter));
+                weights_path.c_str(), static_cast<long long>(iter));
   if (one_pass && r.samples > set_size)
     std::printf("  (top-1, top-5 and the confusion matrix count each sample once; the net's own outputs below "
                 "average whole batches)\n");
@@ -121,7 +134,7 @@ int test_main(int argc, char** argv) {
   if (!json.empty()) {
     std::string f;
     f += fmt::format("{{\"net\": \"{}\", \"weights\": \"{}\", \"iteration\": {}, \"batches\": {}, \"samples\": {}",
-                     json_escape(net.name()), json_escape(weights), iter, r.batches, r.samples);
+                     json_escape(net.name()), json_escape(weights_path), iter, r.batches, r.samples);
     f += fmt::format(", \"loss\": {}, \"top1\": {}, \"top5\": {}, \"outputs\": {{", num(r.loss), num(r.top1),
                      num(r.top5));
     for (size_t i = 0; i < r.outputs.size(); ++i)

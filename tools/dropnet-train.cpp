@@ -1,5 +1,5 @@
 // dropnet-train CONFIG [key.path=value ...] [--threads N] [--device D] [--out DIR] [--force]
-//               [--resume DIR|FILE] [--weights FILE [--weights-map F=N,...] [--weights-strict]]
+//               [--resume DIR|FILE (CONFIG optional: the snapshot carries it)] [--weights FILE [--weights-map F=N,...] [--weights-strict]]
 //               [--dry-run] [--quiet] [--comm-timeout S]
 //               [--caffe-log] [--progress auto|tty|log]
 // Trains a net described by a YAML config; writes metrics.jsonl, the resolved config and
@@ -38,7 +38,10 @@ const char* kUsage =
     "                     [--weights FILE [--weights-map FILE_LAYER=NET_LAYER,...] [--weights-strict]]\n"
     "                     [--dry-run] [--quiet]\n"
     "                     [--comm-timeout SECONDS] [--caffe-log] [--progress auto|tty|log] [--no-skip]\n"
+    "       dropnet-train --resume DIR|FILE [key.path=value ...] [options]\n"
     "  (mpirun -np N dropnet-train ...: data parallel)\n"
+    "  --resume R    continue the run of snapshot R (a run directory: its latest intact snapshot) with the config\n"
+    "                stored in it; key.path=value changes a setting (logged); a CONFIG given too must be the same\n"
     "  --out DIR     the run directory (default runs/<name>; with --resume, the resumed run's directory);\n"
     "                one that holds another run is refused unless --force (which deletes its metrics and snapshots)\n"
     "  --weights F   start from trained weights (Caffe's fine-tuning): parameters are matched by name, the\n"
@@ -90,7 +93,10 @@ int train_main(int argc, char** argv) {
     input_error("--progress must be auto, tty or log, got '{}'", progress_mode);
   const std::string timeout_arg = args.take("comm-timeout", "120");
   std::vector<std::string> pos = args.positional(kUsage);
-  if (pos.empty()) input_error("missing CONFIG\n{}", kUsage);
+  // CONFIG is the first argument that is not an override; with --resume it may be left out.
+  const bool has_config = !pos.empty() && pos[0].find('=') == std::string::npos;
+  if (!has_config && resume.empty()) input_error("missing CONFIG\n{}", kUsage);
+  const std::string config_path = has_config ? pos[0] : "";
   if (!resume.empty() && !weights.empty())
     input_error("--resume and --weights contradict each other: a resume restores the weights (and the solver "
                 "state) from '{}'; use --weights alone to start a new run from trained weights",
@@ -101,7 +107,7 @@ int train_main(int argc, char** argv) {
   // Malformed entries are refused before the config and the net are built.
   const std::vector<WeightsMapEntry> cli_weights_map =
       weights_map_arg.empty() ? std::vector<WeightsMapEntry>{} : parse_weights_map(weights_map_arg);
-  std::vector<std::string> overrides(pos.begin() + 1, pos.end());
+  std::vector<std::string> overrides(pos.begin() + (has_config ? 1 : 0), pos.end());
   for (const auto& o : overrides)
     if (o.find('=') == std::string::npos) input_error("unexpected argument '{}' (overrides are key.path=value)", o);
 
@@ -109,7 +115,9 @@ int train_main(int argc, char** argv) {
   const int launcher_rank = dist::launcher_rank();
   cli::init_logging(launcher_rank);
   if (launcher_rank != 0) spdlog::set_level(spdlog::level::warn);  // rank 0 alone logs
-  LoadedConfig cfg = load_config_file(pos[0], overrides);
+  const SnapshotInfo resumed = resume.empty() ? SnapshotInfo{} : read_snapshot_info(resume);
+  LoadedConfig cfg = resume.empty() ? load_config_file(config_path, overrides)
+                                    : resume_config(resumed, config_path, overrides);
   cli::RunSettings run = cli::read_run_settings(cfg);
   Device dev = parse_device(device_arg.empty() ? run.device : device_arg);
   dist::CommOptions co;
@@ -180,8 +188,12 @@ int train_main(int argc, char** argv) {
       root ? std::make_unique<RunDirectory>(out_dir, cfg, resuming_here ? solver.iter() : -1) : nullptr;
   // The run's own log (train.log, every line a checked write) and its invocation record (run.jsonl).
   std::shared_ptr<RunLogSink> run_log = rd ? attach_run_log(out_dir) : nullptr;
-  if (rd) rd->write_invocation(std::vector<std::string>(argv, argv + argc), omp_get_max_threads(), dev.str(),
-                               comm->world(), solver.iter());
+  // Snapshots carry the resolved config, its source and this invocation (self-describing: --resume
+  // and dropnet-test need nothing else).
+  const std::string invocation = invocation_record(std::vector<std::string>(argv, argv + argc),
+                                                   omp_get_max_threads(), dev.str(), comm->world(), solver.iter());
+  const RunDescription description = describe_run(cfg, invocation);
+  if (rd) rd->write_invocation(invocation);
   spdlog::info("dropnet-train: {} on {}{}, {} parameters, run directory {}", run.name, dev.str(),
                comm->world() > 1 ? fmt::format(" x {} ranks ({})", comm->world(), comm->kind()) : std::string(),
                with_commas(solver.train_net().num_params()), out_dir);
@@ -225,7 +237,7 @@ int train_main(int argc, char** argv) {
   const SolverConfig& sc = solver.config();
   const std::string prefix = sc.snapshot_prefix.empty() ? run.name : sc.snapshot_prefix;
   auto snapshot = [&](int64_t) {  // every rank: the data positions are gathered; rank 0 writes
-    std::string path = save_snapshot(solver, out_dir, prefix, sc.keep_last);
+    std::string path = save_snapshot(solver, out_dir, prefix, sc.keep_last, &description);
     if (root) spdlog::info("snapshot: {}", path);
   };
   solver.on_snapshot = snapshot;

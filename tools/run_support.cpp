@@ -141,8 +141,68 @@ std::shared_ptr<RunLogSink> attach_run_log(const std::string& dir) {
   return sink;
 }
 
-void RunDirectory::write_invocation(const std::vector<std::string>& argv, int threads, const std::string& device,
-                                    int world, int64_t start_iter) {
+namespace {
+
+std::string listed(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const auto& l : lines) out += "\n  " + l;
+  return out;
+}
+
+}  // namespace
+
+LoadedConfig resume_config(const SnapshotInfo& snapshot, const std::string& config_path,
+                           const std::vector<std::string>& overrides) {
+  if (!snapshot.has_config()) {
+    if (config_path.empty())
+      input_error("'{}' does not carry the config it was trained with (a snapshot of an older dropnet): give the "
+                  "CONFIG file as well",
+                  snapshot.weights_path);
+    spdlog::warn("resume: '{}' does not carry its config (an older dropnet); trusting that '{}' is the one it was "
+                 "trained with",
+                 snapshot.weights_path, config_path);
+    return load_config_file(config_path, overrides);
+  }
+  LoadedConfig own = snapshot_config(snapshot, overrides);
+  if (!config_path.empty()) {
+    LoadedConfig given = load_config_file(config_path, overrides);
+    const std::vector<std::string> diff = config_differences(own, given);
+    if (!diff.empty())
+      input_error("--resume: '{}' is not the config the run was trained with (it is stored in '{}'); they differ "
+                  "in (the run's value vs the file's):{}\nleave CONFIG out to resume with the run's own config, and "
+                  "change a setting explicitly with key.path=value (e.g. solver.max_iter=20000)",
+                  config_path, snapshot.weights_path, listed(diff));
+    return given;  // the same config; its file:line in messages
+  }
+  if (!overrides.empty()) {
+    const std::vector<std::string> changed = config_differences(snapshot_config(snapshot), own, 20);
+    if (changed.empty())
+      spdlog::info("resume: the command line's overrides change nothing in the run's config");
+    else
+      spdlog::info("resume: the command line changes the run's config (the run's value vs the new one):{}",
+                   listed(changed));
+  }
+  return own;
+}
+
+LoadedConfig evaluation_config(const SnapshotInfo& snapshot, const std::string& config_path,
+                               const std::vector<std::string>& overrides) {
+  if (config_path.empty()) return snapshot_config(snapshot, overrides);
+  LoadedConfig given = load_config_file(config_path, overrides);
+  if (snapshot.has_config()) {
+    const std::vector<std::string> diff =
+        config_differences(snapshot_config(snapshot, overrides), given, 12, "layers");
+    if (!diff.empty())
+      input_error("'{}' describes another net than the one '{}' was trained with (the run's value vs the file's):{}"
+                  "\nevaluate with the run's own config: give the snapshot or run directory instead of CONFIG "
+                  "(overrides such as data.test.images=... still apply)",
+                  config_path, snapshot.weights_path, listed(diff));
+  }
+  return given;
+}
+
+std::string invocation_record(const std::vector<std::string>& argv, int threads, const std::string& device, int world,
+                              int64_t start_iter) {
   std::string cmd = "[";
   for (size_t i = 0; i < argv.size(); ++i) cmd += fmt::format("{}\"{}\"", i ? ", " : "", json_escape(argv[i]));
   cmd += "]";
@@ -153,11 +213,15 @@ void RunDirectory::write_invocation(const std::vector<std::string>& argv, int th
   std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+  return fmt::format("{{\"started\": \"{}\", \"host\": \"{}\", \"command\": {}, \"threads\": {}, \"version\": \"{}\", "
+                     "\"commit\": \"{}\", \"device\": \"{}\", \"ranks\": {}, \"start_iter\": {}}}",
+                     when, json_escape(host), cmd, threads, json_escape(cli::version()), json_escape(cli::commit()),
+                     json_escape(device), world, start_iter);
+}
+
+void RunDirectory::write_invocation(const std::string& record) {
   AppendFile runs(dir_ + "/run.jsonl");
-  runs.append(fmt::format("{{\"started\": \"{}\", \"host\": \"{}\", \"command\": {}, \"threads\": {}, \"version\": \"{}\", "
-                          "\"commit\": \"{}\", \"device\": \"{}\", \"ranks\": {}, \"start_iter\": {}}}\n",
-                          when, json_escape(host), cmd, threads, json_escape(cli::version()),
-                          json_escape(cli::commit()), json_escape(device), world, start_iter));
+  runs.append(record + "\n");
 }
 
 void RunDirectory::write_status(const std::string& status, int64_t iter, const std::string& message) {

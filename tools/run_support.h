@@ -13,6 +13,7 @@
 
 #include "core/fileio.h"
 #include "layers/config.h"
+#include "optim/snapshot.h"
 #include "layers/net.h"
 #include "optim/solver.h"
 
@@ -42,6 +43,25 @@ class RunLogSink : public spdlog::sinks::base_sink<std::mutex> {
 // Adds a RunLogSink on DIR/train.log to the default logger.
 std::shared_ptr<RunLogSink> attach_run_log(const std::string& dir);
 
+// ---- configs carried by snapshots ----------------------------------------------------------------
+
+// The config a resumed run trains with (dropnet-train --resume): the run's own, from the snapshot,
+// with `overrides` applied after the run's (what they change is logged). A CONFIG file given as
+// well must resolve to the same config with the same overrides, or it is refused with the
+// differences listed. A snapshot that carries no config (an older dropnet) needs CONFIG.
+LoadedConfig resume_config(const SnapshotInfo& snapshot, const std::string& config_path,
+                           const std::vector<std::string>& overrides);
+// The config to evaluate a snapshot with (dropnet-test): without CONFIG the snapshot's own (with
+// `overrides` after the run's); with CONFIG that file, whose net (`layers`, as resolved) must be
+// the one the weights were trained with when the snapshot says which (data and solver may differ).
+LoadedConfig evaluation_config(const SnapshotInfo& snapshot, const std::string& config_path,
+                               const std::vector<std::string>& overrides);
+
+// One invocation of a tool as a JSON object (one line): the command line, when, where, the thread
+// count, dropnet's version and commit, the device and ranks, the iteration it started at.
+std::string invocation_record(const std::vector<std::string>& argv, int threads, const std::string& device, int world,
+                              int64_t start_iter);
+
 class RunDirectory {
  public:
   // Creates `dir` (and parents), writes config.yaml (the resolved config). A run resumed from a
@@ -55,10 +75,8 @@ class RunDirectory {
   // The run's last record in metrics.jsonl: {"kind": "status", "iter": N, "status": S, "message": M}
   // with S one of finished, diverged, stopped (a signal), error.
   void write_status(const std::string& status, int64_t iter, const std::string& message);
-  // run.jsonl: one line per invocation (a new run or a resume): the command line, when, where, the
-  // thread count, dropnet's version and commit, the device and ranks, the iteration it started at.
-  void write_invocation(const std::vector<std::string>& argv, int threads, const std::string& device, int world,
-                        int64_t start_iter);
+  // Appends an invocation_record() line to run.jsonl: one line per invocation (a new run or a resume).
+  void write_invocation(const std::string& record);
   const std::string& dir() const { return dir_; }
 
  private:
