@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "layers/batch_source.h"
+#include "core/batch_source.h"
 
 namespace dropnet::data {
 

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "layers/batch_source.h"
+#include "core/batch_source.h"
 #include "data/dataset.h"
 #include "data/transform.h"
 

@@ -16,7 +16,6 @@
 #include "data/prefetch.h"
 #include "data/sampler.h"
 #include "data/synthetic.h"
-#include "layers/layer.h"
 
 namespace dropnet {
 

@@ -29,7 +29,7 @@
 
 #include <memory>
 
-#include "layers/batch_source.h"
+#include "core/batch_source.h"
 
 namespace dropnet {
 

@@ -5,7 +5,7 @@
 #include <memory>
 
 #include "core/device.h"
-#include "layers/batch_source.h"
+#include "core/batch_source.h"
 #include "layers/layer.h"
 
 namespace dropnet {

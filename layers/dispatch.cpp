@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "layers/config.h"
+#include "core/config.h"
 
 namespace dropnet {
 

@@ -8,8 +8,6 @@
 
 namespace dropnet {
 
-const char* phase_name(Phase p) { return p == Phase::Train ? "TRAIN" : "TEST"; }
-
 int64_t num_channels(const Shape& s) { return s.ndim() >= 2 ? s[1] : 1; }
 
 ChannelRange intersect(ChannelRange a, ChannelRange b) {

@@ -10,14 +10,12 @@
 #include <string>
 #include <vector>
 
+#include "core/config.h"
+#include "core/phase.h"
 #include "core/tensor.h"
 #include "kernels/eltwise_math.h"
-#include "layers/config.h"
 
 namespace dropnet {
-
-enum class Phase { Train, Test };
-const char* phase_name(Phase p);
 
 // What a forward/backward call needs to know about the run.
 struct RunContext {

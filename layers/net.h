@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "layers/batch_source.h"
+#include "core/batch_source.h"
 #include "layers/layer.h"
 
 namespace dropnet {

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "layers/config.h"
+#include "core/config.h"
 #include "optim/solver.h"
 
 namespace dropnet {

@@ -14,7 +14,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "data/sources.h"
-#include "layers/config.h"
+#include "core/config.h"
 #include "optim/solver.h"
 #include "tests/testing/configs.h"
 #include "tools/cli_common.h"

@@ -10,7 +10,7 @@
 
 #include "core/error.h"
 #include "data/sources.h"
-#include "layers/config.h"
+#include "core/config.h"
 #include "optim/solver.h"
 #include "tests/testing/harness.h"
 #include "tools/cli_common.h"

@@ -12,7 +12,7 @@
 #include "data/cifar.h"
 #include "core/npy.h"
 #include "data/sources.h"
-#include "layers/config.h"
+#include "core/config.h"
 #include "layers/layer.h"
 #include "tests/testing/configs.h"
 #include "tests/testing/crops.h"

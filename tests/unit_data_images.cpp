@@ -13,7 +13,7 @@
 #include "core/error.h"
 #include "data/image_list.h"
 #include "data/sources.h"
-#include "layers/config.h"
+#include "core/config.h"
 #include "layers/layer.h"
 #include "tests/testing/configs.h"
 #include "tests/testing/crops.h"

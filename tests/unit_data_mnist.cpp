@@ -16,7 +16,7 @@
 #include "data/prefetch.h"
 #include "data/sampler.h"
 #include "data/sources.h"
-#include "layers/config.h"
+#include "core/config.h"
 #include "layers/layer.h"
 #include "tests/testing/configs.h"
 #include "tests/testing/crops.h"

@@ -17,7 +17,7 @@
 #include "data/sampler.h"
 #include "data/sources.h"
 #include "data/synthetic.h"
-#include "layers/config.h"
+#include "core/config.h"
 #include "layers/layer.h"
 #include "tests/testing/configs.h"
 #include "tests/testing/files.h"

@@ -11,7 +11,7 @@
 
 #include "core/error.h"
 #include "core/fileio.h"
-#include "layers/config.h"
+#include "core/config.h"
 #include "tests/testing/files.h"
 
 using namespace dropnet;

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "core/device.h"
-#include "layers/config.h"
+#include "core/config.h"
 #include "layers/net.h"
 #include "optim/snapshot.h"
 

@@ -45,8 +45,8 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "layers/batch_source.h"
-#include "layers/config.h"
+#include "core/batch_source.h"
+#include "core/config.h"
 #include "layers/layer.h"
 #include "layers/net.h"
 #include "tools/cli_common.h"

@@ -12,7 +12,7 @@
 #include <spdlog/sinks/base_sink.h>
 
 #include "core/fileio.h"
-#include "layers/config.h"
+#include "core/config.h"
 #include "optim/snapshot.h"
 #include "layers/net.h"
 #include "optim/solver.h"

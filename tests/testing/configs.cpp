@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "layers/config.h"
+#include "core/config.h"
 
 namespace dropnet::testing {
 

@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 
 #include "data/sources.h"
-#include "layers/config.h"
+#include "core/config.h"
 
 namespace dropnet::testing {
 

@@ -1,7 +1,7 @@
 #include "tests/testing/solvers.h"
 
 #include "data/sources.h"
-#include "layers/config.h"
+#include "core/config.h"
 
 namespace dropnet::testing {
 

@@ -1,4 +1,4 @@
-#include "layers/config.h"
+#include "core/config.h"
 
 #include <fmt/format.h>
 

@@ -1,5 +1,6 @@
 // The interface between the data pipeline (data/) and the `data` layer. data/ implements it;
-// layers/ only sees this header, which keeps the dependency direction core <- layers <- data.
+// layers/ only sees this header. It lives in core/, below both, so the readers know nothing of
+// the graph (core <- kernels <- layers <- data).
 #pragma once
 
 #include <cstdint>
@@ -7,12 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "core/config.h"
+#include "core/phase.h"
 #include "core/tensor.h"
-#include "layers/config.h"
 
 namespace dropnet {
-
-enum class Phase;
 
 class BatchSource {
  public:
