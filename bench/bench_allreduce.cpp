@@ -113,7 +113,7 @@ layers:
 std::unique_ptr<Solver> make_lenet(double bucket_mb, GradientReducer* reducer) {
   LoadedConfig cfg = load_config_text(lenet_config(bucket_mb), "lenet.yaml");
   SolverOptions so;
-  so.source_factory = make_batch_source;
+  so.net.source_factory = make_batch_source;
   so.reducer = reducer;
   so.quiet = true;
   return std::make_unique<Solver>(cfg, so);

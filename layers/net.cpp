@@ -34,6 +34,17 @@ Blob* Net::blob(const std::string& name) {
   return it == blob_by_name_.end() ? nullptr : it->second;
 }
 
+std::vector<double> Net::output_means() const {
+  std::vector<double> means;
+  for (const Blob* b : outputs_) {
+    const std::vector<float> v = b->value.to_host();
+    double s = 0;
+    for (float x : v) s += x;
+    means.push_back(s / static_cast<double>(std::max<size_t>(v.size(), 1)));
+  }
+  return means;
+}
+
 std::vector<BatchSource*> Net::sources() const {
   std::vector<BatchSource*> out;
   for (const auto& l : layers_)

@@ -93,6 +93,9 @@ class Net {
   const std::vector<std::unique_ptr<Blob>>& blobs() const { return blobs_; }
   // Tops consumed by no layer (loss, accuracy), in definition order.
   const std::vector<Blob*>& outputs() const { return outputs_; }
+  // After a forward pass: the mean of each output's values (a loss, a batch's accuracy), in the
+  // order of outputs(). Averaged over batches by the solver's test and dropnet-test alike.
+  std::vector<double> output_means() const;
   // The data layers' sources (for wait time, snapshots of cursors).
   std::vector<BatchSource*> sources() const;
   int64_t batch_size() const;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
@@ -12,19 +13,32 @@
 
 namespace dropnet {
 
+const std::vector<std::string>& lr_policy_names() {
+  // In LrPolicy's order.
+  static const std::vector<std::string> names = {"fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid"};
+  return names;
+}
+
+LrPolicy lr_policy_named(const std::string& name) {
+  const auto& names = lr_policy_names();
+  const auto it = std::find(names.begin(), names.end(), name);
+  DN_CHECK(it != names.end(), "unknown lr_policy '{}'", name);
+  return static_cast<LrPolicy>(it - names.begin());
+}
+
 SolverConfig SolverConfig::parse(ConfigNode n) {
   SolverConfig c;
   c.base_lr = n.get_float("base_lr");
   if (!(c.base_lr >= 0)) n.fail("base_lr", "must be >= 0");
-  c.lr_policy = n.get_choice("lr_policy", {"fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid"}, "fixed");
-  bool needs_gamma = c.lr_policy == "step" || c.lr_policy == "exp" || c.lr_policy == "inv" ||
-                     c.lr_policy == "multistep" || c.lr_policy == "sigmoid";
+  c.lr_policy = lr_policy_named(n.get_choice("lr_policy", lr_policy_names(), "fixed"));
+  using P = LrPolicy;
+  const P p = c.lr_policy;
+  const bool needs_gamma = p == P::Step || p == P::Exp || p == P::Inv || p == P::Multistep || p == P::Sigmoid;
   c.gamma = needs_gamma ? n.get_float("gamma") : n.get_float("gamma", 0.1);
-  c.power = (c.lr_policy == "inv" || c.lr_policy == "poly") ? n.get_float("power") : n.get_float("power", 1.0);
-  c.stepsize = (c.lr_policy == "step" || c.lr_policy == "sigmoid") ? n.get_positive_int("stepsize")
-                                                                    : n.get_positive_int("stepsize", 1);
+  c.power = (p == P::Inv || p == P::Poly) ? n.get_float("power") : n.get_float("power", 1.0);
+  c.stepsize = (p == P::Step || p == P::Sigmoid) ? n.get_positive_int("stepsize") : n.get_positive_int("stepsize", 1);
   c.stepvalue = n.get_int_list("stepvalue", {});
-  if (c.lr_policy == "multistep" && c.stepvalue.empty()) n.fail("stepvalue", "multistep needs a list of stepvalue");
+  if (p == P::Multistep && c.stepvalue.empty()) n.fail("stepvalue", "multistep needs a list of stepvalue");
   for (size_t i = 1; i < c.stepvalue.size(); ++i)
     if (c.stepvalue[i] <= c.stepvalue[i - 1]) n.fail("stepvalue", "stepvalue must be increasing");
   c.max_iter = n.get_positive_int("max_iter");
@@ -60,21 +74,31 @@ SolverConfig SolverConfig::parse(ConfigNode n) {
 double learning_rate(const SolverConfig& c, int64_t iter) {
   const double it = static_cast<double>(iter);
   double lr = c.base_lr;
-  if (c.lr_policy == "step") {
-    lr = c.base_lr * std::pow(c.gamma, std::floor(it / static_cast<double>(c.stepsize)));
-  } else if (c.lr_policy == "exp") {
-    lr = c.base_lr * std::pow(c.gamma, it);
-  } else if (c.lr_policy == "inv") {
-    lr = c.base_lr * std::pow(1.0 + c.gamma * it, -c.power);
-  } else if (c.lr_policy == "multistep") {
-    int k = 0;
-    for (int64_t s : c.stepvalue)
-      if (iter >= s) ++k;
-    lr = c.base_lr * std::pow(c.gamma, k);
-  } else if (c.lr_policy == "poly") {
-    lr = c.base_lr * std::pow(std::max(0.0, 1.0 - it / static_cast<double>(c.max_iter)), c.power);
-  } else if (c.lr_policy == "sigmoid") {
-    lr = c.base_lr / (1.0 + std::exp(-c.gamma * (it - static_cast<double>(c.stepsize))));
+  switch (c.lr_policy) {
+    case LrPolicy::Fixed:
+      break;
+    case LrPolicy::Step:
+      lr = c.base_lr * std::pow(c.gamma, std::floor(it / static_cast<double>(c.stepsize)));
+      break;
+    case LrPolicy::Exp:
+      lr = c.base_lr * std::pow(c.gamma, it);
+      break;
+    case LrPolicy::Inv:
+      lr = c.base_lr * std::pow(1.0 + c.gamma * it, -c.power);
+      break;
+    case LrPolicy::Multistep: {
+      int k = 0;
+      for (int64_t s : c.stepvalue)
+        if (iter >= s) ++k;
+      lr = c.base_lr * std::pow(c.gamma, k);
+      break;
+    }
+    case LrPolicy::Poly:
+      lr = c.base_lr * std::pow(std::max(0.0, 1.0 - it / static_cast<double>(c.max_iter)), c.power);
+      break;
+    case LrPolicy::Sigmoid:
+      lr = c.base_lr / (1.0 + std::exp(-c.gamma * (it - static_cast<double>(c.stepsize))));
+      break;
   }
   if (iter < c.warmup_iter)
     lr *= c.warmup_start_factor + (1.0 - c.warmup_start_factor) * it / static_cast<double>(c.warmup_iter);
@@ -84,16 +108,7 @@ double learning_rate(const SolverConfig& c, int64_t iter) {
 Solver::Solver(const LoadedConfig& cfg, const SolverOptions& opts) : opts_(opts) {
   ConfigNode root = cfg.node();
   cfg_ = SolverConfig::parse(root.child("solver"));
-  NetOptions no;
-  no.device = opts.device;
-  no.seed = opts.seed;
-  no.source_factory = opts.source_factory;
-  no.default_engine = opts.default_engine;
-  no.batch_override = opts.batch_override;
-  no.max_blob_floats = opts.max_blob_floats;
-  no.max_param_floats = opts.max_param_floats;
-  no.shapes_only = opts.shapes_only;
-  no.skip_unused = opts.skip_unused;
+  NetOptions no = opts.net;
   no.max_iter = opts.check_schedule_starts ? cfg_.max_iter : 0;
   if (opts.reducer) {
     no.rank = opts.reducer->rank();
@@ -106,8 +121,8 @@ Solver::Solver(const LoadedConfig& cfg, const SolverOptions& opts) : opts_(opts)
     no.share_from = train_.get();
     test_ = std::make_unique<Net>(cfg, no);
   }
-  history_ = Tensor(train_->param_values().shape(), opts.device);
-  if (!opts.shapes_only) history_.zero();
+  history_ = Tensor(train_->param_values().shape(), opts.net.device);
+  if (!opts.net.shapes_only) history_.zero();
   layer_grad_range_.assign(static_cast<size_t>(train_->num_layers()), {0, 0});
   for (const ParamRef& r : train_->params()) {
     auto& range = layer_grad_range_[static_cast<size_t>(r.layer)];
@@ -116,7 +131,7 @@ Solver::Solver(const LoadedConfig& cfg, const SolverOptions& opts) : opts_(opts)
     segments_.push_back({r.offset, r.count, r.lr_mult, r.decay_mult});
   }
   if (opts.reducer && opts.reducer->world() > 1)
-    opts.reducer->broadcast(train_->param_values().data(), train_->param_values().count(), opts.device);
+    opts.reducer->broadcast(train_->param_values().data(), train_->param_values().count(), opts.net.device);
 }
 
 Solver::~Solver() = default;
@@ -133,16 +148,12 @@ std::vector<std::pair<std::string, double>> Solver::test(int64_t iterations) {
   const int64_t n = iterations >= 0 ? iterations : cfg_.test_iter;
   const auto& outs = test_->outputs();
   std::vector<double> sums(outs.size(), 0.0);
-  RunContext ctx{Phase::Test, iter_, opts_.seed, 0};
+  RunContext ctx{Phase::Test, iter_, opts_.net.seed, 0};
   for (int64_t i = 0; i < n; ++i) {
     ctx.rng_step = static_cast<uint32_t>(i);
     test_->forward(ctx);
-    for (size_t o = 0; o < outs.size(); ++o) {
-      std::vector<float> v = outs[o]->value.to_host();
-      double s = 0;
-      for (float x : v) s += x;
-      sums[o] += s / static_cast<double>(std::max<size_t>(v.size(), 1));
-    }
+    const std::vector<double> m = test_->output_means();
+    for (size_t o = 0; o < outs.size(); ++o) sums[o] += m[o];
   }
   std::vector<double> means(outs.size());
   for (size_t o = 0; o < outs.size(); ++o) means[o] = n > 0 ? sums[o] / static_cast<double>(n) : 0.0;
@@ -161,7 +172,7 @@ void Solver::backward_and_reduce(const RunContext& ctx) {
   GradientReducer& r = *opts_.reducer;
   Tensor& g = train_->param_grads();
   const auto bucket_bytes = static_cast<int64_t>(cfg_.bucket_mb * 1024.0 * 1024.0);
-  r.begin_backward(g.data(), g.count(), opts_.device, std::max<int64_t>(bucket_bytes, 4));
+  r.begin_backward(g.data(), g.count(), opts_.net.device, std::max<int64_t>(bucket_bytes, 4));
   for (int i = train_->num_layers(); i-- > 0;) {
     train_->backward_layer(i, ctx);
     const auto [lo, hi] = layer_grad_range_[static_cast<size_t>(i)];
@@ -180,12 +191,12 @@ void Solver::apply_update() {
     // pass of its own, ahead of the norm (the fused update then scales by the clip factor only).
     const int64_t total = g.count();
     if (grad_scale != 1.f) {
-      DN_DISPATCH(opts_.device, scale_cpu(total, grad_scale, g.data()),
+      DN_DISPATCH(opts_.net.device, scale_cpu(total, grad_scale, g.data()),
                   scale_cuda(total, grad_scale, g.data(), cuda_stream()));
       grad_scale = 1.f;
     }
     double sumsq = 0;
-    DN_DISPATCH(opts_.device, sumsq = sumsq_cpu(total, g.data()), sumsq = sumsq_cuda(total, g.data(), cuda_stream()));
+    DN_DISPATCH(opts_.net.device, sumsq = sumsq_cpu(total, g.data()), sumsq = sumsq_cuda(total, g.data(), cuda_stream()));
     const double norm = std::sqrt(sumsq);
     if (norm > cfg_.clip_gradients) clip_scale = static_cast<float>(cfg_.clip_gradients / norm);
   }
@@ -194,9 +205,9 @@ void Solver::apply_update() {
   const int nsegs = static_cast<int>(segments_.size());
   float *wp = train_->param_values().data(), *gp = g.data(), *vp = history_.data();
   DN_DISPATCH(
-      opts_.device,
+      opts_.net.device,
       sgd_update_arena_cpu(segments_.data(), nsegs, lr, mu, cfg_.weight_decay, grad_scale, clip_scale, wp, gp, vp),
-      sgd_update_arena_cuda(device_segments_.upload(segments_, opts_.device), nsegs, g.count(), lr, mu,
+      sgd_update_arena_cuda(device_segments_.upload(segments_, opts_.net.device), nsegs, g.count(), lr, mu,
                             cfg_.weight_decay, grad_scale, clip_scale, wp, gp, vp, cuda_stream()));
 }
 
@@ -238,22 +249,17 @@ void Solver::step(int64_t n) {
   const bool root = !opts_.reducer || opts_.reducer->rank() == 0;
   const int64_t stop = iter_ + n;
   // The update, reduction and checks run on the net's GPU (cuda_stream() is per device).
-  if (opts_.device.is_cuda()) cuda_set_device(opts_.device.index);
+  if (opts_.net.device.is_cuda()) cuda_set_device(opts_.net.device.index);
   while (iter_ < stop) {
     if (should_stop && should_stop()) return;
     if (test_ && cfg_.test_interval > 0 && iter_ % cfg_.test_interval == 0 &&
-        (iter_ > 0 || cfg_.test_initialization)) {
-      auto result = test();
-      if (root) {
-        for (auto& kv : result) spdlog::info("Iteration {}, Testing net: {} = {:.5g}", iter_, kv.first, kv.second);
-        if (on_record) on_record(TrainRecord{"test", iter_, result});
-      }
-    }
+        (iter_ > 0 || cfg_.test_initialization))
+      report_test();
     auto t0 = clock::now();
     train_->zero_param_grads();
     double loss = 0;
     for (int64_t k = 0; k < cfg_.iter_size; ++k) {
-      RunContext ctx{Phase::Train, iter_, opts_.seed, static_cast<uint32_t>(iter_ * cfg_.iter_size + k)};
+      RunContext ctx{Phase::Train, iter_, opts_.net.seed, static_cast<uint32_t>(iter_ * cfg_.iter_size + k)};
       float l = train_->forward(ctx);
       if (cfg_.check_finite && !std::isfinite(l)) check_finite_or_throw(l);
       if (opts_.reducer && k + 1 == cfg_.iter_size)
@@ -268,12 +274,12 @@ void Solver::step(int64_t n) {
     losses_.push_back(static_cast<float>(loss));
     const double lr = learning_rate(cfg_, iter_);
     apply_update();
-    device_synchronize(opts_.device);
+    device_synchronize(opts_.net.device);
     seconds_since_display_ += std::chrono::duration<double>(clock::now() - t0).count();
     images_since_display_ += static_cast<double>(train_->batch_size() * cfg_.iter_size * world);
     if (root && cfg_.display > 0 && iter_ % cfg_.display == 0) {
       const double ips = seconds_since_display_ > 0 ? images_since_display_ / seconds_since_display_ : 0.0;
-      RunContext ctx{Phase::Train, iter_, opts_.seed, 0};
+      RunContext ctx{Phase::Train, iter_, opts_.net.seed, 0};
       TrainRecord rec{"train", iter_, {{"loss", smoothed_loss()}, {"lr", lr}, {"images_per_s", ips}}};
       double wait = 0;
       for (BatchSource* s : train_->sources()) wait += s->wait_seconds();
@@ -297,14 +303,14 @@ void Solver::solve() {
   step(cfg_.max_iter - iter_);
   if (should_stop && should_stop()) return;
   // Final test as Caffe does after the last iteration.
-  const bool root = !opts_.reducer || opts_.reducer->rank() == 0;
-  if (test_ && cfg_.test_interval > 0) {
-    auto result = test();
-    if (root) {
-      for (auto& kv : result) spdlog::info("Iteration {}, Testing net: {} = {:.5g}", iter_, kv.first, kv.second);
-      if (on_record) on_record(TrainRecord{"test", iter_, result});
-    }
-  }
+  if (test_ && cfg_.test_interval > 0) report_test();
+}
+
+void Solver::report_test() {
+  const auto result = test();
+  if (opts_.reducer && opts_.reducer->rank() != 0) return;
+  for (const auto& kv : result) spdlog::info("Iteration {}, Testing net: {} = {:.5g}", iter_, kv.first, kv.second);
+  if (on_record) on_record(TrainRecord{"test", iter_, result});
 }
 
 }  // namespace dropnet

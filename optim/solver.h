@@ -16,9 +16,16 @@
 
 namespace dropnet {
 
+// Caffe's learning-rate policies (learning_rate() has each formula).
+enum class LrPolicy { Fixed, Step, Exp, Inv, Multistep, Poly, Sigmoid };
+// The policy of a config name ("fixed", "step", ...); an unknown name is an internal error (the
+// config is checked against lr_policy_names() when parsed).
+LrPolicy lr_policy_named(const std::string& name);
+const std::vector<std::string>& lr_policy_names();
+
 struct SolverConfig {
   double base_lr = 0.01;
-  std::string lr_policy = "fixed";  // fixed step exp inv multistep poly sigmoid
+  LrPolicy lr_policy = LrPolicy::Fixed;
   double gamma = 0.1, power = 1.0;
   int64_t stepsize = 1;
   std::vector<int64_t> stepvalue;
@@ -84,17 +91,12 @@ struct TrainRecord {
 };
 
 struct SolverOptions {
-  Device device;
-  uint64_t seed = 1;
-  SourceFactory source_factory = nullptr;
+  // Both nets' options (device, seed, data sources, engine, batch override, limits, shapes_only,
+  // compute skipping). The solver sets their phase, rank and world (from the reducer), share_from
+  // (the TEST net shares the TRAIN net's parameters) and max_iter. A shapes_only solver cannot train.
+  NetOptions net;
   GradientReducer* reducer = nullptr;
-  std::string default_engine = "native";
-  int64_t batch_override = 0;  // both phases (0 = as configured)
   bool quiet = false;
-  double max_blob_floats = 2147483648.0;  // see NetOptions
-  double max_param_floats = 2147483648.0;  // see NetOptions
-  bool shapes_only = false;               // see NetOptions: such a solver cannot train
-  bool skip_unused = true;                // see NetOptions (compute skipping)
   // A gradual DropIn or grow starting at or past max_iter is a config error (NetOptions::max_iter);
   // dropnet-probe's shallow arm holds DropIns at p = 0 by starting them beyond any run.
   bool check_schedule_starts = true;
@@ -111,6 +113,8 @@ class Solver {
   void step(int64_t n);
   // Runs test_iter batches of the TEST net; returns the mean of each output.
   std::vector<std::pair<std::string, double>> test(int64_t iterations = -1);
+  // test(), logged and recorded (rank 0) as Caffe's "Iteration N, Testing net: ..." lines.
+  void report_test();
 
   int64_t iter() const { return iter_; }
   GradientReducer* reducer() const { return opts_.reducer; }  // null: one process
@@ -119,7 +123,7 @@ class Solver {
   Net& train_net() { return *train_; }
   Net* test_net() { return test_.get(); }
   Tensor& history() { return history_; }  // momentum buffer, arena layout
-  uint64_t seed() const { return opts_.seed; }
+  uint64_t seed() const { return opts_.net.seed; }
   double smoothed_loss() const;
   const std::vector<float>& loss_window() const { return losses_; }
   void restore_loss_window(const std::vector<float>& w) { losses_ = w; }

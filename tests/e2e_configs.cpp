@@ -27,7 +27,7 @@ TEST(ShippedConfigs, TrainTwoIterationsOnSyntheticData) {
     for (YAML::Node layer : cfg.root["layers"])
       if (layer["start"].IsDefined()) layer["start"] = 0;
     SolverOptions so;
-    so.source_factory = make_batch_source;
+    so.net.source_factory = make_batch_source;
     so.quiet = true;
     Solver s(cfg, so);
     std::vector<double> losses;

@@ -27,7 +27,7 @@ TEST(E2E, LenetLossDropsOn2000Images) {
                                        "solver.test_interval=0", "solver.display=0", "solver.snapshot=0",
                                        "data.train.shuffle=true", "device=cpu"});
   SolverOptions so;
-  so.source_factory = make_batch_source;
+  so.net.source_factory = make_batch_source;
   Solver s(cfg, so);
   const double before = mean_loss(s, 10);
   s.solve();
@@ -51,7 +51,7 @@ TEST(E2E, Lenet10DropinGrowsOnSchedule) {
                                        "solver.test_interval=0", "solver.display=20", "solver.snapshot=0",
                                        "vars.L=40", "solver.base_lr=0.001", "device=cpu"});
   SolverOptions so;
-  so.source_factory = make_batch_source;
+  so.net.source_factory = make_batch_source;
   so.quiet = true;
   Solver s(cfg, so);
   std::vector<std::pair<int64_t, double>> p;

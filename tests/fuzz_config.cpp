@@ -37,8 +37,8 @@ Outcome dry_run(const std::string& text, std::string* msg) {
     LoadedConfig cfg = load_config_text(text, "fuzz.yaml");
     cli::read_run_settings(cfg);
     SolverOptions so;
-    so.source_factory = make_batch_source;
-    so.max_blob_floats = 1 << 27;  // keep the fuzz small (VGG's fc6 is 1.03e8 floats)
+    so.net.source_factory = make_batch_source;
+    so.net.max_blob_floats = 1 << 27;  // keep the fuzz small (VGG's fc6 is 1.03e8 floats)
     Solver s(cfg, so);
     return Outcome::Built;
   } catch (const Error& e) {

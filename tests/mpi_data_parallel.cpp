@@ -165,9 +165,9 @@ struct Trained {
 Trained train(const std::string& text, GradientReducer* reducer) {
   LoadedConfig cfg = load_config_text(text, "dp.yaml");
   SolverOptions so;
-  so.source_factory = make_batch_source;
+  so.net.source_factory = make_batch_source;
   so.reducer = reducer;
-  so.seed = 7;
+  so.net.seed = 7;
   so.quiet = true;
   Solver s(cfg, so);
   s.step(20);
@@ -185,8 +185,8 @@ void expect_data_parallel_equals_big_batch(double bucket_mb, int64_t iter_size) 
   // The parameters moved: the comparison is not between two initializations.
   LoadedConfig cfg = load_config_text(net_config(b, tb, bucket_mb, iter_size), "dp.yaml");
   SolverOptions so;
-  so.source_factory = make_batch_source;
-  so.seed = 7;
+  so.net.source_factory = make_batch_source;
+  so.net.seed = 7;
   Solver fresh(cfg, so);
   EXPECT_FALSE(all_close(fresh.train_net().param_values().to_host(), dp.weights, 1e-3f, 0.f));
   // Every rank holds the same parameters.

@@ -55,10 +55,10 @@ layers:
 std::vector<float> train_on_gpu(GradientReducer* reducer, Device dev) {
   LoadedConfig cfg = load_config_text(kNet, "nccl.yaml");
   SolverOptions so;
-  so.device = dev;
-  so.source_factory = make_batch_source;
+  so.net.device = dev;
+  so.net.source_factory = make_batch_source;
   so.reducer = reducer;
-  so.seed = 3;
+  so.net.seed = 3;
   so.quiet = true;
   Solver s(cfg, so);
   s.step(10);

@@ -38,7 +38,7 @@ std::string error_of(const std::string& text, const std::vector<std::string>& ov
     LoadedConfig cfg = load_config_text(text, "cfg.yaml", overrides);
     cli::read_run_settings(cfg);
     SolverOptions so;
-    so.source_factory = make_batch_source;
+    so.net.source_factory = make_batch_source;
     Solver s(cfg, so);
     s.step(1);
   } catch (const Error& e) {
@@ -278,7 +278,7 @@ TEST(ConfigLimits, TenThousandLayersLoadInAboutASecond) {
   // And builds (the net's own checks over 10,000 layers).
   cli::read_run_settings(cfg);
   SolverOptions so;
-  so.source_factory = make_batch_source;
+  so.net.source_factory = make_batch_source;
   Solver s(cfg, so);
   const double build_s = seconds_since(t0);
   RecordProperty("load_seconds", fmt::format("{:.3f}", load_s));
@@ -344,9 +344,9 @@ TEST(ConfigLimits, ParameterArenaIsBounded) {
                                    "  - {name: fc3, type: fc, bottom: fc2, top: fc3, num_output: 4000}\n  - {name: loss");
   LoadedConfig cfg = load_config_text(replace(text, "bottom: [fc1, label]", "bottom: [fc3, label]"), "cfg.yaml");
   SolverOptions so;
-  so.source_factory = make_batch_source;
-  so.shapes_only = true;
-  so.max_param_floats = 20e6;  // each fc weight (16e6 floats) stays below max_blob_floats
+  so.net.source_factory = make_batch_source;
+  so.net.shapes_only = true;
+  so.net.max_param_floats = 20e6;  // each fc weight (16e6 floats) stays below max_blob_floats
   std::string msg;
   try {
     Solver s(cfg, so);
@@ -549,8 +549,8 @@ TEST(ConfigAsync, ShippedAsyncConfigsLoadAndBuildQuickly) {
     LoadedConfig cfg = load_config_file(std::string(DROPNET_SOURCE_DIR) + "/configs/" + c.file,
                                         {"data.train=" + synthetic, "data.test=" + synthetic});
     SolverOptions so;
-    so.source_factory = make_batch_source;
-    so.shapes_only = true;
+    so.net.source_factory = make_batch_source;
+    so.net.shapes_only = true;
     so.quiet = true;
     Solver s(cfg, so);
     const double secs = seconds_since(t0);

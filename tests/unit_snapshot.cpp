@@ -700,7 +700,7 @@ TEST(SnapshotInfo, CarriesTheConfigAndTheRunRecord) {
   TempDir dir;
   const LoadedConfig cfg = load_config_text(net_yaml(), "snapnet.yaml", {"solver.base_lr=0.04", "layers.conv1.num_output=4"});
   SolverOptions so;
-  so.source_factory = make_batch_source;
+  so.net.source_factory = make_batch_source;
   so.quiet = true;
   Solver s(cfg, so);
   s.step(3);

@@ -21,7 +21,7 @@ namespace {
 SolverConfig policy(const std::string& name) {
   SolverConfig c;
   c.base_lr = 0.01;
-  c.lr_policy = name;
+  c.lr_policy = lr_policy_named(name);
   c.max_iter = 10000;
   return c;
 }
@@ -138,7 +138,7 @@ layers:
 )";
   LoadedConfig cfg = load_config_text(text, "t.yaml");
   SolverOptions so;
-  so.source_factory = make_batch_source;
+  so.net.source_factory = make_batch_source;
   Solver s(cfg, so);
   Net& net = s.train_net();
   std::vector<float> w0 = net.param_values().to_host();
@@ -181,8 +181,8 @@ layers:
 )";
   LoadedConfig cfg = load_config_text(text, "t.yaml");
   SolverOptions so;
-  so.source_factory = make_batch_source;
-  so.shapes_only = true;
+  so.net.source_factory = make_batch_source;
+  so.net.shapes_only = true;
   auto max_rss_mb = [] {
     rusage u{};
     getrusage(RUSAGE_SELF, &u);

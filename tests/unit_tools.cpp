@@ -41,7 +41,7 @@ LoadedConfig lenet_synthetic(std::vector<std::string> overrides = {}) {
 
 std::unique_ptr<Solver> make_solver(const LoadedConfig& cfg) {
   SolverOptions so;
-  so.source_factory = make_batch_source;
+  so.net.source_factory = make_batch_source;
   so.quiet = true;
   return std::make_unique<Solver>(cfg, so);
 }

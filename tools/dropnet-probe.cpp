@@ -90,18 +90,24 @@ std::vector<std::string> probe_overrides(const Common& c) {
   return o;
 }
 
+// A quiet solver of the probe's settings with `seed`.
+SolverOptions solver_options(const Common& c, uint64_t seed) {
+  SolverOptions so;
+  so.net.device = c.device;
+  so.net.seed = seed;
+  so.net.source_factory = make_batch_source;
+  so.net.default_engine = c.engine;
+  so.net.batch_override = c.batch;
+  so.quiet = true;
+  return so;
+}
+
 // Trains `cfg` for c.iterations from scratch with `seed`, then tests on c.test_iter batches.
 RunResult train_once(const LoadedConfig& cfg, const Common& c, uint64_t seed) {
   const auto t0 = std::chrono::steady_clock::now();
   std::unique_ptr<Solver> s;
   {
-    SolverOptions so;
-    so.device = c.device;
-    so.seed = seed;
-    so.source_factory = make_batch_source;
-    so.default_engine = c.engine;
-    so.batch_override = c.batch;
-    so.quiet = true;
+    SolverOptions so = solver_options(c, seed);
     so.check_schedule_starts = false;  // the shallow arm starts its DropIns at kNever
     s = std::make_unique<Solver>(cfg, so);
   }
@@ -287,14 +293,7 @@ int width_main(const Common& c, const std::string& layer, int64_t points, double
     if (!(v >= 0.0 && v < 1.0)) input_error("--{} must be in [0, 1), got {}", key, v);
   LoadedConfig cfg = load_config_file(c.config, probe_overrides(c));
   const auto [drop, top] = insert_probe_dropout(cfg, layer, from, to, c.iterations);
-  SolverOptions so;
-  so.device = c.device;
-  so.seed = c.seed;
-  so.source_factory = make_batch_source;
-  so.default_engine = c.engine;
-  so.batch_override = c.batch;
-  so.quiet = true;
-  Solver s(cfg, so);
+  Solver s(cfg, solver_options(c, c.seed));
   const Shape shape = s.train_net().blob(top)->shape();
   const int64_t width = shape.ndim() >= 2 ? shape[1] : shape.count();
   std::fprintf(stderr, "width probe: %s, layer %s (%lld units), dropout ratio %.2f -> %.2f over %lld iterations\n",

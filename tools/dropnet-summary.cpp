@@ -63,13 +63,10 @@ int summary_main(int argc, char** argv) {
     if (l.IsMap() && l["engine"].IsDefined()) l["engine"] = "native";
   cli::RunSettings run = cli::read_run_settings(cfg);
   SolverOptions so;
-  so.device = Device::cpu();  // shapes only: no device memory needed
-  so.seed = run.seed;
-  so.source_factory = make_batch_source;
-  so.default_engine = "native";
-  so.batch_override = batch;
+  so.net = cli::net_options(run, Device::cpu(), Phase::Train, batch);  // shapes only: no device memory needed
+  so.net.default_engine = "native";
   so.quiet = true;
-  so.shapes_only = true;  // VGG16 at batch 256 describes itself without touching its ~20 GB
+  so.net.shapes_only = true;  // VGG16 at batch 256 describes itself without touching its ~20 GB
   Solver solver(cfg, so);
   print_net_summary(solver.train_net(), solver.test_net(), *cfg.defaults, opts);
   return 0;

@@ -127,14 +127,11 @@ int train_main(int argc, char** argv) {
   const bool root = comm->rank() == 0;
 
   SolverOptions so;
-  so.device = dev;
-  so.seed = run.seed;
-  so.source_factory = make_batch_source;
-  so.default_engine = run.engine;
+  so.net = cli::net_options(run, dev, Phase::Train);
   so.quiet = true;  // display records are printed by the Progress reporter (rank 0)
   so.reducer = comm.get();
-  so.shapes_only = dry_run;
-  so.skip_unused = !no_skip;
+  so.net.shapes_only = dry_run;
+  so.net.skip_unused = !no_skip;
   Solver solver(cfg, so);
   if (dry_run) {
     if (root) print_net_summary(solver.train_net(), solver.test_net(), *cfg.defaults);

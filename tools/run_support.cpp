@@ -595,12 +595,8 @@ EvalResult evaluate_net(Net& net, int64_t batches, int64_t iter, uint64_t seed, 
   for (int64_t b = 0; b < batches; ++b) {
     ctx.rng_step = static_cast<uint32_t>(b);
     net.forward(ctx);
-    for (size_t o = 0; o < outs.size(); ++o) {
-      std::vector<float> v = outs[o]->value.to_host();
-      double s = 0;
-      for (float x : v) s += x;
-      sums[o] += s / static_cast<double>(std::max<size_t>(v.size(), 1));
-    }
+    const std::vector<double> m = net.output_means();
+    for (size_t o = 0; o < outs.size(); ++o) sums[o] += m[o];
     // The samples of this batch that count (the first ones: a wrapped-around tail does not).
     const int64_t take = std::min<int64_t>(net.batch_size(), count - r.samples);
     r.samples += net.batch_size();

@@ -25,13 +25,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     dropnet::LoadedConfig cfg = dropnet::load_config_text(text, "fuzz.yaml");
     dropnet::cli::read_run_settings(cfg);
     dropnet::SolverOptions so;
-    so.source_factory = dropnet::make_batch_source;
-    so.shapes_only = true;
+    so.net.source_factory = dropnet::make_batch_source;
+    so.net.shapes_only = true;
     so.quiet = true;
     // The per-input memory budget: libFuzzer refuses single allocations past -rss_limit_mb, and a
     // config may describe a net of any size; past 256 MiB per allocation is an input error here.
-    so.max_blob_floats = double(int64_t{1} << 26);
-    so.max_param_floats = double(int64_t{1} << 26);
+    so.net.max_blob_floats = double(int64_t{1} << 26);
+    so.net.max_param_floats = double(int64_t{1} << 26);
     dropnet::Solver solver(cfg, so);
     (void)dropnet::dump_config(cfg);
   } catch (const dropnet::Error&) {
