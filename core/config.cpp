@@ -48,7 +48,20 @@ bool ConfigNode::has(const std::string& key) const {
   return v.IsDefined() && !v.IsNull();
 }
 
+const std::string* MarkTable::override_of(const YAML::Node& n) const {
+  if (!n.IsDefined()) return nullptr;
+  for (const auto& [node, spec] : overrides)
+    if (node.is(n)) return &spec;
+  return nullptr;
+}
+
 std::string ConfigNode::where(const std::string& key) const {
+  if (marks_) {
+    // Set on the command line: say so, not a position in the file.
+    const std::string* spec = key.empty() ? nullptr : marks_->override_of(value_node(key));
+    if (spec == nullptr) spec = marks_->override_of(node_);
+    if (spec != nullptr) return fmt::format("override '{}': {}", clip_text(*spec, 120), key_path(key));
+  }
   YAML::Mark m = node_.Mark();
   if (!key.empty()) {
     YAML::Node v = value_node(key);
@@ -56,8 +69,8 @@ std::string ConfigNode::where(const std::string& key) const {
   }
   if (m.is_null() && marks_ && path_.rfind("layers[", 0) == 0) {
     // A layer expanded from a repeat block: point at its template.
-    auto it = marks_->find(path_.substr(0, path_.find(']') + 1));
-    if (it != marks_->end()) m = it->second;
+    auto it = marks_->layers.find(path_.substr(0, path_.find(']') + 1));
+    if (it != marks_->layers.end()) m = it->second;
   }
   std::string loc = *file_;
   if (!m.is_null()) loc += fmt::format(":{}:{}", m.line + 1, m.column + 1);
@@ -296,7 +309,9 @@ void ConfigNode::finish() const {
     std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "?";
     if (!used_->count(k)) {
       std::vector<std::string> known(used_->begin(), used_->end());
-      fail(k, fmt::format("unknown key '{}' (known keys here: {})", clip_text(k),
+      const std::string guess = closest_match(k, known);
+      fail(k, fmt::format("unknown key '{}'{} (known keys here: {})", clip_text(k),
+                          guess.empty() ? std::string() : fmt::format(" (did you mean '{}'?)", guess),
                           known.empty() ? std::string("none") : fmt::format("{}", fmt::join(known, ", "))));
     }
   }
@@ -581,7 +596,7 @@ void LayerExpander::expand(const YAML::Node& seq, const Vars& vars, int depth) {
     } else {
       if (layers_ >= static_cast<size_t>(kMaxLayers))
         fail_at(file_, item, fmt::format("more than {} layers after expanding repeat blocks", kMaxLayers));
-      (*marks_)[fmt::format("layers[{}]", layers_)] = item.Mark();
+      marks_->layers[fmt::format("layers[{}]", layers_)] = item.Mark();
       int64_t visited = 0;
       if (has_placeholder(item, &visited)) {
         out_->push_back(copy_substituted(item, vars));
@@ -619,7 +634,18 @@ YAML::Node resolve_path(YAML::Node root, const std::vector<std::string>& parts, 
   return cur;
 }
 
-void apply_override(YAML::Node root, const std::string& spec) {
+void note_override(MarkTable* marks, const YAML::Node& n, const std::string& spec) {
+  marks->overrides.emplace_back(n, spec);
+  if (n.IsSequence())
+    for (const auto& item : n) note_override(marks, item, spec);
+  if (n.IsMap())
+    for (const auto& kv : n) {
+      note_override(marks, kv.first, spec);
+      note_override(marks, kv.second, spec);
+    }
+}
+
+void apply_override(YAML::Node root, const std::string& spec, MarkTable* marks) {
   size_t eq = spec.find('=');
   if (eq == std::string::npos || eq == 0) input_error("override '{}': expected key.path=value", spec);
   std::string key = spec.substr(0, eq), value = spec.substr(eq + 1);
@@ -638,6 +664,7 @@ void apply_override(YAML::Node root, const std::string& spec) {
   YAML::Node parent = resolve_path(root, parts, spec);
   if (parent.IsSequence()) input_error("override '{}': cannot set a key on a list", spec);
   parent[parts.back()] = parsed;
+  note_override(marks, parsed, spec);
 }
 
 bool is_layer_override(const std::string& spec) { return spec.rfind("layers.", 0) == 0; }
@@ -654,7 +681,7 @@ LoadedConfig finish_load(YAML::Node root, const std::string& name, const std::ve
     cfg.overrides = overrides;
   }
   for (const auto& o : overrides)
-    if (!is_layer_override(o)) apply_override(root, o);
+    if (!is_layer_override(o)) apply_override(root, o, cfg.marks.get());
   Vars vars;
   if (root["vars"].IsDefined()) {
     if (!root["vars"].IsMap()) fail_at(name, root["vars"], "vars: expected a map of integer variables");
@@ -672,7 +699,7 @@ LoadedConfig finish_load(YAML::Node root, const std::string& name, const std::ve
     root["layers"] = expanded;
   }
   for (const auto& o : overrides)
-    if (is_layer_override(o)) apply_override(root, o);
+    if (is_layer_override(o)) apply_override(root, o, cfg.marks.get());
   cfg.root = root;
   return cfg;
 }

@@ -20,9 +20,14 @@ struct DefaultsLog {
   void add(const std::string& path, const std::string& value);
 };
 
-// Source positions of layers expanded from `repeat:` blocks (yaml-cpp loses marks on copies):
-// "layers[i]" -> the template's mark.
-using MarkTable = std::map<std::string, YAML::Mark>;
+// Where config nodes came from, beyond yaml-cpp's own marks: layers expanded from `repeat:` blocks
+// (yaml-cpp loses marks on copies: "layers[i]" -> the template's mark) and the nodes a command-line
+// override set (their marks are positions in the override's value, not in the file).
+struct MarkTable {
+  std::map<std::string, YAML::Mark> layers;
+  std::vector<std::pair<YAML::Node, std::string>> overrides;  // every node of an override's value -> the override
+  const std::string* override_of(const YAML::Node& n) const;
+};
 
 class ConfigNode {
  public:

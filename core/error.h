@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace dropnet {
 
@@ -41,6 +42,9 @@ std::string clip_text(std::string_view s, size_t max = 100);
 
 // `s` without the leading and trailing characters in `chars` (whitespace by default).
 std::string trim(std::string_view s, std::string_view chars = " \t\r\n");
+// The candidate closest to `given` by edit distance, if it is at most `max_edits` away ("" if none):
+// the "did you mean" of a mistyped option or config key.
+std::string closest_match(std::string_view given, const std::vector<std::string>& candidates, size_t max_edits = 2);
 
 [[noreturn]] void internal_error(const char* file, int line, const std::string& msg);
 

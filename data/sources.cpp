@@ -229,7 +229,17 @@ std::unique_ptr<BatchSource> make_batch_source(SourceRequest& req) {
     return std::make_unique<ShapeOnlySource>(sample, so.batch_size, classes);
   }
   if (mean_file != "none" && mean_file != "auto") load_mean_file(cfg, mean_file, &t);
-  std::shared_ptr<const Dataset> ds = load();
+  std::shared_ptr<const Dataset> ds;
+  try {
+    ds = load();
+  } catch (const Error& e) {
+    // A data file that is missing or bad: named by its key too (data.train.images: ...).
+    if (e.kind() != ErrorKind::Input) throw;
+    const std::string msg = e.what();
+    for (const auto& [key, path] : inputs)
+      if (msg.find("'" + path) != std::string::npos) cfg.fail(key, msg);
+    throw;
+  }
 
   std::unique_ptr<BatchSource> src;
   try {

@@ -427,6 +427,10 @@ TEST_F(MnistTest, BadInputsNameTheFileAndTheReason) {
       EXPECT_EQ(e.kind(), ErrorKind::Input) << msg;
       EXPECT_NE(msg.find(c.file), std::string::npos) << c.name << ": the message does not name " << c.file << ": " << msg;
       EXPECT_NE(msg.find(c.reason), std::string::npos) << c.name << ": expected '" << c.reason << "' in: " << msg;
+      // ... and the config key of a file it names (issue 16).
+      EXPECT_TRUE(msg.find("data.train.images: ") != std::string::npos ||
+                  msg.find("data.train.labels: ") != std::string::npos)
+          << c.name << ": the message names no key: " << msg;
     }
   }
 }

@@ -126,26 +126,6 @@ Args::Args(int argc, char** argv)
       args_(argv + 1, argv + argc),
       used_(args_.size(), false) {}
 
-namespace {
-
-// Levenshtein distance, for "did you mean".
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
-}  // namespace
-
 std::string Args::take(const std::string& name, const std::string& def) {
   const std::string flag = "--" + name;
   known_.push_back(flag);
@@ -201,13 +181,7 @@ std::vector<std::string> Args::positional(const char* usage) {
       std::exit(0);
     }
     if (args_[i].rfind("--", 0) == 0) {
-      const std::string given = args_[i].substr(0, args_[i].find('='));
-      std::string best;
-      size_t best_d = 3;  // at most 2 edits away
-      for (const std::string& k : known_) {
-        const size_t d = edit_distance(given, k);
-        if (d < best_d) best_d = d, best = k;
-      }
+      const std::string best = closest_match(args_[i].substr(0, args_[i].find('=')), known_);
       input_error("unknown option '{}'{}\n{}", clip_text(args_[i]),
                   best.empty() ? std::string() : fmt::format(" (did you mean '{}'?)", best), usage);
     }
