@@ -81,6 +81,8 @@ def main():
     ap.add_argument("--title", default="")
     ap.add_argument("--metric", default="", help="test metric to plot (default: accuracy)")
     ap.add_argument("--no-schedule", action="store_true", help="leave the DropIn p curves out")
+    ap.add_argument("--max-schedule-curves", type=int, default=12,
+                    help="with more DropIn / grow layers than this, plot their mean p (or width)")
     ap.add_argument("--log-loss", action="store_true", help="logarithmic loss axis")
     ap.add_argument("--dpi", type=int, default=100)
     a = ap.parse_args()
@@ -122,10 +124,19 @@ def main():
             continue
         p_keys = sorted({k for r in train for k in r if k.endswith(".p") or k.endswith(".width")})
         what = "width" if p_keys and all(k.endswith(".width") for k in p_keys) else "DropIn p"
-        for j, k in enumerate(p_keys):
-            xs, ys = series(train, k)
-            if not xs:
-                continue
+        curves = [(k, *series(train, k)) for k in p_keys]
+        curves = [(k, xs, ys) for k, xs, ys in curves if xs]
+        if len(curves) > a.max_schedule_curves:
+            # Many layers (asynchronous DropIn over a hundred): their mean, the fraction of the
+            # added depth that is in, instead of a curve each.
+            by_x = {}
+            for _, xs, ys in curves:
+                for x, y in zip(xs, ys):
+                    by_x.setdefault(x, []).append(y)
+            xs = sorted(by_x)
+            curves = [("mean", xs, [sum(by_x[x]) / len(by_x[x]) for x in xs])]
+            what = f"mean {what}"
+        for j, (k, xs, ys) in enumerate(curves):
             if ax_p is None:
                 ax_p = ax_acc.twinx()
                 ax_p.set_ylabel("DropIn p / grow width (dashed)")

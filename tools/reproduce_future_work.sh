@@ -16,6 +16,13 @@
 # `dropnet-summary --iter`, so what compute skipping leaves out is not counted) goes to flops.tsv.
 # usage: tools/reproduce_future_work.sh [--scale S] [--seeds 1,2,3] [--parts a,b,c] [--depths 10,30,50]
 #                                       [--deep 100,200] [--out DIR] [--threads N] [--test-iter N]
+#                                       [--test-interval N] [--deep-iters N] [--report-only]
+# --report-only trains nothing: flops.tsv, results.md and the plots from the runs already there
+# (after a run was stopped part-way, e.g. when the session's time ran out).
+# --deep-iters N sets (b)'s total iterations (default: its 20,000 / 30,000 x scale), so the
+# per-layer spacing and length (x scale) can stay long enough for the net to follow while the full
+# net's tail is cut; it must leave room for the asynchronous span ((N/2 - 2) x spacing + length).
+# flops.tsv keeps the rows of runs this invocation does not redo, so parts can run one at a time.
 set -euo pipefail
 orig_args="$*"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,6 +35,10 @@ depths="10,30,50"
 deep="100,200"
 threads=0
 test_iter=100
+test_interval=""
+made_groups=""
+deep_iters=""
+report_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) build="$2"; shift 2 ;;
@@ -39,7 +50,10 @@ while [ $# -gt 0 ]; do
     --deep) deep="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
     --test-iter) test_iter="$2"; shift 2 ;;
-    -h|--help) sed -n 2,20p "$0"; exit 0 ;;
+    --test-interval) test_interval="$2"; shift 2 ;;
+    --deep-iters) deep_iters="$2"; shift 2 ;;
+    --report-only) report_only=1; shift ;;
+    -h|--help) sed -n 2,27p "$0"; exit 0 ;;
     *) echo "reproduce_future_work.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -48,7 +62,7 @@ scaled() { /usr/bin/python3 -c "print(max(1, int(round($1 * $scale))))"; }
 has() { [[ ",$1," == *",$2,"* ]]; }
 T=$(scaled 10000)            # LeNet(2N) runs: the paper's 10,000 iterations
 L=$(scaled 7500)             # lenet10.yaml's DropIn length
-common=("solver.test_interval=$(scaled 500)" "solver.test_iter=$test_iter" "solver.snapshot=0"
+common=("solver.test_interval=${test_interval:-$(scaled 500)}" "solver.test_iter=$test_iter" "solver.snapshot=0"
         "solver.display=$(scaled 100)")
 : > "$out/flops.tsv.new"
 
@@ -78,6 +92,8 @@ run() {  # NAME SEED CONFIG [ARGS...]
   local name=$1 seed=$2 cfg=$3
   shift 3
   [ "$seed" != 1 ] && name="${name}_seed$seed"
+  made_groups+=" $(echo "$name" | sed 's/^\([abc]_lenet[0-9]*\)_.*/\1/')"
+  [ "$report_only" = 1 ] && return 0
   echo "== $name"
   local t0=$SECONDS
   "$build/tools/dropnet-train" "$cfg" "seed=$seed" "${common[@]}" --out "$out/$name" --force --progress log \
@@ -121,8 +137,9 @@ if has "$parts" b; then
     base_iter=$([ "$n" = 100 ] && echo 20000 || echo 30000)
     spacing=$([ "$n" = 100 ] && echo 240 || echo 180)
     length=$([ "$n" = 100 ] && echo 200 || echo 150)
-    Tb=$(scaled "$base_iter"); Sb=$(scaled "$spacing"); Lb=$(scaled "$length")
+    Tb=${deep_iters:-$(scaled "$base_iter")}; Sb=$(scaled "$spacing"); Lb=$(scaled "$length")
     span=$(( (n / 2 - 2) * Sb + Lb ))  # the asynchronous schedule's whole span: all-at-once ramps over it
+    [ "$span" -le "$Tb" ] || { echo "reproduce_future_work.sh: (b) LeNet($n): the span $span is past $Tb iterations" >&2; exit 2; }
     for s in "${seed_list[@]}"; do
       run "b_lenet${n}_async" "$s" "$here/configs/lenet${n}_async.yaml" "solver.max_iter=$Tb" "vars.S=$Sb" "vars.L=$Lb"
       run "b_lenet${n}_atonce" "$s" "$here/configs/lenet${n}_async.yaml" "solver.max_iter=$Tb" "vars.S=0" "vars.L=$span"
@@ -133,12 +150,28 @@ if has "$parts" b; then
     printf "b_lenet%s_plain\t%s\n" "$n" "$(flops "$here/configs/lenet${n}_async_plain.yaml" "$Tb")" >> "$out/flops.tsv.new"
   done
 fi
-mv "$out/flops.tsv.new" "$out/flops.tsv"
+# Rows of this invocation replace those of the same name; the others stay.
+touch "$out/flops.tsv"
+/usr/bin/python3 - "$out/flops.tsv" "$out/flops.tsv.new" <<'EOF'
+import sys
+rows = {}
+for path in sys.argv[1:]:  # the new rows last: they win
+    for line in open(path):
+        if line.strip():
+            rows[line.split("\t")[0]] = line.rstrip("\n")
+open(sys.argv[1], "w").write("".join(rows[k] + "\n" for k in sorted(rows)))
+EOF
+rm -f "$out/flops.tsv.new"
 
+# results.md lists every invocation that made runs here (commands.txt), since parts run separately.
+touch "$out/commands.txt"
+[ "$report_only" = 1 ] || grep -qxF "tools/reproduce_future_work.sh $orig_args" "$out/commands.txt" ||
+  echo "tools/reproduce_future_work.sh $orig_args" >> "$out/commands.txt"
 /usr/bin/python3 "$here/tools/summarize_runs.py" "$out" --scale "$scale" --title "The paper's future work (Section 6)" \
-  --command "tools/reproduce_future_work.sh $orig_args" > /dev/null
+  --commands "$out/commands.txt" > /dev/null
 # One plot per question and depth (seed 1): accuracy and loss, DropIn p / grow width on a second axis.
-for g in $(ls "$out" | sed -n 's/^\([abc]_lenet[0-9]*\)_[a-z]*$/\1/p' | sort -u); do
+# Only the groups this invocation ran: the others keep their plots (and their scale in the title).
+for g in $(echo $made_groups | tr ' ' '\n' | sort -u); do
   runs=(); labels=()
   # (c) against the full-width LeNet(10) of (a).
   [ "$g" = c_lenet10 ] && [ -d "$out/a_lenet10_plain" ] && { runs+=("$out/a_lenet10_plain"); labels+=(full_width); }

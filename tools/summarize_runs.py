@@ -4,7 +4,7 @@ PNGs grouped by figure prefix (fig2_*, fig3_*), like the paper's Figures 2 and 3
 <run>_seed<k> are repeats of <run> with another seed: a second table gives mean, spread and range
 of the final accuracy over the seeds (the curves show seed 1 only).
 
-usage: summarize_runs.py OUT [--scale S] [--command CMD] [--title T]
+usage: summarize_runs.py OUT [--scale S] [--command CMD | --commands FILE] [--title T]
 The table also gives each run's mean training speed (images/s over its display records): with DropIn
 compute skipping, what a run costs depends on its schedule.
 """
@@ -22,6 +22,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("out")
 ap.add_argument("--scale", default="1")
 ap.add_argument("--command", default="")
+ap.add_argument("--commands", help="a file of the commands that made the runs, one per line (runs made in parts)")
 ap.add_argument("--title", default="MNIST-style DropIn experiments (paper Figures 2 and 3)")
 ap.add_argument("--converged", type=float, default=0.5, help="final test accuracy that counts as converged")
 a = ap.parse_args()
@@ -102,7 +103,11 @@ if seed_rows:
 
 with open(os.path.join(a.out, "results.md"), "w") as f:
     f.write(f"# {a.title}\n\n")
-    f.write(f"Made by: `{a.command}` (scale {a.scale}: iterations, DropIn lengths and test interval x{a.scale}).\n\n")
+    if a.commands:
+        f.write("Made by (each command names its own --scale: iterations, DropIn lengths and spacing x scale):\n\n")
+        f.write("".join(f"- `{c.strip()}`\n" for c in open(a.commands) if c.strip()) + "\n")
+    else:
+        f.write(f"Made by: `{a.command}` (scale {a.scale}: iterations, DropIn lengths and test interval x{a.scale}).\n\n")
     f.write("\n".join(rows) + "\n")
 
 groups = {}
