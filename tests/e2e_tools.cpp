@@ -18,6 +18,9 @@
 #include <string>
 #include <vector>
 
+#include "core/npy.h"
+#include "core/safetensors.h"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -456,8 +459,8 @@ data:
 solver: {base_lr: 0.05, momentum: 0.9, max_iter: 100, display: 0, snapshot: 4}
 layers:
   - {name: data, type: data, top: [data, label]}
-  - {name: conv1, type: conv, bottom: data, top: conv1, num_output: 4, kernel: "{K}"}
-  - {name: fc1, type: fc, bottom: conv1, top: fc1, num_output: 4}
+  - {name: conv1, type: conv, bottom: data, top: conv1, num_output: 4, kernel: "{K}", weight_filler: {type: xavier}}
+  - {name: fc1, type: fc, bottom: conv1, top: fc1, num_output: 4, weight_filler: {type: xavier}}
   - {name: loss, type: softmax_loss, bottom: [fc1, label], top: loss}
 )";
   const std::string common = " --threads 1 --device cpu --progress log";
@@ -509,6 +512,21 @@ layers:
   ProcResult none = run(tool("dropnet-train") + " solver.max_iter=8" + common);
   EXPECT_EQ(none.rc, 2);
   EXPECT_TRUE(contains(none.err, "missing CONFIG")) << none.err;
+
+  // dropnet-dump takes --weights (and --threads): the dumped parameters are the snapshot's.
+  const std::string x = (dir / "x.npy").string();
+  dropnet::write_npy(x, dropnet::Tensor(dropnet::Shape({2, 1, 8, 8})));
+  const std::string w6 = run_dir + "/selfdesc_iter_6.safetensors";
+  const std::string dump = tool("dropnet-dump") + " " + cfg + " vars.K=5 --input " + x + " --threads 1 --out ";
+  ProcResult dw = run(dump + (dir / "dump_w").string() + " --weights " + w6);
+  ASSERT_EQ(dw.rc, 0) << dw.err;
+  const dropnet::SafeTensors st = dropnet::SafeTensors::read(w6);
+  const std::vector<float> want = st.floats(*st.find("conv1.weight"));
+  EXPECT_EQ(dropnet::read_npy((dir / "dump_w" / "param.conv1.weight.npy").string()).to_host(), want);
+  ProcResult dn = run(dump + (dir / "dump_fill").string());
+  ASSERT_EQ(dn.rc, 0) << dn.err;
+  EXPECT_NE(dropnet::read_npy((dir / "dump_fill" / "param.conv1.weight.npy").string()).to_host(), want)
+      << "without --weights the parameters are the fillers'";
 }
 
 // ---- plot_metrics.py ----------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 // dropnet-dump CONFIG --input x.npy [--labels y.npy] --out DIR [--iter T] [--phase train|test]
-//                [key=value ...]
+//                [--weights FILE] [--threads N] [key=value ...]
 // Runs one forward and backward pass of the net on the given input (the config's data layer is
 // fed from the .npy files instead of its data section) and writes every blob's value and
 // gradient and every parameter and its gradient as .npy: DIR/<blob>.npy, DIR/<blob>.grad.npy,
@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/npy.h"
 #include "layers/net.h"
+#include "optim/snapshot.h"
 #include "tools/cli_common.h"
 
 using namespace dropnet;
@@ -18,7 +19,8 @@ namespace {
 
 const char* kUsage =
     "usage: dropnet-dump CONFIG --input x.npy [--labels y.npy] --out DIR [--iter T] [--phase train|test]\n"
-    "                    [--device D] [key.path=value ...]";
+    "                    [--device D] [--weights FILE] [--threads N] [key.path=value ...]\n"
+    "  --weights FILE  the parameters from a snapshot (every one of the net's, by name) instead of the fillers";
 
 Tensor g_input, g_labels;
 
@@ -56,7 +58,10 @@ int dump_main(int argc, char** argv) {
   const int64_t iter = args.take_int("iter", 0);
   const std::string phase = args.take("phase", "train");
   const std::string device = args.take("device", "cpu");
+  const std::string weights = args.take("weights");
+  const int64_t threads = args.take_int("threads", 0);
   std::vector<std::string> pos = args.positional(kUsage);
+  cli::set_threads(threads);
   if (pos.empty() || input.empty() || out.empty()) input_error("{}", kUsage);
   if (phase != "train" && phase != "test") input_error("--phase must be train or test, got '{}'", phase);
   g_input = read_npy(input);
@@ -75,6 +80,7 @@ int dump_main(int argc, char** argv) {
   no.fuse_activations = false;  // every blob as its own layer computes it (a conv's output before its ReLU)
   no.skip_unused = false;       // and whole, even where no later layer reads it
   Net net(cfg, no);
+  if (!weights.empty()) load_weights(net, weights);
   std::filesystem::create_directories(out);
   for (const ParamRef& r : net.params()) {
     const Blob& b = net.layer(r.layer).params()[r.index];
