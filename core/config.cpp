@@ -97,6 +97,12 @@ YAML::Node ConfigNode::required(const std::string& key) {
 
 namespace {
 
+// The name of a list item that is a map with a scalar `name` (a layer), "" otherwise: how messages
+// (layers[1](conv1)), overrides (layers.conv1.kernel) and config differences address list items.
+std::string item_name(const YAML::Node& n) {
+  return n.IsMap() && n["name"].IsDefined() && n["name"].IsScalar() ? n["name"].Scalar() : "";
+}
+
 std::string describe(const YAML::Node& v) {
   if (v.IsScalar()) return "'" + clip_text(v.Scalar()) + "'";
   if (v.IsSequence()) return "a list";
@@ -292,7 +298,7 @@ std::vector<ConfigNode> ConfigNode::children(const std::string& key) {
   size_t i = 0;
   for (const auto& e : v) {
     std::string p = fmt::format("{}[{}]", key_path(key), i);
-    if (e.IsMap() && e["name"].IsDefined() && e["name"].IsScalar()) p += "(" + clip_text(e["name"].Scalar(), 40) + ")";
+    if (const std::string name = item_name(e); !name.empty()) p += "(" + clip_text(name, 40) + ")";
     if (!e.IsMap()) {
       ConfigNode(e, p, file_, defaults_, marks_).fail("", fmt::format("expected a map, got {}", describe(e)));
     }
@@ -617,8 +623,7 @@ YAML::Node resolve_path(YAML::Node root, const std::vector<std::string>& parts, 
     if (cur.IsSequence()) {
       YAML::Node found(YAML::NodeType::Undefined);
       for (size_t j = 0; j < cur.size(); ++j)
-        if (cur[j].IsMap() && cur[j]["name"].IsDefined() && cur[j]["name"].IsScalar() && cur[j]["name"].Scalar() == p)
-          found = cur[j];
+        if (item_name(cur[j]) == p) found = cur[j];
       int64_t idx;
       if (!found.IsDefined() && parse_int(p, &idx) && idx >= 0 && static_cast<size_t>(idx) < cur.size()) found = cur[idx];
       if (!found.IsDefined()) input_error("override '{}': no element named '{}'", spec, p);
@@ -922,11 +927,6 @@ std::string brief(const YAML::Node& n) {
   return "(null)";
 }
 
-// The name of a list item that is a map with a scalar `name` (a layer), "" otherwise.
-std::string item_name(const YAML::Node& n) {
-  return n.IsMap() && n["name"].IsDefined() && n["name"].IsScalar() ? n["name"].Scalar() : "";
-}
-
 bool all_named(const YAML::Node& seq) {
   std::set<std::string> seen;
   for (const auto& item : seq)
@@ -974,12 +974,13 @@ struct Differ {
       for (const auto& item : b) in_b.emplace(item_name(item), item);
       std::set<std::string> names;
       for (const auto& item : a) {
-        names.insert(item_name(item));
-        auto it = in_b.find(item_name(item));
-        walk(item, it == in_b.end() ? absent() : it->second, join(path, item_name(item)));
+        const std::string name = item_name(item);
+        names.insert(name);
+        auto it = in_b.find(name);
+        walk(item, it == in_b.end() ? absent() : it->second, join(path, name));
       }
       for (const auto& item : b)
-        if (!names.count(item_name(item))) walk(absent(), item, join(path, item_name(item)));
+        if (const std::string name = item_name(item); !names.count(name)) walk(absent(), item, join(path, name));
       if (a.size() == b.size() && names.size() == in_b.size()) {
         for (size_t i = 0; i < a.size(); ++i)
           if (item_name(a[i]) != item_name(b[i])) {

@@ -444,7 +444,6 @@ SafeTensors read_state_weights(const SafeTensors& s, const std::string& state_pa
 void restore_state_file(Solver& solver, const std::string& path) {
   const std::string state_path = state_file_of(path);
 
-
   // Read and validate everything before touching the solver.
   SafeTensors s = read_state_file(state_path);
 
@@ -543,7 +542,6 @@ SafeTensors read_weights_file(const std::string& path) {
   w.verify_checksums(false);
   return w;
 }
-
 
 // The run description in a weights file's metadata (empty fields where it has none).
 RunDescription run_description(const SafeTensors& w) {
