@@ -283,25 +283,53 @@ TEST_F(RunControl, RunRecordAndTrainLog) {
   EXPECT_TRUE(snapshot) << slurp(log);
 }
 
-// Every tool: --version names dropnet's version and commit, a mistyped option gets a suggestion.
-TEST_F(RunControl, VersionAndDidYouMean) {
-  for (const char* name : {"dropnet-train", "dropnet-test", "dropnet-summary", "dropnet-time", "dropnet-datacheck"}) {
+// Runs `tool arg` with stdout and stderr to `log`; its exit code.
+static int run_tool(const std::string& t, const char* arg, const fs::path& log) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::execl(t.c_str(), t.c_str(), arg, static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Every tool: --version names dropnet's version and commit; --help gives the synopsis, what the
+// tool does and every option with its meaning (CLI11); a mistyped option gets a suggestion.
+TEST_F(RunControl, VersionHelpAndDidYouMean) {
+  const std::vector<std::pair<const char*, std::vector<const char*>>> tools = {
+      {"dropnet-train", {"--threads N", "--resume DIR|FILE", "--weights-map A=B,...", "(default: 120)"}},
+      {"dropnet-test", {"--threads N", "--predict INPUT", "--csv FILE", "--json FILE"}},
+      {"dropnet-summary", {"--iter N", "--synthetic-shape C,H,W"}},
+      {"dropnet-time", {"--threads N", "--iterations N", "(default: 50)"}},
+      {"dropnet-datacheck", {"--threads N", "--batches N"}},
+      {"dropnet-dump", {"--threads N", "--weights FILE", "--phase train|test"}},
+      {"dropnet-probe", {"--threads N", "--seeds K", "(default: 3)"}},
+      {"dropnet-scale", {"--bucket-mb MB", "(default: 25)"}},
+      {"dropnet-pack", {"--list LIST", "--skip-bad"}}};
+  const fs::path log = dir() / "log";
+  for (const auto& [name, options] : tools) {
     SCOPED_TRACE(name);
-    const fs::path log = dir() / "log";
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      const std::string t = tool(name);
-      ::execl(t.c_str(), t.c_str(), "--version", static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    EXPECT_EQ(wait_exit(pid), 0);
+    EXPECT_EQ(run_tool(tool(name), "--version", log), 0);
     EXPECT_EQ(slurp(log).rfind(std::string(name) + " (dropnet ", 0), 0u) << slurp(log);
     EXPECT_NE(slurp(log).find(", commit "), std::string::npos) << slurp(log);
+    EXPECT_EQ(run_tool(tool(name), "--help", log), 0);
+    const std::string help = slurp(log);
+    EXPECT_EQ(help.rfind(std::string("usage: ") + name, 0), 0u) << help;
+    EXPECT_NE(help.find("\nOptions:\n"), std::string::npos) << help;
+    EXPECT_NE(help.find("  --version "), std::string::npos) << help;
+    for (const char* o : options) EXPECT_NE(help.find(o), std::string::npos) << o << "\n" << help;
+    // Every option line has its meaning beside it or on the next line.
+    std::istringstream lines(help.substr(help.find("\nOptions:\n") + 10));
+    for (std::string l; std::getline(lines, l);)
+      if (l.rfind("  -", 0) == 0) EXPECT_GT(l.size(), 30u) << l;
+    EXPECT_EQ(run_tool(tool(name), "--threds", log), 2);
+    EXPECT_NE(slurp(log).find("unknown option '--threds'"), std::string::npos) << slurp(log);
   }
-  const fs::path log = dir() / "log";
   EXPECT_EQ(wait_exit(start({"--threds", "2"}, log)), 2);
   EXPECT_NE(slurp(log).find("unknown option '--threds' (did you mean '--threads'?)"), std::string::npos)
       << slurp(log);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -121,73 +122,158 @@ RunSettings read_run_settings(const LoadedConfig& cfg) {
   return s;
 }
 
-Args::Args(int argc, char** argv)
-    : prog_(argc > 0 ? std::filesystem::path(argv[0]).filename().string() : "dropnet"),
-      args_(argv + 1, argv + argc),
-      used_(args_.size(), false) {}
+namespace {
 
-std::string Args::take(const std::string& name, const std::string& def) {
-  const std::string flag = "--" + name;
-  known_.push_back(flag);
-  for (size_t i = 0; i < args_.size(); ++i) {
-    if (used_[i]) continue;
-    if (args_[i] == flag) {
-      if (i + 1 >= args_.size()) input_error("option {} needs a value", flag);
-      used_[i] = used_[i + 1] = true;
-      return args_[i + 1];
+// Words of `text` in lines of at most `width` columns, each indented by `indent`.
+std::string wrap(const std::string& text, size_t width, const std::string& indent = "") {
+  std::string out, line;
+  size_t i = 0;
+  while (i < text.size()) {
+    const size_t j = std::min(text.find(' ', i), text.size());
+    const std::string word = text.substr(i, j - i);
+    if (!line.empty() && indent.size() + line.size() + 1 + word.size() > width) {
+      out += indent + line + "\n";
+      line.clear();
     }
-    if (args_[i].rfind(flag + "=", 0) == 0) {
-      used_[i] = true;
-      return args_[i].substr(flag.size() + 1);
-    }
+    if (!word.empty()) line += (line.empty() ? "" : " ") + word;
+    i = j + 1;
   }
-  return def;
-}
-
-int64_t Args::take_int(const std::string& name, int64_t def) {
-  std::string v = take(name, "");
-  if (v.empty()) return def;
-  try {
-    size_t pos = 0;
-    long long x = std::stoll(v, &pos);
-    if (pos != v.size()) throw std::invalid_argument(v);
-    return x;
-  } catch (...) {
-    input_error("option --{}: expected an integer, got '{}'", name, v);
-  }
-}
-
-bool Args::take_flag(const std::string& name) {
-  const std::string flag = "--" + name;
-  known_.push_back(flag);
-  for (size_t i = 0; i < args_.size(); ++i)
-    if (!used_[i] && args_[i] == flag) {
-      used_[i] = true;
-      return true;
-    }
-  return false;
-}
-
-std::vector<std::string> Args::positional(const char* usage) {
-  std::vector<std::string> out;
-  for (size_t i = 0; i < args_.size(); ++i) {
-    if (used_[i]) continue;
-    if (args_[i] == "-h" || args_[i] == "--help") {
-      std::printf("%s\n", usage);
-      std::exit(0);
-    }
-    if (args_[i] == "--version") {
-      std::printf("%s (dropnet %s, commit %s)\n", prog_.c_str(), version().c_str(), commit().c_str());
-      std::exit(0);
-    }
-    if (args_[i].rfind("--", 0) == 0) {
-      const std::string best = closest_match(args_[i].substr(0, args_[i].find('=')), known_);
-      input_error("unknown option '{}'{}\n{}", clip_text(args_[i]),
-                  best.empty() ? std::string() : fmt::format(" (did you mean '{}'?)", best), usage);
-    }
-    out.push_back(args_[i]);
-  }
+  if (!line.empty()) out += indent + line + "\n";
   return out;
+}
+
+// Help text: the tool's synopsis, then what it does and its arguments, then CLI11's option list.
+class UsageFormatter : public CLI::Formatter {
+ public:
+  UsageFormatter(std::string usage, std::string about, std::string arguments)
+      : usage_(std::move(usage)), about_(std::move(about)), arguments_(std::move(arguments)) {}
+  std::string make_description(const CLI::App*) const override { return ""; }
+  std::string make_option_desc(const CLI::Option* opt) const override {
+    std::string d = wrap(CLI::Formatter::make_option_desc(opt), 100 - kColumn);
+    if (!d.empty()) d.pop_back();  // the last newline
+    return d;
+  }
+  static constexpr size_t kColumn = 28;
+  std::string make_usage(const CLI::App*, std::string) const override {
+    std::string out = "usage: " + usage_ + "\n\n" + wrap(about_, 100);
+    if (!arguments_.empty()) out += "\nArguments:\n" + arguments_ + "\n";
+    return out;
+  }
+
+ private:
+  std::string usage_, about_, arguments_;
+};
+
+std::string with_default(const std::string& help, const std::string& def) {
+  if (def.empty() || help.find("default") != std::string::npos) return help;
+  return help + " (default: " + def + ")";
+}
+
+}  // namespace
+
+struct Parser::Impl {
+  std::string tool, usage;
+  CLI::App app;
+  std::vector<std::string> positional;
+  std::vector<std::string> names;       // every option's --name
+  std::vector<std::string> valued;      // the options that take a value
+  bool version_flag = false;
+  Impl(std::string t, std::string u) : tool(std::move(t)), usage(std::move(u)), app("", tool) {}
+};
+
+Parser::Parser(std::string tool, std::string usage, std::string about, std::string arguments)
+    : impl_(std::make_unique<Impl>(std::move(tool), std::move(usage))) {
+  CLI::App& app = impl_->app;
+  app.formatter(std::make_shared<UsageFormatter>(impl_->usage, std::move(about), std::move(arguments)));
+  app.get_formatter()->column_width(UsageFormatter::kColumn);
+  app.set_help_flag("-h,--help", "print this help and exit");
+  // --version is answered before CLI11 parses (it wins over every other argument); registered
+  // here so that --help lists it.
+  app.add_flag("--version", impl_->version_flag, "print the version and the git commit, and exit");
+  app.add_option("args", impl_->positional)->group("");  // documented in "Arguments"
+  impl_->names = {"--help", "--version"};
+}
+
+Parser::~Parser() = default;
+
+namespace {
+
+template <class T>
+void add_valued(Parser::Impl& m, const std::string& name, T& value, const std::string& value_name,
+                const std::string& help, const std::string& default_text) {
+  m.app.add_option(name, value, with_default(help, default_text))->type_name(value_name);
+  m.names.push_back(name);
+  m.valued.push_back(name);
+}
+
+}  // namespace
+
+void Parser::option(const std::string& name, std::string& value, const std::string& value_name,
+                    const std::string& help) {
+  add_valued(*impl_, name, value, value_name, help, value);
+}
+
+void Parser::option(const std::string& name, int64_t& value, const std::string& value_name,
+                    const std::string& help) {
+  add_valued(*impl_, name, value, value_name, help, std::to_string(value));
+}
+
+void Parser::option(const std::string& name, double& value, const std::string& value_name,
+                    const std::string& help) {
+  add_valued(*impl_, name, value, value_name, help, fmt::format("{:g}", value));
+}
+
+void Parser::flag(const std::string& name, bool& value, const std::string& help) {
+  impl_->app.add_flag(name, value, help);
+  impl_->names.push_back(name);
+}
+
+void Parser::threads(int64_t& value) {
+  option("--threads", value, "N", "CPU threads (default: 0, OpenMP's choice: every core)");
+}
+
+void Parser::device(std::string& value) {
+  option("--device", value, "D", "cpu, cuda, cuda:N or auto (default: the config's `device`, else auto)");
+}
+
+std::string Parser::usage() const { return "usage: " + impl_->usage; }
+
+std::vector<std::string> Parser::parse(int argc, char** argv) {
+  Impl& m = *impl_;
+  // First pass: --help and --version win over everything; an unknown option is named with the
+  // closest one this tool takes.
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--") break;
+    if (a == "-h" || a == "--help") {
+      std::printf("%s", m.app.help().c_str());
+      std::exit(0);
+    }
+    if (a == "--version") {
+      std::printf("%s (dropnet %s, commit %s)\n", m.tool.c_str(), version().c_str(), commit().c_str());
+      std::exit(0);
+    }
+  }
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--") break;
+    if (a.size() < 2 || a[0] != '-') continue;
+    const std::string name = a.substr(0, a.find('='));
+    if (std::find(m.names.begin(), m.names.end(), name) == m.names.end()) {
+      const std::string best = closest_match(name, m.names);
+      input_error("unknown option '{}'{}\n{}\n(--help lists the options)", clip_text(a),
+                  best.empty() ? std::string() : fmt::format(" (did you mean '{}'?)", best), usage());
+    }
+    // An option's value is not an option, whatever it looks like.
+    if (a.find('=') == std::string::npos && std::find(m.valued.begin(), m.valued.end(), name) != m.valued.end())
+      ++i;
+  }
+  try {
+    m.app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    input_error("{}\n{}", e.what(), usage());
+  }
+  return m.positional;
 }
 
 std::string version() { return DROPNET_VERSION; }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -48,24 +49,36 @@ RunSettings read_run_settings(const LoadedConfig& cfg);
 // engine, data from the config's sources, batch_override 0 = as configured.
 NetOptions net_options(const RunSettings& run, Device dev, Phase phase, int64_t batch_override = 0);
 
-// Simple argv scanner: positional args and --flag [value] options.
-class Args {
+// Every tool's command line, parsed by CLI11: options registered with their meaning (and their
+// default, from the variable's value when it is not empty or zero), then parse(). --help prints the
+// description, the usage, the arguments and every option; --version the version and commit (both
+// exit 0, whatever else is given). An unknown --option is an input error that names the closest
+// option this tool takes ("did you mean"); a malformed value one that names the option.
+class Parser {
  public:
-  Args(int argc, char** argv);
-  // Takes "--name value" or "--name=value"; returns def when absent.
-  std::string take(const std::string& name, const std::string& def = "");
-  int64_t take_int(const std::string& name, int64_t def);
-  bool take_flag(const std::string& name);
-  // Remaining arguments after the options were taken. --help prints the usage, --version the
-  // version and commit (both exit 0); an unknown --option is an error that names the closest
-  // option this tool takes ("did you mean").
-  std::vector<std::string> positional(const char* usage);
+  // usage: the synopsis lines ("dropnet-test RUN_DIR|SNAPSHOT [key.path=value ...] [options]");
+  // about: what the tool does; arguments: the positional arguments, one "NAME  meaning" per line.
+  Parser(std::string tool, std::string usage, std::string about, std::string arguments = "");
+  ~Parser();
+  Parser(const Parser&) = delete;
+  Parser& operator=(const Parser&) = delete;
+  // name is "--name"; value_name e.g. "FILE", "N". The variable's value is the default.
+  void option(const std::string& name, std::string& value, const std::string& value_name, const std::string& help);
+  void option(const std::string& name, int64_t& value, const std::string& value_name, const std::string& help);
+  void option(const std::string& name, double& value, const std::string& value_name, const std::string& help);
+  void flag(const std::string& name, bool& value, const std::string& help);
+  // The options several tools share, with one meaning everywhere.
+  void threads(int64_t& value);      // --threads N (0: OpenMP's default, every core)
+  void device(std::string& value);   // --device D (empty: the config's)
+  // Parses argv; returns the positional arguments (CONFIG, key.path=value overrides, ...).
+  std::vector<std::string> parse(int argc, char** argv);
+  // "usage: <the synopsis>", for error messages.
+  std::string usage() const;
+
+  struct Impl;
 
  private:
-  std::string prog_;
-  std::vector<std::string> args_;
-  std::vector<bool> used_;
-  std::vector<std::string> known_;  // the options asked for so far
+  std::unique_ptr<Impl> impl_;
 };
 
 void set_threads(int64_t threads);

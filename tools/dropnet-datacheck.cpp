@@ -1,4 +1,4 @@
-// dropnet-datacheck CONFIG [key=value ...] [--batches N]
+// dropnet-datacheck CONFIG [key.path=value ...] [options]   (--help: every option)
 // Validates the data sources of a config: builds the train and test sources (every file is
 // opened and checked), prints the sample count and shape, reads N batches (default: one epoch)
 // and prints the label histogram and pixel statistics. Exit 2 with a message on bad data.
@@ -16,14 +16,18 @@ using namespace dropnet;
 
 namespace {
 
-const char* kUsage = "usage: dropnet-datacheck CONFIG [key.path=value ...] [--batches N] [--threads N]";
-
 int check_main(int argc, char** argv) {
-  cli::Args args(argc, argv);
-  const int64_t batches = args.take_int("batches", 0);
-  cli::set_threads(args.take_int("threads", 0));
-  std::vector<std::string> pos = args.positional(kUsage);
-  if (pos.empty()) input_error("{}", kUsage);
+  cli::Parser args("dropnet-datacheck", "dropnet-datacheck CONFIG [key.path=value ...] [options]",
+                   "Validates a config's data sources: opens and checks every file, prints each source's sample "
+                   "count and shape, the label histogram and pixel statistics. Exit 2 with a message on bad data.",
+                   "  CONFIG          the net description (YAML)\n"
+                   "  key.path=value  changes a setting of CONFIG (e.g. data.train.images=...)");
+  int64_t batches = 0, threads = 0;
+  args.option("--batches", batches, "N", "batches to read from each source (default: 0, one epoch)");
+  args.threads(threads);
+  std::vector<std::string> pos = args.parse(argc, argv);
+  cli::set_threads(threads);
+  if (pos.empty()) input_error("missing CONFIG\n{}", args.usage());
   cli::init_logging(0);
   LoadedConfig cfg = load_config_file(pos[0], std::vector<std::string>(pos.begin() + 1, pos.end()));
   cli::RunSettings run = cli::read_run_settings(cfg);

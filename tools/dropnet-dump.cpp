@@ -1,5 +1,4 @@
-// dropnet-dump CONFIG --input x.npy [--labels y.npy] --out DIR [--iter T] [--phase train|test]
-//                [--weights FILE] [--threads N] [key=value ...]
+// dropnet-dump CONFIG --input x.npy [--labels y.npy] --out DIR [key.path=value ...] [options]   (--help: every option)
 // Runs one forward and backward pass of the net on the given input (the config's data layer is
 // fed from the .npy files instead of its data section) and writes every blob's value and
 // gradient and every parameter and its gradient as .npy: DIR/<blob>.npy, DIR/<blob>.grad.npy,
@@ -16,11 +15,6 @@
 using namespace dropnet;
 
 namespace {
-
-const char* kUsage =
-    "usage: dropnet-dump CONFIG --input x.npy [--labels y.npy] --out DIR [--iter T] [--phase train|test]\n"
-    "                    [--device D] [--weights FILE] [--threads N] [key.path=value ...]\n"
-    "  --weights FILE  the parameters from a snapshot (every one of the net's, by name) instead of the fillers";
 
 Tensor g_input, g_labels;
 
@@ -53,16 +47,28 @@ std::string safe(const std::string& s) {
 }
 
 int dump_main(int argc, char** argv) {
-  cli::Args args(argc, argv);
-  const std::string input = args.take("input"), labels = args.take("labels"), out = args.take("out");
-  const int64_t iter = args.take_int("iter", 0);
-  const std::string phase = args.take("phase", "train");
-  const std::string device = args.take("device", "cpu");
-  const std::string weights = args.take("weights");
-  const int64_t threads = args.take_int("threads", 0);
-  std::vector<std::string> pos = args.positional(kUsage);
+  cli::Parser args("dropnet-dump", "dropnet-dump CONFIG --input x.npy [--labels y.npy] --out DIR [key.path=value ...] [options]",
+                   "Runs one forward and backward pass of the net on the given input (instead of the config's data) "
+                   "and writes every blob's value and gradient and every parameter and its gradient as .npy: "
+                   "DIR/<blob>.npy, DIR/<blob>.grad.npy, DIR/param.<layer>.<name>.npy, "
+                   "DIR/param.<layer>.<name>.grad.npy (for conformance checks against PyTorch).",
+                   "  CONFIG          the net description (YAML)\n"
+                   "  key.path=value  changes a setting of CONFIG");
+  std::string input, labels, out, phase = "train", device = "cpu", weights;
+  int64_t iter = 0, threads = 0;
+  args.option("--input", input, "x.npy", "the input batch (N, ...), float32 (required)");
+  args.option("--labels", labels, "y.npy", "the labels, one per sample (default: zeros)");
+  args.option("--out", out, "DIR", "where the .npy files go (required)");
+  args.option("--iter", iter, "T", "the training iteration the layers see (DropIn schedules)");
+  args.option("--phase", phase, "train|test", "which net of the config");
+  args.option("--device", device, "D", "cpu, cuda, cuda:N");
+  args.option("--weights", weights, "FILE",
+              "the parameters from a snapshot (every one of the net's, by name) instead of the fillers");
+  args.threads(threads);
+  std::vector<std::string> pos = args.parse(argc, argv);
   cli::set_threads(threads);
-  if (pos.empty() || input.empty() || out.empty()) input_error("{}", kUsage);
+  if (pos.empty() || input.empty() || out.empty())
+    input_error("{} missing\n{}", pos.empty() ? "CONFIG" : input.empty() ? "--input" : "--out", args.usage());
   if (phase != "train" && phase != "test") input_error("--phase must be train or test, got '{}'", phase);
   g_input = read_npy(input);
   if (g_input.shape().ndim() < 2) input_error("{}: expected a batch (N, ...), got {}", input, g_input.shape().str());

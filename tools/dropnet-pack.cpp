@@ -1,5 +1,4 @@
-// dropnet-pack --list LIST [--root DIR] --out FILE [--size 256 | --height H --width W]
-//              [--channels 3] [--rgb] [--skip-bad]
+// dropnet-pack --list LIST [--root DIR] --out FILE [options]   (--help: every option)
 // Decodes and resizes an image list (Caffe `path label` lines, or one folder per class with
 // --root alone) once into a packed uint8 file that the `packed` data source memory-maps: the
 // fast path for repeated epochs (no JPEG decoding per epoch). Written atomically.
@@ -15,24 +14,36 @@ using namespace dropnet;
 
 namespace {
 
-const char* kUsage =
-    "usage: dropnet-pack --list LIST [--root DIR] --out FILE [--size 256 | --height H --width W]\n"
-    "                    [--channels 3|1] [--rgb] [--skip-bad]";
-
 int pack_main(int argc, char** argv) {
-  cli::Args args(argc, argv);
+  cli::Parser args("dropnet-pack",
+                   "dropnet-pack --list LIST [--root DIR] --out FILE [--size 256 | --height H --width W] [options]",
+                   "Decodes and resizes an image list (Caffe `path label` lines, or one folder per class with --root "
+                   "alone) once into a packed uint8 file that the `packed` data source memory-maps: repeated "
+                   "epochs decode no JPEG. Written atomically.");
   data::ImageListOptions o;
-  o.list = args.take("list");
-  o.root = args.take("root");
-  const std::string out = args.take("out");
-  const int64_t size = args.take_int("size", 256);
-  o.resize_h = static_cast<int>(args.take_int("height", size));
-  o.resize_w = static_cast<int>(args.take_int("width", size));
-  o.channels = static_cast<int>(args.take_int("channels", 3));
-  o.bgr = !args.take_flag("rgb");
-  o.skip_bad = args.take_flag("skip-bad");
-  args.positional(kUsage);
-  if (out.empty() || (o.list.empty() && o.root.empty())) input_error("{}", kUsage);
+  std::string out;
+  int64_t size = 256, height = 0, width = 0, channels = 3;
+  bool rgb = false;
+  args.option("--list", o.list, "LIST", "the image list: `path label` per line (paths relative to --root)");
+  args.option("--root", o.root, "DIR", "the images' folder; alone: one sub-folder per class, in sorted order");
+  args.option("--out", out, "FILE", "the packed file to write (required)");
+  args.option("--size", size, "S", "resize every image to S x S");
+  args.option("--height", height, "H", "resize to height H (default: --size)");
+  args.option("--width", width, "W", "resize to width W (default: --size)");
+  args.option("--channels", channels, "1|3", "gray or color");
+  args.flag("--rgb", rgb, "store RGB (default: BGR, as Caffe)");
+  args.flag("--skip-bad", o.skip_bad, "skip an image that does not decode (default: it is an error)");
+  std::vector<std::string> pos = args.parse(argc, argv);
+  if (!pos.empty()) input_error("unexpected argument '{}'\n{}", clip_text(pos[0]), args.usage());
+  if (out.empty() || (o.list.empty() && o.root.empty()))
+    input_error("{} missing\n{}", out.empty() ? "--out" : "--list or --root", args.usage());
+  if (size <= 0 || size > 4096 || height < 0 || height > 4096 || width < 0 || width > 4096 || channels < 0 ||
+      channels > 3)
+    input_error("--size/--height/--width must be in [1, 4096], --channels 1 or 3");
+  o.resize_h = static_cast<int>(height > 0 ? height : size);
+  o.resize_w = static_cast<int>(width > 0 ? width : size);
+  o.channels = static_cast<int>(channels);
+  o.bgr = !rgb;
   if (o.resize_h <= 0 || o.resize_w <= 0 || o.resize_h > 4096 || o.resize_w > 4096)
     input_error("--height/--width must be in [1, 4096]");
   if (o.channels != 1 && o.channels != 3) input_error("--channels must be 1 or 3");

@@ -33,14 +33,6 @@ using namespace dropnet;
 
 namespace {
 
-const char* kUsage =
-    "usage: dropnet-probe depth CONFIG [key.path=value ...] [--iterations N] [--seeds K] [--length L]\n"
-    "       dropnet-probe width CONFIG LAYER [key.path=value ...] [--iterations N] [--points P]\n"
-    "                           [--from 0.9] [--to 0.1] [--tol T]\n"
-    "  common: [--test-iter B] [--batch N] [--device D] [--threads N] [--json FILE] [--verbose]\n"
-    "  depth: DropIn net vs the shallow net (every DropIn held at p = 0), K seeds each\n"
-    "  width: dropout on LAYER's output, ratio 0.9 -> 0.1 over the run; accuracy vs ratio";
-
 bool is_scalar(const YAML::Node& n) { return n.IsDefined() && n.IsScalar(); }
 bool is_scalar_eq(const YAML::Node& n, const std::string& v) { return is_scalar(n) && n.Scalar() == v; }
 
@@ -365,30 +357,45 @@ int width_main(const Common& c, const std::string& layer, int64_t points, double
 }
 
 int probe_main(int argc, char** argv) {
-  cli::Args args(argc, argv);
+  cli::Parser args("dropnet-probe",
+                   "dropnet-probe depth CONFIG [key.path=value ...] [options]\n"
+                   "       dropnet-probe width CONFIG LAYER [key.path=value ...] [options]",
+                   "Measures what a net needs. depth: the DropIn net against its shallow self (every DropIn held at "
+                   "p = 0), --seeds K runs each, final TEST accuracy (a divergence is reported, not fatal). width: "
+                   "dropout on LAYER's output with its ratio going from --from to --to over the run; accuracy against "
+                   "the ratio, and the units the layer needs within --tol of its best.",
+                   "  depth|width     the probe\n"
+                   "  CONFIG          the net description (YAML)\n"
+                   "  LAYER           (width) the layer whose output is thinned\n"
+                   "  key.path=value  changes a setting of CONFIG");
   Common c;
-  c.iterations = args.take_int("iterations", 0);
-  const int64_t seeds = args.take_int("seeds", 3);
-  const int64_t length = args.take_int("length", 0);
-  const int64_t points = args.take_int("points", 10);
-  const double from = parse_double("from", args.take("from", "0.9"));
-  const double to = parse_double("to", args.take("to", "0.1"));
-  const double tol = parse_double("tol", args.take("tol", "0"));
-  c.test_iter = args.take_int("test-iter", 0);
-  c.batch = args.take_int("batch", 0);
-  const std::string device_arg = args.take("device");
-  const int64_t threads = args.take_int("threads", 0);
-  c.json = args.take("json");
-  const bool verbose = args.take_flag("verbose");
-  std::vector<std::string> pos = args.positional(kUsage);
-  if (pos.size() < 2) input_error("missing arguments\n{}", kUsage);
+  int64_t seeds = 3, length = 0, points = 10, threads = 0;
+  std::string from_arg = "0.9", to_arg = "0.1", tol_arg = "0", device_arg;
+  bool verbose = false;
+  args.option("--iterations", c.iterations, "N", "training iterations per run (default: 0, the solver's max_iter)");
+  args.option("--seeds", seeds, "K", "depth: runs per arm, seeds 1..K");
+  args.option("--length", length, "L", "depth: every DropIn's ramp length (default: 0, as configured)");
+  args.option("--points", points, "P", "width: accuracy measurements along the ratio ramp");
+  args.option("--from", from_arg, "R", "width: the dropout ratio at the start");
+  args.option("--to", to_arg, "R", "width: the dropout ratio at the end");
+  args.option("--tol", tol_arg, "T", "width: accuracy tolerance below the best for the units needed");
+  args.option("--test-iter", c.test_iter, "B", "TEST batches per measurement (default: 0, the solver's test_iter, else 50)");
+  args.option("--batch", c.batch, "N", "batch size (default: 0, as configured)");
+  args.device(device_arg);
+  args.threads(threads);
+  args.option("--json", c.json, "FILE", "also write the results as JSON");
+  args.flag("--verbose", verbose, "log the training runs");
+  std::vector<std::string> pos = args.parse(argc, argv);
+  const std::string usage = args.usage();
+  const double from = parse_double("from", from_arg), to = parse_double("to", to_arg), tol = parse_double("tol", tol_arg);
+  if (pos.size() < 2) input_error("missing arguments\n{}", usage);
   const std::string mode = pos[0];
-  if (mode != "depth" && mode != "width") input_error("unknown probe '{}' (depth or width)\n{}", mode, kUsage);
+  if (mode != "depth" && mode != "width") input_error("unknown probe '{}' (depth or width)\n{}", mode, usage);
   c.config = pos[1];
   size_t first_override = 2;
   std::string layer;
   if (mode == "width") {
-    if (pos.size() < 3 || pos[2].find('=') != std::string::npos) input_error("width: missing LAYER\n{}", kUsage);
+    if (pos.size() < 3 || pos[2].find('=') != std::string::npos) input_error("width: missing LAYER\n{}", usage);
     layer = pos[2];
     first_override = 3;
   }

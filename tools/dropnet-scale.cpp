@@ -1,6 +1,4 @@
-// dropnet-scale [CONFIG ...] [--batch N] [--bucket-mb MB] [--gpus-per-node G] [--max-gpus P]
-//               [--layer-times CSV] [--tflops T] [--hbm-gbps B] [--nvlink-gbps B] [--ib-gbps B]
-//               [--link-efficiency E] [--buckets]
+// dropnet-scale [CONFIG ...] [options]   (--help: every option)
 // Models data-parallel training (DESIGN.md §7) on H100 nodes: time per iteration and weak-scaling
 // efficiency (per-GPU batch fixed) for 1..P GPUs, G per node, from per-layer compute times and the
 // gradient bucket schedule dist/ uses, with an alpha-beta model of ring and tree all-reduce.
@@ -54,11 +52,6 @@
 using namespace dropnet;
 
 namespace {
-
-const char* kUsage =
-    "usage: dropnet-scale [CONFIG ...] [--batch N] [--bucket-mb MB] [--gpus-per-node G] [--max-gpus P]\n"
-    "                     [--layer-times CSV] [--tflops T] [--hbm-gbps B] [--nvlink-gbps B] [--ib-gbps B]\n"
-    "                     [--link-efficiency E] [--buckets]";
 
 struct Hardware {
   double tflops = 40.0, hbm_gbps = 2345.0;    // per GPU, achieved (estimates, see the header)
@@ -302,38 +295,37 @@ void report(const NetModel& m, double bucket_mb, int max_gpus, const Hardware& h
   std::printf("  modelled weak-scaling efficiency (best algorithm, overlapped buckets): %s\n", summary.c_str());
 }
 
-double take_positive(cli::Args& a, const std::string& name, double def) {
-  std::string v = a.take(name, "");
-  if (v.empty()) return def;
-  size_t used = 0;
-  double x = 0;
-  try {
-    x = std::stod(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != v.size() || used == 0 || !(x > 0) || !std::isfinite(x))
-    input_error("option --{}: expected a number > 0, got '{}'", name, v);
-  return x;
-}
-
 int scale_main(int argc, char** argv) {
-  cli::Args args(argc, argv);
+  cli::Parser args("dropnet-scale", "dropnet-scale [CONFIG ...] [options]",
+                   "Models data-parallel training of each net on H100 nodes: per-iteration compute from the layers' "
+                   "FLOPs and bytes (or measured --layer-times), gradient all-reduce in buckets (ring and tree, "
+                   "NCCL's cost model), overlap with the backward pass; prints the weak-scaling table up to "
+                   "--max-gpus.",
+                   "  CONFIG  net descriptions (default: configs/alexnet13.yaml and configs/vgg16.yaml)");
   Hardware hw;
-  const int64_t batch = args.take_int("batch", 0);
-  const double bucket_mb = take_positive(args, "bucket-mb", 25.0);
-  hw.gpus_per_node = static_cast<int>(args.take_int("gpus-per-node", 8));
-  const int64_t max_gpus = args.take_int("max-gpus", 512);
-  const std::string times = args.take("layer-times", "");
-  hw.tflops = take_positive(args, "tflops", hw.tflops);
-  hw.hbm_gbps = take_positive(args, "hbm-gbps", hw.hbm_gbps);
-  hw.nvlink_gbps = take_positive(args, "nvlink-gbps", hw.nvlink_gbps);
-  hw.ib_gbps = take_positive(args, "ib-gbps", hw.ib_gbps);
-  hw.link_efficiency = take_positive(args, "link-efficiency", hw.link_efficiency);
-  const bool show_buckets = args.take_flag("buckets");
-  std::vector<std::string> configs = args.positional(kUsage);
+  int64_t batch = 0, gpus_per_node = hw.gpus_per_node, max_gpus = 512;
+  double bucket_mb = 25.0;
+  std::string times;
+  bool show_buckets = false;
+  args.option("--batch", batch, "N", "per-GPU batch (default: 0, as configured)");
+  args.option("--bucket-mb", bucket_mb, "MB", "gradient bucket size");
+  args.option("--gpus-per-node", gpus_per_node, "G", "GPUs per node (NVLink inside, InfiniBand between)");
+  args.option("--max-gpus", max_gpus, "P", "the largest GPU count in the table");
+  args.option("--layer-times", times, "CSV", "measured per-layer times (dropnet-time --json's CSV form) for compute");
+  args.option("--tflops", hw.tflops, "T", "achieved FP32 TFLOP/s per GPU");
+  args.option("--hbm-gbps", hw.hbm_gbps, "B", "achieved HBM GB/s per GPU");
+  args.option("--nvlink-gbps", hw.nvlink_gbps, "B", "NVLink GB/s per GPU per direction");
+  args.option("--ib-gbps", hw.ib_gbps, "B", "InfiniBand GB/s per GPU per direction");
+  args.option("--link-efficiency", hw.link_efficiency, "E", "fraction of the link bandwidths reached");
+  args.flag("--buckets", show_buckets, "print the bucket plan");
+  std::vector<std::string> configs = args.parse(argc, argv);
+  for (const auto& [name, v] : {std::pair<const char*, double>{"--bucket-mb", bucket_mb}, {"--tflops", hw.tflops},
+                                {"--hbm-gbps", hw.hbm_gbps}, {"--nvlink-gbps", hw.nvlink_gbps},
+                                {"--ib-gbps", hw.ib_gbps}, {"--link-efficiency", hw.link_efficiency}})
+    if (!(v > 0) || !std::isfinite(v)) input_error("option {}: expected a number > 0, got {:g}", name, v);
+  if (gpus_per_node < 1 || gpus_per_node > 1024) input_error("--gpus-per-node must be in [1, 1024]");
+  hw.gpus_per_node = static_cast<int>(gpus_per_node);
   if (batch < 0) input_error("--batch must be > 0");
-  if (hw.gpus_per_node < 1 || hw.gpus_per_node > 1024) input_error("--gpus-per-node must be in [1, 1024]");
   if (max_gpus < 1 || max_gpus > (1 << 20)) input_error("--max-gpus must be in [1, 2^20]");
   if (configs.empty()) {
     const char* src = std::getenv("DROPNET_SOURCE_DIR");

@@ -1,5 +1,4 @@
-// dropnet-summary CONFIG [key.path=value ...] [--markdown] [--no-defaults] [--batch N]
-//                 [--synthetic] [--synthetic-shape C,H,W] [--config] [--iter N]
+// dropnet-summary CONFIG [key.path=value ...] [options]   (--help: every option)
 // Prints, for the TRAIN and TEST nets, per layer: type, top shape, parameters, forward FLOPs,
 // activation and parameter memory, with totals; then every default that was filled in (the same
 // table as `dropnet-train --dry-run`). --iter N adds the FLOPs per image that DropIn compute
@@ -20,28 +19,33 @@ using namespace dropnet;
 
 namespace {
 
-const char* kUsage =
-    "usage: dropnet-summary CONFIG [key.path=value ...] [--markdown] [--no-defaults] [--batch N]\n"
-    "                       [--synthetic] [--synthetic-shape C,H,W] [--config] [--iter N]\n"
-    "  --markdown         GitHub tables (for a README)\n"
-    "  --batch N          batch size of both phases (default: as configured)\n"
-    "  --synthetic        replace the data sources by synthetic ones of the same shape (no data is read either\n"
-    "                     way; needed only for an image_list without resize or crop)\n"
-    "  --iter N           also the forward FLOPs per image left at iteration N (DropIn compute skipping)\n"
-    "  --config           print the resolved config (repeat blocks expanded, vars and overrides applied) as YAML";
-
 int summary_main(int argc, char** argv) {
-  cli::Args args(argc, argv);
+  cli::Parser args("dropnet-summary", "dropnet-summary CONFIG [key.path=value ...] [options]",
+                   "Prints, for the TRAIN and TEST nets, per layer: type, top shape, parameters, forward FLOPs, "
+                   "activation and parameter memory, with totals; then every default that was filled in. Nothing is "
+                   "run and no data is read: the sample shapes come from the config (a missing data file is a "
+                   "warning).",
+                   "  CONFIG          the net description (YAML)\n"
+                   "  key.path=value  changes a setting of CONFIG (e.g. vars.L=1000)");
   SummaryOptions opts;
-  opts.markdown = args.take_flag("markdown");
-  opts.defaults = !args.take_flag("no-defaults");
-  const int64_t batch = args.take_int("batch", 0);
-  const bool synthetic = args.take_flag("synthetic");
-  const std::string synthetic_shape = args.take("synthetic-shape");
-  const bool print_config = args.take_flag("config");
-  opts.at_iter = args.take_int("iter", -1);
-  std::vector<std::string> pos = args.positional(kUsage);
-  if (pos.empty()) input_error("missing CONFIG\n{}", kUsage);
+  bool no_defaults = false, synthetic = false, print_config = false;
+  int64_t batch = 0;
+  std::string synthetic_shape;
+  opts.at_iter = -1;
+  args.flag("--markdown", opts.markdown, "GitHub tables (for a README)");
+  args.flag("--no-defaults", no_defaults, "leave out the list of defaults filled in");
+  args.option("--batch", batch, "N", "batch size of both phases (default: 0, as configured)");
+  args.flag("--synthetic", synthetic,
+            "replace the data sources by synthetic ones of the same shape (no data is read either way; needed only "
+            "for an image_list without resize or crop)");
+  args.option("--synthetic-shape", synthetic_shape, "C,H,W", "the synthetic samples' shape (default: the source's)");
+  args.flag("--config", print_config,
+            "print the resolved config (repeat blocks expanded, vars and overrides applied) as YAML");
+  args.option("--iter", opts.at_iter, "N",
+              "also the forward FLOPs per image left at iteration N by DropIn compute skipping (default: not shown)");
+  std::vector<std::string> pos = args.parse(argc, argv);
+  opts.defaults = !no_defaults;
+  if (pos.empty()) input_error("missing CONFIG\n{}", args.usage());
   if (batch < 0) input_error("--batch must be > 0, got {}", batch);
   if (opts.at_iter < -1) input_error("--iter must be >= 0, got {}", opts.at_iter);
   std::vector<std::string> overrides(pos.begin() + 1, pos.end());

@@ -1,5 +1,4 @@
-// dropnet-time CONFIG [key.path=value ...] [--iterations 50] [--device D] [--batch N] [--at-iter T]
-//               [--threads N] [--markdown] [--json FILE] [--synthetic] [--synthetic-shape C,H,W] [--no-skip]
+// dropnet-time CONFIG [key.path=value ...] [options]   (--help: every option)
 // Caffe's `time`: builds the TRAIN net, runs one untimed forward/backward, then times every
 // layer's forward and backward (the data layer included) over --iterations, synchronizing the
 // device around each layer; no solver update. Prints the per-layer mean ms, the forward, backward
@@ -18,15 +17,6 @@
 using namespace dropnet;
 
 namespace {
-
-const char* kUsage =
-    "usage: dropnet-time CONFIG [key.path=value ...] [--iterations 50] [--device cpu|cuda|cuda:N|auto]\n"
-    "                    [--batch N] [--at-iter T] [--threads N] [--markdown] [--json FILE] [--no-skip]\n"
-    "                    [--synthetic] [--synthetic-shape C,H,W]\n"
-    "  --batch N       TRAIN batch size (default: as configured)\n"
-    "  --at-iter T     the solver iteration the layers see (DropIn p; default 0)\n"
-    "  --no-skip       compute every layer whole (no DropIn compute skipping: the cost before it)\n"
-    "  --synthetic     synthetic data of the configured shape (no dataset needed)";
 
 // Every write checked (a full disk is an error naming the file, not a truncated report).
 void write_json(const std::string& path, const NetTiming& t) {
@@ -49,19 +39,28 @@ void write_json(const std::string& path, const NetTiming& t) {
 }
 
 int time_main(int argc, char** argv) {
-  cli::Args args(argc, argv);
-  const int64_t iterations = args.take_int("iterations", 50);
-  const std::string device_arg = args.take("device");
-  const int64_t batch = args.take_int("batch", 0);
-  const int64_t at_iter = args.take_int("at-iter", 0);
-  const int64_t threads = args.take_int("threads", 0);
-  const bool markdown = args.take_flag("markdown");
-  const std::string json = args.take("json");
-  const bool synthetic = args.take_flag("synthetic");
-  const bool no_skip = args.take_flag("no-skip");
-  const std::string synthetic_shape = args.take("synthetic-shape");
-  std::vector<std::string> pos = args.positional(kUsage);
-  if (pos.empty()) input_error("missing CONFIG\n{}", kUsage);
+  cli::Parser args("dropnet-time", "dropnet-time CONFIG [key.path=value ...] [options]",
+                   "Caffe's `time`: builds the TRAIN net, runs one untimed forward/backward, then times every layer's "
+                   "forward and backward (the data layer included) over --iterations, synchronizing the device "
+                   "around each layer; no solver update. Prints the per-layer mean ms, the forward, backward and "
+                   "total ms per iteration and images/s.",
+                   "  CONFIG          the net description (YAML)\n"
+                   "  key.path=value  changes a setting of CONFIG");
+  int64_t iterations = 50, batch = 0, at_iter = 0, threads = 0;
+  std::string device_arg, json, synthetic_shape;
+  bool markdown = false, synthetic = false, no_skip = false;
+  args.option("--iterations", iterations, "N", "timed iterations");
+  args.device(device_arg);
+  args.option("--batch", batch, "N", "TRAIN batch size (default: 0, as configured)");
+  args.option("--at-iter", at_iter, "T", "the solver iteration the layers see (DropIn p)");
+  args.threads(threads);
+  args.flag("--markdown", markdown, "a GitHub table (for a README)");
+  args.option("--json", json, "FILE", "also write the timings as JSON");
+  args.flag("--synthetic", synthetic, "synthetic data of the configured shape (no dataset needed)");
+  args.option("--synthetic-shape", synthetic_shape, "C,H,W", "the synthetic samples' shape (default: the source's)");
+  args.flag("--no-skip", no_skip, "compute every layer whole (no DropIn compute skipping: the cost before it)");
+  std::vector<std::string> pos = args.parse(argc, argv);
+  if (pos.empty()) input_error("missing CONFIG\n{}", args.usage());
   if (iterations <= 0) input_error("--iterations must be > 0, got {}", iterations);
   if (batch < 0) input_error("--batch must be > 0, got {}", batch);
   if (at_iter < 0) input_error("--at-iter must be >= 0, got {}", at_iter);

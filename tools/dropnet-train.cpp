@@ -1,7 +1,5 @@
-// dropnet-train CONFIG [key.path=value ...] [--threads N] [--device D] [--out DIR] [--force]
-//               [--resume DIR|FILE (CONFIG optional: the snapshot carries it)] [--weights FILE [--weights-map F=N,...] [--weights-strict]]
-//               [--dry-run] [--quiet] [--comm-timeout S]
-//               [--caffe-log] [--progress auto|tty|log]
+// dropnet-train CONFIG [key.path=value ...] [options]   (--help: every option)
+// dropnet-train --resume DIR|FILE [key.path=value ...] [options]
 // Trains a net described by a YAML config; writes metrics.jsonl, the resolved config and
 // snapshots into the run directory. Under mpirun: data parallel (dist/), rank 0 alone logs and
 // writes files.
@@ -32,27 +30,6 @@ using namespace dropnet;
 
 namespace {
 
-const char* kUsage =
-    "usage: dropnet-train CONFIG [key.path=value ...] [--threads N] [--device cpu|cuda|cuda:N|auto]\n"
-    "                     [--out DIR] [--force] [--resume DIR|FILE]\n"
-    "                     [--weights FILE [--weights-map FILE_LAYER=NET_LAYER,...] [--weights-strict]]\n"
-    "                     [--dry-run] [--quiet]\n"
-    "                     [--comm-timeout SECONDS] [--caffe-log] [--progress auto|tty|log] [--no-skip]\n"
-    "       dropnet-train --resume DIR|FILE [key.path=value ...] [options]\n"
-    "  (mpirun -np N dropnet-train ...: data parallel)\n"
-    "  --resume R    continue the run of snapshot R (a run directory: its latest intact snapshot) with the config\n"
-    "                stored in it; key.path=value changes a setting (logged); a CONFIG given too must be the same\n"
-    "  --out DIR     the run directory (default runs/<name>; with --resume, the resumed run's directory);\n"
-    "                one that holds another run is refused unless --force (which deletes its metrics and snapshots)\n"
-    "  --weights F   start from trained weights (Caffe's fine-tuning): parameters are matched by name, the\n"
-    "                net's others keep their filler init; what was loaded, new and unused is logged\n"
-    "  --weights-map conv1=conv1_1,...  the file's layer conv1 initializes the net's conv1_1 (weight and\n"
-    "                bias); adds to / overrides the config's `weights_map: {conv1: conv1_1}`\n"
-    "  --weights-strict  every net parameter from the file and every file tensor used, or an error\n"
-    "  --progress    auto: one updating line when stderr is a terminal, else log lines\n"
-    "  --caffe-log   also Caffe-style lines (\"Iteration 100, loss = 0.3\") for Caffe's log parsers\n"
-    "  --no-skip     compute every layer whole (DropIn compute skipping off: same results, the cost before it)";
-
 std::atomic<int> g_signal{0};
 std::atomic<int64_t> g_first_signal_ns{0};
 // The first SIGINT/SIGTERM stops the run at the next iteration boundary with a snapshot; another
@@ -75,27 +52,49 @@ void on_signal(int sig) {
 }
 
 int train_main(int argc, char** argv) {
-  cli::Args args(argc, argv);
-  const int64_t threads = args.take_int("threads", 0);
-  const std::string device_arg = args.take("device");
-  std::string out_dir = args.take("out");
-  const std::string resume = args.take("resume");
-  const std::string weights = args.take("weights");
-  const std::string weights_map_arg = args.take("weights-map");
-  const bool weights_strict = args.take_flag("weights-strict");
-  const bool dry_run = args.take_flag("dry-run");
-  const bool force = args.take_flag("force");
-  const bool quiet = args.take_flag("quiet");
-  const bool caffe_log = args.take_flag("caffe-log");
-  const bool no_skip = args.take_flag("no-skip");
-  const std::string progress_mode = args.take("progress", "auto");
+  cli::Parser args("dropnet-train",
+                   "dropnet-train CONFIG [key.path=value ...] [options]\n"
+                   "       dropnet-train --resume DIR|FILE [key.path=value ...] [options]\n"
+                   "       mpirun -np N dropnet-train ...   (data parallel: one rank per GPU or CPU process)",
+                   "Trains the net of CONFIG with its solver, testing and snapshotting as configured; writes the run "
+                   "directory (config.yaml, metrics.jsonl, train.log, snapshots). Exit 0 when finished, 2 on bad "
+                   "input, 3 when training diverged, 130/143 when stopped by SIGINT/SIGTERM (after a snapshot).",
+                   "  CONFIG          the net description (YAML); may be left out with --resume\n"
+                   "  key.path=value  changes a setting (e.g. solver.base_lr=0.01 vars.L=100)");
+  int64_t threads = 0;
+  std::string device_arg, out_dir, resume, weights, weights_map_arg, progress_mode = "auto", timeout_arg = "120";
+  bool weights_strict = false, dry_run = false, force = false, quiet = false, caffe_log = false, no_skip = false;
+  args.threads(threads);
+  args.device(device_arg);
+  args.option("--out", out_dir, "DIR",
+              "the run directory (default: runs/<name>; with --resume, the resumed run's); one that holds another "
+              "run is refused unless --force");
+  args.flag("--force", force, "write into an --out that holds another run (deletes its metrics and snapshots)");
+  args.option("--resume", resume, "DIR|FILE",
+              "continue the run of a snapshot (a run directory: its latest intact one) with the config stored in "
+              "it; key.path=value changes a setting (logged); a CONFIG given too must resolve to the same");
+  args.option("--weights", weights, "FILE",
+              "start a new run from trained weights (Caffe's fine-tuning): parameters matched by name, the others "
+              "keep their filler init; what was loaded, new and unused is logged");
+  args.option("--weights-map", weights_map_arg, "A=B,...",
+              "the file's layer A initializes the net's layer B (weight and bias); adds to / overrides the "
+              "config's `weights_map: {A: B}`");
+  args.flag("--weights-strict", weights_strict, "every net parameter from the file and every file tensor used");
+  args.flag("--dry-run", dry_run, "build the nets, print the summary and the defaults filled in, read no data, exit");
+  args.flag("--quiet", quiet, "no progress lines (warnings, tests and the final result only)");
+  args.option("--comm-timeout", timeout_arg, "SECONDS",
+              "data parallel: a rank that waits this long for the others fails the run, naming them");
+  args.flag("--caffe-log", caffe_log, "also Caffe-style lines (\"Iteration 100, loss = 0.3\") for Caffe's log parsers");
+  args.option("--progress", progress_mode, "auto|tty|log",
+              "tty: one updating line; log: log lines; auto: tty when stderr is a terminal");
+  args.flag("--no-skip", no_skip, "compute every layer whole (DropIn compute skipping off: same results, the cost before it)");
+  std::vector<std::string> pos = args.parse(argc, argv);
+  const std::string usage = args.usage();
   if (progress_mode != "auto" && progress_mode != "tty" && progress_mode != "log")
     input_error("--progress must be auto, tty or log, got '{}'", progress_mode);
-  const std::string timeout_arg = args.take("comm-timeout", "120");
-  std::vector<std::string> pos = args.positional(kUsage);
   // CONFIG is the first argument that is not an override; with --resume it may be left out.
   const bool has_config = !pos.empty() && pos[0].find('=') == std::string::npos;
-  if (!has_config && resume.empty()) input_error("missing CONFIG\n{}", kUsage);
+  if (!has_config && resume.empty()) input_error("missing CONFIG\n{}", usage);
   const std::string config_path = has_config ? pos[0] : "";
   if (!resume.empty() && !weights.empty())
     input_error("--resume and --weights contradict each other: a resume restores the weights (and the solver "

@@ -19,7 +19,7 @@ done
 
 packages=(build-essential cmake ninja-build ccache pkg-config
   libyaml-cpp-dev libspdlog-dev libfmt-dev libstb-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libopenmpi-dev openmpi-bin libopenblas-dev zlib1g-dev
+  libopenmpi-dev openmpi-bin libopenblas-dev zlib1g-dev libcli11-dev
   dataset-fashion-mnist python3-numpy python3-torch python3-matplotlib python3-pil python3-yaml time
   clang libclang-rt-14-dev)
 
