@@ -243,15 +243,20 @@ void ImageListDataset::read_list() {
     std::string t = trim(line);
     if (t.empty() || t[0] == '#') continue;
     size_t sp = t.find_last_of(" \t");
-    if (sp == std::string::npos) {
-      bad(fmt::format("expected '<path> <label>', got '{}' (no label)", t));
-      continue;
-    }
-    std::string rel = trim(t.substr(0, sp)), lab = t.substr(sp + 1);
+    std::string rel = sp == std::string::npos ? t : trim(t.substr(0, sp));
+    std::string lab = sp == std::string::npos ? std::string() : t.substr(sp + 1);
     char* end = nullptr;
     errno = 0;
     long v = std::strtol(lab.c_str(), &end, 10);
-    if (end == lab.c_str() || *end != '\0' || errno != 0 || v < 0) {
+    const bool is_label = !lab.empty() && end != lab.c_str() && *end == '\0' && errno == 0;
+    if (opt_.labels_optional && !is_label) {
+      rel = t;  // the whole line is the path
+      v = 0;
+      labeled_ = false;
+    } else if (sp == std::string::npos) {
+      bad(fmt::format("expected '<path> <label>', got '{}' (no label)", t));
+      continue;
+    } else if (!is_label || v < 0) {
       bad(fmt::format("bad label '{}' (expected a non-negative integer) in '{}'", clip_text(lab), clip_text(t)));
       continue;
     }

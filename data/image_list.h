@@ -25,6 +25,9 @@ struct ImageListOptions {
   int64_t max_pixels = int64_t{64} << 20;
   bool skip_bad = false;  // skip (and count) bad lines, missing and undecodable files
   int num_classes = 0;    // 0 = max label + 1 (list) or the number of folders
+  // Lines may be a path alone (images to classify): their label is 0 and labeled() is false.
+  // A line whose last word is not a label is then a path (which may hold spaces).
+  bool labels_optional = false;
 };
 
 class ImageListDataset : public Dataset {
@@ -42,6 +45,7 @@ class ImageListDataset : public Dataset {
   int label(int64_t i) const { return labels_[i]; }
   const std::vector<std::string>& class_names() const { return class_names_; }  // folder mode
   int64_t skipped() const { return skipped_lines_ + skipped_decodes_.load(); }
+  bool labeled() const { return labeled_; }  // every sample has its label (false: labels_optional lines)
 
  private:
   void read_list();
@@ -55,6 +59,7 @@ class ImageListDataset : public Dataset {
   std::vector<int> lines_;  // list line numbers (0 in folder mode)
   std::vector<std::string> class_names_;
   int num_classes_ = 0;
+  bool labeled_ = true;
   int64_t skipped_lines_ = 0;
   mutable std::atomic<int64_t> skipped_decodes_{0};
   mutable std::unique_ptr<std::atomic<uint8_t>[]> bad_;  // 1 = known undecodable (skip_bad)

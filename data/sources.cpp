@@ -72,7 +72,10 @@ class ShapeOnlySource : public BatchSource {
 
 }  // namespace
 
-std::unique_ptr<BatchSource> make_batch_source(SourceRequest& req) {
+namespace {
+
+// `samples`: the section's keys and transform over these samples, not its files (prediction).
+std::unique_ptr<BatchSource> build_source(SourceRequest& req, std::shared_ptr<const Dataset> samples) {
   ConfigNode& cfg = req.section;
   if (!cfg.valid()) cfg.fail("", "missing data section");
   const bool train = req.phase == Phase::Train;
@@ -210,8 +213,16 @@ std::unique_ptr<BatchSource> make_batch_source(SourceRequest& req) {
     stored_shape = [shape] { return shape; };
   }
   cfg.finish();
+  if (samples) {
+    so.shuffle = false;
+    so.limit = 0;
+    so.rank = 0;
+    so.world = 1;
+    load = [samples] { return samples; };
+    what = "(--predict input)";
+  }
   if (mean_file != "none" && mean_file != "auto") inputs.emplace_back("mean_file", mean_file);
-  if (req.shapes_only && stored_shape) {
+  if (req.shapes_only && stored_shape && !samples) {
     // Nothing is loaded; a missing input is worth a word (the run itself would stop there).
     for (const auto& [key, path] : inputs) {
       std::error_code ec;
@@ -255,6 +266,15 @@ std::unique_ptr<BatchSource> make_batch_source(SourceRequest& req) {
                  src->sample_shape().str(), so.batch_size, prefetch ? fmt::format(", prefetch {}", prefetch) : "");
   if (prefetch > 0) src = std::make_unique<PrefetchSource>(std::move(src), prefetch);
   return src;
+}
+
+}  // namespace
+
+std::unique_ptr<BatchSource> make_batch_source(SourceRequest& req) { return build_source(req, nullptr); }
+
+std::unique_ptr<BatchSource> make_batch_source_over(SourceRequest& req, std::shared_ptr<const Dataset> samples) {
+  if (!samples) input_error("make_batch_source_over: no samples");
+  return build_source(req, std::move(samples));
 }
 
 }  // namespace dropnet

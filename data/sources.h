@@ -35,4 +35,12 @@ namespace dropnet {
 
 std::unique_ptr<BatchSource> make_batch_source(SourceRequest& req);
 
+namespace data {
+class Dataset;
+}
+// The section's batch size and transform over `samples` instead of the files it names (its keys
+// are checked as always, nothing of them is read): every sample once, in order, no shuffling,
+// sharding or limit. For classifying other inputs with a trained net (dropnet-test --predict).
+std::unique_ptr<BatchSource> make_batch_source_over(SourceRequest& req, std::shared_ptr<const data::Dataset> samples);
+
 }  // namespace dropnet

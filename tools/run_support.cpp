@@ -563,7 +563,8 @@ std::vector<double> EvalResult::per_class_accuracy() const {
   return acc;
 }
 
-EvalResult evaluate_net(Net& net, int64_t batches, int64_t iter, uint64_t seed, int64_t count) {
+EvalResult evaluate_net(Net& net, int64_t batches, int64_t iter, uint64_t seed, int64_t count,
+                        const SampleScores& on_sample) {
   if (batches <= 0) input_error("--iterations must be > 0, got {}", batches);
   EvalResult r;
   r.batches = batches;
@@ -614,6 +615,8 @@ EvalResult evaluate_net(Net& net, int64_t batches, int64_t iter, uint64_t seed, 
         hits5 += acc * n;
       }
       positions += n;
+      if (on_sample && sp.inner == 1)
+        for (int64_t i = 0; i < take; ++i) on_sample(r.counted + i, x.data() + i * sp.classes, sp.classes);
       for (int64_t i = 0; i < take && !r.confusion.empty(); ++i) {
         const float* row = x.data() + i * sp.classes;
         const auto label = static_cast<int64_t>(y[static_cast<size_t>(i)]);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <fstream>
 #include <limits>
 #include <memory>
@@ -189,8 +190,11 @@ struct EvalResult {
 
 // Runs `batches` forward passes of `net` (a TEST net) at solver iteration `iter`. top-1, top-5 and
 // the confusion matrix count the first `count` samples read (0: all): one pass over a test set
-// whose last batch is filled by wrapping around counts each sample once.
-EvalResult evaluate_net(Net& net, int64_t batches, int64_t iter, uint64_t seed, int64_t count = 0);
+// whose last batch is filled by wrapping around counts each sample once. `on_sample`, when given,
+// sees each counted sample's scores (its index in reading order, `classes` floats).
+using SampleScores = std::function<void(int64_t index, const float* scores, int64_t classes)>;
+EvalResult evaluate_net(Net& net, int64_t batches, int64_t iter, uint64_t seed, int64_t count = 0,
+                        const SampleScores& on_sample = nullptr);
 
 std::string json_escape(const std::string& s);
 
