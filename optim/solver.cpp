@@ -154,6 +154,8 @@ std::vector<std::pair<std::string, double>> Solver::test(int64_t iterations) {
     test_->forward(ctx);
     const std::vector<double> m = test_->output_means();
     for (size_t o = 0; o < outs.size(); ++o) sums[o] += m[o];
+    if (on_test_batch) on_test_batch(i + 1, n);
+    if (should_stop && i + 1 < n && should_stop()) return {};  // collective: every rank stops here
   }
   std::vector<double> means(outs.size());
   for (size_t o = 0; o < outs.size(); ++o) means[o] = n > 0 ? sums[o] / static_cast<double>(n) : 0.0;
@@ -253,8 +255,10 @@ void Solver::step(int64_t n) {
   while (iter_ < stop) {
     if (should_stop && should_stop()) return;
     if (test_ && cfg_.test_interval > 0 && iter_ % cfg_.test_interval == 0 &&
-        (iter_ > 0 || cfg_.test_initialization))
+        (iter_ > 0 || cfg_.test_initialization)) {
       report_test();
+      if (should_stop && should_stop()) return;  // a signal during the test: no iteration after it
+    }
     auto t0 = clock::now();
     train_->zero_param_grads();
     double loss = 0;
@@ -308,7 +312,7 @@ void Solver::solve() {
 
 void Solver::report_test() {
   const auto result = test();
-  if (opts_.reducer && opts_.reducer->rank() != 0) return;
+  if (result.empty() || (opts_.reducer && opts_.reducer->rank() != 0)) return;  // stopped, or not rank 0
   for (const auto& kv : result) spdlog::info("Iteration {}, Testing net: {} = {:.5g}", iter_, kv.first, kv.second);
   if (on_record) on_record(TrainRecord{"test", iter_, result});
 }

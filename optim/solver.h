@@ -111,7 +111,8 @@ class Solver {
   void solve();
   // Runs `n` iterations (one update each).
   void step(int64_t n);
-  // Runs test_iter batches of the TEST net; returns the mean of each output.
+  // Runs test_iter batches of the TEST net; returns the mean of each output (nothing when
+  // should_stop stopped it).
   std::vector<std::pair<std::string, double>> test(int64_t iterations = -1);
   // test(), logged and recorded (rank 0) as Caffe's "Iteration N, Testing net: ..." lines.
   void report_test();
@@ -130,7 +131,10 @@ class Solver {
 
   std::function<void(const TrainRecord&)> on_record;         // rank 0 consumers (metrics, progress)
   std::function<void(int64_t iter)> on_snapshot;             // called when a snapshot is due
-  std::function<bool()> should_stop;                         // checked every iteration (signals)
+  // Checked every iteration and every TEST batch (signals): a test it stops is abandoned (test()
+  // returns no values, report_test() records nothing).
+  std::function<bool()> should_stop;
+  std::function<void(int64_t done, int64_t total)> on_test_batch;  // after each TEST batch (progress)
 
  private:
   void apply_update();

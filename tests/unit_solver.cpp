@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include "data/sources.h"
 #include "kernels/sgd.h"
 #include "optim/solver.h"
+#include "tests/testing/solvers.h"
 #include "tests/testing/harness.h"
 
 using namespace dropnet;
@@ -195,6 +197,41 @@ layers:
     for (const Blob* b : s.train_net().tops(i)) blob_mb += 2.0 * static_cast<double>(b->value.count()) * 4 / 1e6;
   EXPECT_GT(blob_mb, 2500.0);  // the test means something: the blobs are big
   EXPECT_LT(max_rss_mb() - before, 1000.0) << "a shapes-only solver touched its memory (blobs: " << blob_mb << " MB)";
+}
+
+
+// A signal during a test (should_stop true) abandons it: no record, and no iteration after it;
+// each TEST batch reports its progress.
+TEST(Solver, StopDuringTestAbandonsItAndTrainsNoFurther) {
+  const char* text = R"(name: t
+data:
+  train: {source: synthetic, shape: [1, 4, 4], num_classes: 3, num_samples: 12, batch_size: 4}
+  test: {source: synthetic, shape: [1, 4, 4], num_classes: 3, num_samples: 12, batch_size: 4}
+solver: {base_lr: 0.01, max_iter: 100, test_interval: 5, test_iter: 40}
+layers:
+  - {name: data, type: data, top: [data, label]}
+  - {name: fc, type: fc, bottom: data, top: fc, num_output: 3}
+  - {name: loss, type: softmax_loss, bottom: [fc, label], top: loss}
+)";
+  auto s = dropnet::testing::quiet_solver(text, "t.yaml", 1);
+  std::vector<std::string> records;
+  std::vector<std::pair<int64_t, int64_t>> batches;
+  int64_t stop_at_batch = -1;  // the TEST batch after which a "signal" arrives
+  s->on_record = [&](const TrainRecord& r) { records.push_back(r.kind + "@" + std::to_string(r.iter)); };
+  s->on_test_batch = [&](int64_t done, int64_t total) { batches.emplace_back(done, total); };
+  s->should_stop = [&] { return stop_at_batch >= 0 && !batches.empty() && batches.back().first >= stop_at_batch; };
+  s->step(7);  // tests at iterations 0 and 5, each of 40 batches
+  EXPECT_EQ(s->iter(), 7);
+  ASSERT_EQ(batches.size(), 80u);
+  EXPECT_EQ(batches.back(), std::make_pair(int64_t{40}, int64_t{40}));
+  EXPECT_EQ(std::count(records.begin(), records.end(), "test@5"), 1);
+  batches.clear();
+  records.clear();
+  stop_at_batch = 3;
+  s->step(10);  // the test at iteration 10 is stopped after its third batch
+  EXPECT_EQ(s->iter(), 10) << "an iteration ran after the stopped test";
+  EXPECT_EQ(batches.size(), 3u);
+  EXPECT_TRUE(std::find(records.begin(), records.end(), "test@10") == records.end());
 }
 
 }  // namespace

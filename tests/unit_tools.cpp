@@ -357,6 +357,12 @@ TEST(Progress, TtyLineRedrawsInPlace) {
     EXPECT_TRUE(contains(line, "ETA")) << line;
     p.tick(150);
     EXPECT_TRUE(contains(p.status_line(), "iter 150/1000")) << p.status_line();
+    // A test in progress moves the line; its record ends it.
+    p.testing(3, 50);
+    EXPECT_TRUE(contains(p.status_line(), "testing 3/50")) << p.status_line();
+    p.on_record(TrainRecord{"test", 150, {{"accuracy", 0.5}}});
+    EXPECT_FALSE(contains(p.status_line(), "testing")) << p.status_line();
+    EXPECT_TRUE(contains(p.status_line(), "test acc 0.5000")) << p.status_line();
     p.finish();
   }
   const std::string out = read_all(f);

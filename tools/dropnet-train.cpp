@@ -252,6 +252,7 @@ int train_main(int argc, char** argv) {
       progress->tick(solver.iter());
       return check();
     };
+    solver.on_test_batch = [&](int64_t done, int64_t total) { progress->testing(done, total); };
     progress->start(run.name);
   }
   try {

@@ -146,6 +146,7 @@ std::string Progress::status_line_locked() const {
   if (num_dropin_ > 0)
     s += p_min_ == p_max_ ? fmt::format(" | p {:.2f}", p_min_) : fmt::format(" | p {:.2f}..{:.2f}", p_min_, p_max_);
   if (test_acc_ >= 0) s += fmt::format(" | test acc {:.4f}", test_acc_);
+  if (test_total_ > 0) s += fmt::format(" | testing {}/{}", test_done_, test_total_);
   s += " | ETA " + eta();
   if (static_cast<int>(s.size()) > opts_.width - 1) s.resize(static_cast<size_t>(std::max(opts_.width - 1, 0)));
   return s;
@@ -171,6 +172,17 @@ void Progress::tick(int64_t iter) {
   iter_ = iter;
   if (!opts_.tty || opts_.quiet || finished_) return;
   if (drawn_ && std::chrono::duration<double>(clock::now() - t_last_draw_).count() < opts_.min_redraw_s) return;
+  draw_locked();
+}
+
+void Progress::testing(int64_t done, int64_t total) {
+  std::lock_guard<std::mutex> lock(mu_);
+  test_done_ = done;
+  test_total_ = total;
+  if (!opts_.tty || opts_.quiet || finished_) return;
+  if (drawn_ && done < total &&
+      std::chrono::duration<double>(clock::now() - t_last_draw_).count() < opts_.min_redraw_s)
+    return;
   draw_locked();
 }
 
@@ -216,6 +228,7 @@ void Progress::on_record(const TrainRecord& r) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (r.kind == "test") {
+      test_total_ = 0;
       for (const auto& kv : r.values)
         if (kv.first == "accuracy" || (test_acc_ < 0 && kv.first.find("accuracy") != std::string::npos))
           test_acc_ = kv.second;

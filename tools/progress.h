@@ -44,6 +44,8 @@ class Progress {
   void on_record(const TrainRecord& r);
   // Called every iteration (cheap): refreshes the iteration counter and ETA on the TTY line.
   void tick(int64_t iter);
+  // Called after each TEST batch: the TTY line shows "testing done/total" until the test's record.
+  void testing(int64_t done, int64_t total);
   // Milestones, always log lines: start (Caffe: "Solving <name>") and end ("Optimization Done.").
   void start(const std::string& net_name);
   void done(int64_t iter);
@@ -86,6 +88,7 @@ class Progress {
   bool have_rate_ = false;
   clock::time_point t_first_, t_last_draw_;
   int64_t iter_first_ = 0;
+  int64_t test_done_ = 0, test_total_ = 0;  // a test in progress (total 0: none)
   std::vector<std::shared_ptr<void>> replaced_sinks_;  // the logger's sinks before attach
 };
 
