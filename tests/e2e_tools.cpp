@@ -566,6 +566,28 @@ TEST(PlotMetrics, WritesPngOfSaneSize) {
   };
   EXPECT_EQ(be32(16), 900u);  // 9 x 7 inches at 100 dpi
   EXPECT_EQ(be32(20), 700u);
+  // Seeds: deep_seed2 joins deep (one curve: mean and range); a diverged run is said to be; the
+  // shallow net's final accuracy is the reference line.
+  fs::create_directories(dir / "deep_seed2");
+  {
+    std::ofstream a(dir / "deep_seed2" / "metrics.jsonl");
+    for (int it = 0; it <= 100; it += 50)
+      a << "{\"kind\": \"train\", \"iter\": " << it << ", \"loss\": 1.0}\n{\"kind\": \"test\", \"iter\": " << it
+        << ", \"accuracy\": " << 0.2 + it / 150.0 << "}\n";
+    std::ofstream d(dir / "diverged.jsonl");
+    d << "{\"kind\": \"train\", \"iter\": 0, \"loss\": 2.3}\n{\"kind\": \"test\", \"iter\": 0, \"accuracy\": 0.1}\n"
+      << "{\"kind\": \"status\", \"iter\": 7, \"status\": \"diverged\"}\n";
+  }
+  ProcResult seeds = run("/usr/bin/python3 " + kSrc + "/tools/plot_metrics.py " + (dir / "deep").string() + " " +
+                         (dir / "deep_seed2").string() + " " + (dir / "diverged.jsonl").string() + " --reference " +
+                         (dir / "shallow.jsonl").string() + " --reference-label LeNet --out " + png);
+  ASSERT_EQ(seeds.rc, 0) << seeds.err << seeds.out;
+  EXPECT_TRUE(contains(seeds.out, "(3 run(s), 2 curve(s))")) << seeds.out;
+  // deep ends at 0.1 + 100/150, deep_seed2 at 0.2 + 100/150: mean 0.8167, range 0.7667 - 0.8667.
+  EXPECT_TRUE(contains(seeds.out, "deep (2 seeds: mean, range): final accuracy mean 0.8167, range 0.7667 - 0.8667"))
+      << seeds.out;
+  EXPECT_TRUE(contains(seeds.out, "(diverged at iteration 7): final accuracy none")) << seeds.out;
+  EXPECT_TRUE(contains(seeds.out, "reference LeNet: final 0.6000")) << seeds.out;
   // Errors: a missing run, a label count that does not match.
   ProcResult missing = run("/usr/bin/python3 " + kSrc + "/tools/plot_metrics.py /nonexistent --out " + png);
   EXPECT_NE(missing.rc, 0);

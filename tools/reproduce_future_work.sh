@@ -169,18 +169,25 @@ touch "$out/commands.txt"
   echo "tools/reproduce_future_work.sh $orig_args" >> "$out/commands.txt"
 /usr/bin/python3 "$here/tools/summarize_runs.py" "$out" --scale "$scale" --title "The paper's future work (Section 6)" \
   --commands "$out/commands.txt" > /dev/null
-# One plot per question and depth (seed 1): accuracy and loss, DropIn p / grow width on a second axis.
-# Only the groups this invocation ran: the others keep their plots (and their scale in the title).
+# One plot per question and depth (tools/plot_metrics.py): accuracy and loss, the mean over the seeds
+# with their range, DropIn p / grow width on a second axis, divergence marked; (a) with the shallow
+# LeNet that initialized `init` as the reference line. Only the groups this invocation ran: the
+# others keep their plots (and their scale in the title).
 for g in $(echo $made_groups | tr ' ' '\n' | sort -u); do
-  runs=(); labels=()
+  runs=(); labels=(); ref=()
   # (c) against the full-width LeNet(10) of (a).
-  [ "$g" = c_lenet10 ] && [ -d "$out/a_lenet10_plain" ] && { runs+=("$out/a_lenet10_plain"); labels+=(full_width); }
+  if [ "$g" = c_lenet10 ]; then
+    for r in "$out"/a_lenet10_plain "$out"/a_lenet10_plain_seed*; do [ -d "$r" ] && runs+=("$r"); done
+    [ "${#runs[@]}" -gt 0 ] && labels+=(full_width)
+  fi
+  [ -d "$out/${g}_init_pre" ] && ref=(--reference "$out/${g}_init_pre" --reference-label "LeNet (init's source)")
   for r in "$out/${g}"_*; do
-    [ -d "$r" ] && [[ "$r" != *_seed* ]] && [[ "$r" != *_pre ]] || continue
-    runs+=("$r"); labels+=("${r##*_}")
+    [ -d "$r" ] && [[ "$r" != *_pre ]] && [[ "$r" != *_pre_seed* ]] || continue
+    runs+=("$r")
+    [[ "$r" == *_seed* ]] || labels+=("${r##*_}")  # a seed joins its run's curve
   done
   [ "${#runs[@]}" -gt 0 ] || continue
-  /usr/bin/python3 "$here/tools/plot_metrics.py" "${runs[@]}" --labels "$(IFS=,; echo "${labels[*]}")" \
+  /usr/bin/python3 "$here/tools/plot_metrics.py" "${runs[@]}" --labels "$(IFS=,; echo "${labels[*]}")" "${ref[@]}" \
     --title "$g (scale $scale)" --out "$out/$g.png" > /dev/null
 done
 echo "results: $out/results.md, flops: $out/flops.tsv"

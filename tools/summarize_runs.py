@@ -1,10 +1,13 @@
 #!/usr/bin/python3
 """Summarizes a directory of dropnet runs (each RUN/metrics.jsonl) into results.md and learning-curve
-PNGs grouped by figure prefix (fig2_*, fig3_*), like the paper's Figures 2 and 3. Runs named
-<run>_seed<k> are repeats of <run> with another seed: a second table gives mean, spread and range
-of the final accuracy over the seeds (the curves show seed 1 only).
+PNGs grouped by figure prefix (fig2_*, fig3_*), like the paper's Figures 2 and 3, drawn by
+plot_metrics.py (the one plotter). Runs named <run>_seed<k> are repeats of <run> with another
+seed: a second table gives mean, spread and range of the final accuracy over the seeds, and the
+figures draw their mean with a band for the range. A figure whose runs hold fewer than two test
+records in all is not drawn (an existing one is removed): a dot is not a curve.
 
 usage: summarize_runs.py OUT [--scale S] [--command CMD | --commands FILE] [--title T]
+                         [--reference RUN [--reference-label L]]
 The table also gives each run's mean training speed (images/s over its display records): with DropIn
 compute skipping, what a run costs depends on its schedule.
 """
@@ -13,10 +16,10 @@ import json
 import os
 import re
 
-import matplotlib
+import sys
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import plot_metrics  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("out")
@@ -25,6 +28,9 @@ ap.add_argument("--command", default="")
 ap.add_argument("--commands", help="a file of the commands that made the runs, one per line (runs made in parts)")
 ap.add_argument("--title", default="MNIST-style DropIn experiments (paper Figures 2 and 3)")
 ap.add_argument("--converged", type=float, default=0.5, help="final test accuracy that counts as converged")
+ap.add_argument("--reference", default="", help="a run (the shallow net) whose final accuracy each figure shows as a line")
+ap.add_argument("--reference-label", default="LeNet (shallow)")
+ap.add_argument("--figures-only", action="store_true", help="redraw the figures, leave results.md as it is")
 a = ap.parse_args()
 
 runs = {}
@@ -101,7 +107,7 @@ if seed_rows:
     rows += ["", "Across seeds (final test accuracy; std is the sample standard deviation):", "",
              "| run | seeds | mean | std | range |", "|---|---|---|---|---|"] + seed_rows
 
-with open(os.path.join(a.out, "results.md"), "w") as f:
+with open(os.path.join(a.out, "results.md" if not a.figures_only else os.devnull), "w") as f:
     f.write(f"# {a.title}\n\n")
     if a.commands:
         f.write("Made by (each command names its own --scale: iterations, DropIn lengths and spacing x scale):\n\n")
@@ -110,34 +116,29 @@ with open(os.path.join(a.out, "results.md"), "w") as f:
         f.write(f"Made by: `{a.command}` (scale {a.scale}: iterations, DropIn lengths and test interval x{a.scale}).\n\n")
     f.write("\n".join(rows) + "\n")
 
+# Figures: fig<k>_<net>_<init>_<plain|L<length>>[_seed<s>], one curve per variant (seeds together).
 groups = {}
 for name in runs:
-    m = re.match(r"(fig\d)_(lenet\d+(?:_relu)?)_(\w+?)_(plain|L\d+)$", name)
+    m = re.match(r"(fig\d)_(lenet\d+(?:_relu)?)_(\w+?)_(plain|L\d+)(?:_seed(\d+))?$", name)
     if m:
-        groups.setdefault(f"{m.group(1)}_{m.group(2)}_{m.group(3)}", []).append((m.group(4), name))
-for g, members in groups.items():
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, name in sorted(members, key=lambda x: (x[0] != "plain", int(x[0][1:]) if x[0] != "plain" else 0)):
-        tests = runs[name][0]
-        xs = [t["iter"] for t in tests if "accuracy" in t]
-        ys = [t["accuracy"] for t in tests if "accuracy" in t]
+        variants = groups.setdefault(f"{m.group(1)}_{m.group(2)}_{m.group(3)}", {})
+        variants.setdefault(m.group(4), []).append((int(m.group(5) or 1), name))
+reference = plot_metrics.Run(a.reference) if a.reference else None
+for g, variants in groups.items():
+    png = os.path.join(a.out, g + ".png")
+    curves = []
+    for label in sorted(variants, key=lambda v: (v != "plain", int(v[1:]) if v != "plain" else 0)):
         name_label = "no DropIn" if label == "plain" else f"DropIn length {int(label[1:])}"
         if label != "plain" and float(a.scale) != 1:  # run names carry the unscaled (paper) length
             name_label += f" (x{a.scale}: {round(int(label[1:]) * float(a.scale))})"
-        err = runs[name][2]
-        stop = re.search(r"at iteration (\d+)", err)
-        if err.startswith("divergence") and stop:
-            name_label += f" (diverged at iteration {stop.group(1)})"
-        elif err.startswith("stopped"):
-            name_label += f" ({err.split(':')[0]})"
-        ax.plot(xs, ys, marker=".", label=name_label)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("test accuracy")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.set_title(g.replace("_", " "))
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(os.path.join(a.out, g + ".png"), dpi=110)
-    plt.close(fig)
-print(open(os.path.join(a.out, "results.md")).read())
+        members = [plot_metrics.Run(os.path.join(a.out, n)) for _, n in sorted(variants[label])]
+        curves.append((name_label, members))
+    if sum(len(r.test) for _, rs in curves for r in rs) < 2:
+        if os.path.exists(png):
+            os.remove(png)
+        print(f"{g}: no figure (fewer than two test records)")
+        continue
+    plot_metrics.plot(curves, png, title=g.replace("_", " "), max_schedule_curves=12, dpi=110, reference=reference,
+                      reference_label=a.reference_label)
+if not a.figures_only:
+    print(open(os.path.join(a.out, "results.md")).read())
