@@ -93,6 +93,7 @@ struct LayerInfo {
   std::vector<std::string> tops;
   Device device;
   std::string engine = "native";  // native | cublas | cudnn
+  std::string phase = "both";     // train | test | both: the nets the layer is in
   uint32_t rng_stream = 0;        // hash of the name: the layer's RNG stream id
 };
 

@@ -11,15 +11,6 @@
 
 namespace dropnet {
 
-uint32_t name_hash(const std::string& s) {
-  uint32_t h = 2166136261u;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 16777619u;
-  }
-  return h;
-}
-
 Net::Net(const LoadedConfig& cfg, const NetOptions& opts) : opts_(opts) { build(cfg); }
 Net::~Net() = default;
 
@@ -58,113 +49,47 @@ int64_t Net::batch_size() const {
   return 0;
 }
 
+namespace {
+
+// Values in a shape, counted in double (an absurd size does not overflow).
+double count_of(const Shape& s) {
+  double c = 1;
+  for (int d = 0; d < s.ndim(); ++d) c *= static_cast<double>(s[d]);
+  return c;
+}
+
+void check_arity(const Layer& l, const LayerInfo& info, ConfigNode& node) {
+  if (l.num_bottoms() >= 0 && static_cast<int>(info.bottoms.size()) != l.num_bottoms())
+    node.fail("bottom", fmt::format("layer type '{}' takes {} bottom(s), got {}", info.type, l.num_bottoms(),
+                                    info.bottoms.size()));
+  if (l.num_tops() >= 0 && static_cast<int>(info.tops.size()) != l.num_tops())
+    node.fail("top", fmt::format("layer type '{}' produces {} top(s), got {}", info.type, l.num_tops(),
+                                 info.tops.size()));
+  if (info.tops.empty()) node.fail("top", "a layer needs at least one top");
+}
+
+}  // namespace
+
 void Net::build(const LoadedConfig& cfg) {
   ConfigNode root = cfg.node();
   name_ = root.get_file_name("name", "net");
   std::vector<ConfigNode> nodes = root.children("layers");
   if (nodes.empty()) root.fail("layers", "the net has no layers");
-  std::set<std::string> names;
-  std::set<std::string> consumed;
-  const std::string phase_str = opts_.phase == Phase::Train ? "train" : "test";
-
-  for (auto& node : nodes) {
-    LayerInfo info;
-    info.name = node.get_string("name");
-    if (info.name.empty() || info.name.size() > kMaxNameLength)
-      node.fail("name", fmt::format("a layer name has 1 to {} bytes, got {}", kMaxNameLength, info.name.size()));
-    if (!names.insert(info.name).second) node.fail("name", fmt::format("duplicate layer name '{}'", info.name));
-    info.type = node.get_string("type");
-    std::string phase = node.get_choice("phase", {"train", "test", "both"}, "both");
-    info.bottoms = node.has("bottom") ? node.get_string_list("bottom") : std::vector<std::string>{};
-    info.tops = node.has("top") ? node.get_string_list("top") : std::vector<std::string>{};
-    info.engine = node.get_choice("engine", {"native", "cublas", "cudnn"}, opts_.default_engine);
-    info.device = opts_.device;
-    info.rng_stream = name_hash(info.name);
-    if (phase != "both" && phase != phase_str) {
-      // Still parse the layer so that its keys are checked in every phase.
-      node.get_string("type");
-      continue;
-    }
-    if (info.engine != "native" && opts_.device.is_cpu())
-      node.fail("engine", fmt::format("engine '{}' needs a CUDA device (this net runs on cpu)", info.engine));
-    std::unique_ptr<Layer> layer = make_layer(info, node);
-    node.finish();
-    layer->skip_unused_ = opts_.skip_unused;
-    if (opts_.max_iter > 0 && layer->schedule_start() >= opts_.max_iter)
-      node.fail("start", fmt::format("start {} is at or past solver.max_iter {}: the layer would never be added",
-                                     layer->schedule_start(), opts_.max_iter));
-
-    const Layer& l = *layer;
-    if (l.num_bottoms() >= 0 && static_cast<int>(info.bottoms.size()) != l.num_bottoms())
-      node.fail("bottom", fmt::format("layer type '{}' takes {} bottom(s), got {}", info.type, l.num_bottoms(),
-                                      info.bottoms.size()));
-    if (l.num_tops() >= 0 && static_cast<int>(info.tops.size()) != l.num_tops())
-      node.fail("top", fmt::format("layer type '{}' produces {} top(s), got {}", info.type, l.num_tops(),
-                                   info.tops.size()));
-    if (info.tops.empty()) node.fail("top", "a layer needs at least one top");
-
-    std::vector<Blob*> bottoms;
-    std::vector<Shape> bottom_shapes;
-    for (const auto& b : info.bottoms) {
-      Blob* blob = this->blob(b);
-      if (blob == nullptr) {
-        std::vector<std::string> known;
-        for (const auto& kv : blob_by_name_) known.push_back(kv.first);
-        node.fail("bottom", fmt::format("bottom '{}' is not a top of an earlier layer (defined so far: {})", b,
-                                        known.empty() ? std::string("none") : fmt::format("{}", fmt::join(known, ", "))));
-      }
-      consumed.insert(b);
-      bottoms.push_back(blob);
-      bottom_shapes.push_back(blob->shape());
-    }
-    if (auto* data = dynamic_cast<DataLayer*>(layer.get())) {
-      if (opts_.source_factory == nullptr) node.fail("type", "this tool cannot feed a data layer");
-      ConfigNode data_root = root.optional_child("data");
-      if (!data_root.valid()) root.fail("", "a net with a data layer needs a 'data' section with train/test sources");
-      ConfigNode section = data_root.optional_child(phase_str);
-      if (!section.valid()) data_root.fail("", fmt::format("missing '{}' source for the {} net", phase_str, phase_str));
-      SourceRequest req{section, opts_.phase, opts_.seed, opts_.rank, opts_.world, opts_.shapes_only};
-      if (opts_.batch_override > 0) req.section.raw()["batch_size"] = opts_.batch_override;
-      data->set_source(opts_.source_factory(req));
-    }
-    std::vector<Shape> top_shapes;
-    try {
-      top_shapes = layer->reshape(bottom_shapes);
-    } catch (const Error& e) {
-      if (e.kind() != ErrorKind::Input) throw;
-      node.fail("", e.what());
-    }
-    DN_CHECK(top_shapes.size() == info.tops.size(), "layer {} returned {} top shapes for {} tops", info.name,
-             top_shapes.size(), info.tops.size());
-    // Absurd sizes (a typo like num_output: 5000000) are input errors, not allocation failures.
-    const double kMaxBlobFloats = opts_.max_blob_floats;
-    for (const Shape& ts : top_shapes) {
-      double c = 1;
-      for (int d = 0; d < ts.ndim(); ++d) c *= static_cast<double>(ts[d]);
-      if (c > kMaxBlobFloats) node.fail("", fmt::format("top shape {} is too large ({:.3g} values)", ts.str(), c));
-    }
-    for (const ParamSpec& ps : layer->param_specs()) {
-      double c = 1;
-      for (int d = 0; d < ps.shape.ndim(); ++d) c *= static_cast<double>(ps.shape[d]);
-      if (c > kMaxBlobFloats)
-        node.fail("", fmt::format("parameter '{}' of shape {} is too large ({:.3g} values)", ps.name, ps.shape.str(), c));
-    }
-    std::vector<Blob*> tops;
-    for (size_t t = 0; t < info.tops.size(); ++t) {
-      const std::string& tn = info.tops[t];
-      if (blob_by_name_.count(tn))
-        node.fail("top", fmt::format("top '{}' is already defined by an earlier layer (in-place layers are not "
-                                     "supported: give the top a new name)", tn));
-      auto b = std::make_unique<Blob>();
-      b->name = tn;
-      b->value = Tensor(top_shapes[t], opts_.device);
-      tops.push_back(b.get());
-      blob_by_name_[tn] = b.get();
-      blobs_.push_back(std::move(b));
-    }
+  std::set<std::string> names;     // of every layer, both phases: a name is unique in the file
+  std::set<std::string> consumed;  // blobs some layer reads
+  for (ConfigNode& node : nodes) {
+    LayerInfo info = read_layer_info(node, opts_.device, opts_.default_engine, &names);
+    if (!in_phase(info, opts_.phase)) continue;  // its common keys were checked all the same
+    std::unique_ptr<Layer> layer = create_layer(info, node);
+    check_arity(*layer, info, node);
+    std::vector<Blob*> bottoms = find_bottoms(info, node);
+    for (const Blob* b : bottoms) consumed.insert(b->name);
+    if (auto* data = dynamic_cast<DataLayer*>(layer.get())) data->set_source(make_source(root, node));
+    const std::vector<Shape> top_shapes = infer_top_shapes(*layer, bottoms, node);
+    std::vector<Blob*> tops = add_tops(info, top_shapes, node);
     if (layer->loss_weight() != 0.f) loss_layers_.push_back(static_cast<int>(layers_.size()));
-    bottom_.push_back(bottoms);
-    top_.push_back(tops);
+    bottom_.push_back(std::move(bottoms));
+    top_.push_back(std::move(tops));
     layers_.push_back(std::move(layer));
   }
   for (const auto& b : blobs_)
@@ -173,6 +98,96 @@ void Net::build(const LoadedConfig& cfg) {
   if (opts_.fuse_activations) fuse_activations();
   allocate_params();
   plan_backward();
+  index_blobs();
+  // Values a skipped channel range leaves unwritten are defined (zeros), not uninitialized memory.
+  if (opts_.skip_unused && !opts_.shapes_only)
+    for (const auto& b : blobs_)
+      if (!b->value.is_view()) b->value.zero();
+}
+
+// The layer of the type's factory, with the net's settings; its own keys are all read here.
+std::unique_ptr<Layer> Net::create_layer(const LayerInfo& info, ConfigNode& node) const {
+  if (info.engine != "native" && opts_.device.is_cpu())
+    node.fail("engine", fmt::format("engine '{}' needs a CUDA device (this net runs on cpu)", info.engine));
+  std::unique_ptr<Layer> layer = make_layer(info, node);
+  node.finish();
+  layer->skip_unused_ = opts_.skip_unused;
+  if (opts_.max_iter > 0 && layer->schedule_start() >= opts_.max_iter)
+    node.fail("start", fmt::format("start {} is at or past solver.max_iter {}: the layer would never be added",
+                                   layer->schedule_start(), opts_.max_iter));
+  return layer;
+}
+
+std::vector<Blob*> Net::find_bottoms(const LayerInfo& info, ConfigNode& node) {
+  std::vector<Blob*> bottoms;
+  for (const auto& b : info.bottoms) {
+    Blob* blob = this->blob(b);
+    if (blob == nullptr) {
+      std::vector<std::string> known;
+      for (const auto& kv : blob_by_name_) known.push_back(kv.first);
+      node.fail("bottom", fmt::format("bottom '{}' is not a top of an earlier layer (defined so far: {})", b,
+                                      known.empty() ? std::string("none") : fmt::format("{}", fmt::join(known, ", "))));
+    }
+    bottoms.push_back(blob);
+  }
+  return bottoms;
+}
+
+// A data layer's batches: the source factory's, from the `data` section of the net's phase.
+std::unique_ptr<BatchSource> Net::make_source(ConfigNode& root, ConfigNode& node) const {
+  const std::string phase_str = opts_.phase == Phase::Train ? "train" : "test";
+  if (opts_.source_factory == nullptr) node.fail("type", "this tool cannot feed a data layer");
+  ConfigNode data_root = root.optional_child("data");
+  if (!data_root.valid()) root.fail("", "a net with a data layer needs a 'data' section with train/test sources");
+  ConfigNode section = data_root.optional_child(phase_str);
+  if (!section.valid()) data_root.fail("", fmt::format("missing '{}' source for the {} net", phase_str, phase_str));
+  SourceRequest req{section, opts_.phase, opts_.seed, opts_.rank, opts_.world, opts_.shapes_only};
+  if (opts_.batch_override > 0) req.section.raw()["batch_size"] = opts_.batch_override;
+  return opts_.source_factory(req);
+}
+
+// The layer's top shapes for its bottoms: a shape the layer rejects is an error at its config node,
+// and so are absurd sizes (input errors, not allocation failures).
+std::vector<Shape> Net::infer_top_shapes(Layer& layer, const std::vector<Blob*>& bottoms, ConfigNode& node) const {
+  std::vector<Shape> bottom_shapes;
+  for (const Blob* b : bottoms) bottom_shapes.push_back(b->shape());
+  std::vector<Shape> top_shapes;
+  try {
+    top_shapes = layer.reshape(bottom_shapes);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::Input) throw;
+    node.fail("", e.what());
+  }
+  DN_CHECK(top_shapes.size() == layer.info().tops.size(), "layer {} returned {} top shapes for {} tops", layer.name(),
+           top_shapes.size(), layer.info().tops.size());
+  for (const Shape& ts : top_shapes)
+    if (count_of(ts) > opts_.max_blob_floats)
+      node.fail("", fmt::format("top shape {} is too large ({:.3g} values)", ts.str(), count_of(ts)));
+  for (const ParamSpec& ps : layer.param_specs())
+    if (count_of(ps.shape) > opts_.max_blob_floats)
+      node.fail("", fmt::format("parameter '{}' of shape {} is too large ({:.3g} values)", ps.name, ps.shape.str(),
+                                count_of(ps.shape)));
+  return top_shapes;
+}
+
+std::vector<Blob*> Net::add_tops(const LayerInfo& info, const std::vector<Shape>& shapes, ConfigNode& node) {
+  std::vector<Blob*> tops;
+  for (size_t t = 0; t < info.tops.size(); ++t) {
+    const std::string& tn = info.tops[t];
+    if (blob_by_name_.count(tn))
+      node.fail("top", fmt::format("top '{}' is already defined by an earlier layer (in-place layers are not "
+                                   "supported: give the top a new name)", tn));
+    auto b = std::make_unique<Blob>();
+    b->name = tn;
+    b->value = Tensor(shapes[t], opts_.device);
+    tops.push_back(b.get());
+    blob_by_name_[tn] = b.get();
+    blobs_.push_back(std::move(b));
+  }
+  return tops;
+}
+
+void Net::index_blobs() {
   std::map<const Blob*, int> index;
   for (size_t b = 0; b < blobs_.size(); ++b) index[blobs_[b].get()] = static_cast<int>(b);
   bottom_index_.resize(layers_.size());
@@ -182,10 +197,6 @@ void Net::build(const LoadedConfig& cfg) {
     for (const Blob* t : top_[i]) top_index_[i].push_back(index.at(t));
   }
   for (const Blob* o : outputs_) output_index_.push_back(index.at(o));
-  // Values a skipped channel range leaves unwritten are defined (zeros), not uninitialized memory.
-  if (opts_.skip_unused && !opts_.shapes_only)
-    for (const auto& b : blobs_)
-      if (!b->value.is_view()) b->value.zero();
 }
 
 const Net::PassPlan& Net::plan_for(const RunContext& ctx) const {

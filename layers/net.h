@@ -119,7 +119,16 @@ class Net {
   double layer_forward_flops(int i, const RunContext& ctx) const;
 
  private:
+  // build: each layer of the phase in file order (its keys, its type's factory, its bottoms, a data
+  // layer's source, its top shapes, its tops), then the graph as a whole (outputs, fusion,
+  // parameters, backward plan, blob indices).
   void build(const LoadedConfig& cfg);
+  std::unique_ptr<Layer> create_layer(const LayerInfo& info, ConfigNode& node) const;
+  std::vector<Blob*> find_bottoms(const LayerInfo& info, ConfigNode& node);
+  std::unique_ptr<BatchSource> make_source(ConfigNode& root, ConfigNode& node) const;
+  std::vector<Shape> infer_top_shapes(Layer& layer, const std::vector<Blob*>& bottoms, ConfigNode& node) const;
+  std::vector<Blob*> add_tops(const LayerInfo& info, const std::vector<Shape>& shapes, ConfigNode& node);
+  void index_blobs();
   void allocate_params();
   void fill_params();
   void plan_backward();
@@ -151,8 +160,5 @@ class Net {
   std::vector<int> output_index_;                            // of outputs_
   mutable PassPlan plan_;  // a cache (plan_for)
 };
-
-// Stable 32-bit id of a layer name (FNV-1a): the layer's RNG stream.
-uint32_t name_hash(const std::string& s);
 
 }  // namespace dropnet

@@ -24,6 +24,37 @@ const std::vector<LayerType>& layer_types() {
   return types;
 }
 
+uint32_t name_hash(const std::string& s) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 16777619u;
+  }
+  return h;
+}
+
+LayerInfo read_layer_info(ConfigNode& cfg, Device device, const std::string& default_engine,
+                          std::set<std::string>* names) {
+  LayerInfo info;
+  info.name = cfg.get_string("name");
+  if (info.name.empty() || info.name.size() > kMaxNameLength)
+    cfg.fail("name", fmt::format("a layer name has 1 to {} bytes, got {}", kMaxNameLength, info.name.size()));
+  if (names != nullptr && !names->insert(info.name).second)
+    cfg.fail("name", fmt::format("duplicate layer name '{}'", info.name));
+  info.type = cfg.get_string("type");
+  info.phase = cfg.get_choice("phase", {"train", "test", "both"}, "both");
+  info.bottoms = cfg.has("bottom") ? cfg.get_string_list("bottom") : std::vector<std::string>{};
+  info.tops = cfg.has("top") ? cfg.get_string_list("top") : std::vector<std::string>{};
+  info.engine = cfg.get_choice("engine", {"native", "cublas", "cudnn"}, default_engine);
+  info.device = device;
+  info.rng_stream = name_hash(info.name);
+  return info;
+}
+
+bool in_phase(const LayerInfo& info, Phase phase) {
+  return info.phase == "both" || info.phase == (phase == Phase::Train ? "train" : "test");
+}
+
 std::unique_ptr<Layer> make_layer(LayerInfo info, ConfigNode& cfg) {
   std::vector<std::string> names;
   for (const auto& t : layer_types()) {

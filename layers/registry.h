@@ -1,8 +1,10 @@
 // The explicit layer registry: YAML `type` -> factory. An unknown type is an error that lists
-// the known ones.
+// the known ones. A layer's config node is read in two steps: read_layer_info (the keys every
+// layer has), then make_layer (its type's own keys).
 #pragma once
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -19,7 +21,19 @@ struct LayerType {
 };
 
 const std::vector<LayerType>& layer_types();
+
+// The keys every layer has: name (1 to kMaxNameLength bytes; unique among `names` when given, and
+// added to them), type, phase (train | test | both), bottom, top, engine (native | cublas | cudnn,
+// default_engine when absent). The RNG stream is the name's hash. Used by the Net and by the test
+// harness that builds a single layer.
+LayerInfo read_layer_info(ConfigNode& cfg, Device device, const std::string& default_engine,
+                          std::set<std::string>* names = nullptr);
+// Whether a layer is in the net of `phase`.
+bool in_phase(const LayerInfo& info, Phase phase);
 std::unique_ptr<Layer> make_layer(LayerInfo info, ConfigNode& cfg);
+
+// Stable 32-bit id of a layer name (FNV-1a): the layer's RNG stream.
+uint32_t name_hash(const std::string& s);
 
 // One factory per layer file (defined there).
 std::unique_ptr<Layer> make_data_layer(LayerInfo, ConfigNode&);

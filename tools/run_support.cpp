@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "data/source_kinds.h"
 #include "kernels/softmax_loss.h"
 #include "tools/cli_common.h"
 
@@ -417,18 +418,9 @@ void use_synthetic_data(LoadedConfig& cfg, const std::string& shape) {
     const std::string kind = scalar(sec["source"]) ? sec["source"].Scalar() : "";
     std::vector<int64_t> dims = forced;
     if (dims.empty()) {
-      if (kind == "mnist") {
-        dims = {1, 28, 28};
-      } else if (kind == "cifar10") {
-        dims = {3, 32, 32};
-      } else if (kind == "synthetic") {
-        continue;
-      } else if (kind == "image_list" && sec["resize"].IsDefined()) {
-        const int64_t c = scalar(sec["channels"]) ? sec["channels"].as<int64_t>() : 3;
-        YAML::Node r = sec["resize"];
-        if (r.IsSequence() && r.size() == 2) dims = {c, r[0].as<int64_t>(), r[1].as<int64_t>()};
-        else if (scalar(r)) dims = {c, r.as<int64_t>(), r.as<int64_t>()};
-      }
+      if (kind == "synthetic") continue;  // already what it would become
+      const data::SourceKind* k = data::find_source_kind(kind);
+      if (k != nullptr && k->declared_shape != nullptr) dims = k->declared_shape(sec);
       if (dims.empty())
         input_error("{}: cannot tell the sample shape of a '{}' source without reading it; give --synthetic-shape C,H,W",
                     where, kind);

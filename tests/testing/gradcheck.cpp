@@ -31,14 +31,8 @@ LayerUnderTest make_layer_under_test(const std::string& yaml, const std::vector<
                                      Device dev) {
   LoadedConfig cfg = load_config_text(yaml, "<test>");
   ConfigNode node = cfg.node();
-  LayerInfo info;
-  info.name = node.get_string("name");
-  info.type = node.get_string("type");
-  info.bottoms = node.has("bottom") ? node.get_string_list("bottom") : std::vector<std::string>{};
-  info.tops = node.get_string_list("top");
-  info.engine = node.get_string("engine", "native");
-  info.device = dev;
-  info.rng_stream = 12345;
+  LayerInfo info = read_layer_info(node, dev, "native");
+  info.rng_stream = 12345;  // one fixed stream for every layer under test, whatever its name
   LayerUnderTest t;
   t.layer = make_layer(info, node);
   node.finish();
