@@ -106,6 +106,13 @@ class ConvLayer : public Layer {
   double forward_flops() const override {
     return 2.0 * p_.n * p_.out_c * p_.out_h * p_.out_w * (p_.c / p_.group) * p_.kh * p_.kw;
   }
+  std::vector<GemmExtent> gemm_extents() const override {
+    // As kernels/tile_plan.h's plan_conv cuts the three passes (per group).
+    const int64_t ohw = p_.out_h * p_.out_w, cg = p_.c / p_.group, og = p_.out_c / p_.group, kg = cg * p_.kh * p_.kw;
+    return {{"fwd", og, p_.n * ohw, kg, p_.group, true},
+            {"bwd_data", cg, p_.n * p_.h * p_.w, og * p_.kh * p_.kw, p_.group, true},
+            {"bwd_filter", og, kg, p_.n * ohw, p_.group, true}};
+  }
   double forward_flops_used(const RunContext&, const ChannelRange& use) const override {
     const ConvOutRange r = range_for(use);
     return forward_flops() * static_cast<double>(r.end - r.begin) / static_cast<double>(p_.out_c);

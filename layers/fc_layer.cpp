@@ -73,6 +73,11 @@ class FcLayer : public Layer {
   }
 
   double forward_flops() const override { return 2.0 * n_ * num_output_ * k_; }
+  std::vector<GemmExtent> gemm_extents() const override {  // the three SGEMMs above
+    return {{"fwd", n_, num_output_, k_, 1, false},
+            {"bwd_data", n_, k_, num_output_, 1, false},
+            {"bwd_filter", num_output_, k_, n_, 1, false}};
+  }
 
  private:
 #if DROPNET_HAVE_CUDA

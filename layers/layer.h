@@ -86,6 +86,15 @@ class PassThroughTop {
   Tensor own_;
 };
 
+// One matrix product a layer's pass runs (C is m x n, K = k, `groups` of them): what the GPU
+// performance model (tools/perf_model.h) tiles. conv: per direction, as the implicit-GEMM kernels
+// cut it (kernels/tile_plan.h: fwd, bwd_data, bwd_filter); fc: the three SGEMMs.
+struct GemmExtent {
+  const char* pass;  // "fwd", "bwd_data", "bwd_filter"
+  int64_t m, n, k, groups;
+  bool conv;  // tiled by plan_conv's grids (else plan_gemm)
+};
+
 struct LayerInfo {
   std::string name;
   std::string type;
@@ -148,6 +157,8 @@ class Layer {
   virtual double forward_flops_used(const RunContext& ctx, const ChannelRange& top_use) const {
     return forward_flops();
   }
+  // The matrix products of forward and backward (empty: the layer moves memory, no GEMM).
+  virtual std::vector<GemmExtent> gemm_extents() const { return {}; }
   // Layer-specific scalars logged into the metrics (DropIn's p, ...).
   virtual std::vector<std::pair<std::string, double>> metrics(const RunContext& ctx) const { return {}; }
 

@@ -213,6 +213,28 @@ TEST(TimeCli, LenetPerLayerWithBatchOverride) {
   EXPECT_EQ(bad.rc, 2);
 }
 
+// dropnet-time --model: AlexNet-13 and VGG16 modelled on an H100 / H200 without their data (no GPU
+// here: nothing is timed); every layer has a row; DropIn's deep layers are skipped at iteration 0.
+TEST(TimeCli, ModelsAlexnetAndVggWithoutData) {
+  for (const std::string net : {"alexnet13", "vgg16"}) {
+    SCOPED_TRACE(net);
+    ProcResult m = run(tool("dropnet-time") + " " + kSrc + "/configs/" + net + ".yaml --model h100 --device cpu");
+    ASSERT_EQ(m.rc, 0) << m.err;
+    EXPECT_TRUE(contains(m.out, "modelled on H100 SXM at fp32")) << m.out;
+    EXPECT_TRUE(std::regex_search(m.out, std::regex("\nmodelled: forward [0-9.]+ ms, backward [0-9.]+ ms, total [0-9.]+ ms "
+                                                     "per iteration, [0-9]+ images/s\n")))
+        << m.out;
+    EXPECT_TRUE(std::regex_search(m.out, std::regex("\nconv1_1 +conv +[0-9.]+ +[0-9.]+ +compute +[0-9.]+\n"))) << m.out;
+  }
+  ProcResult a = run(tool("dropnet-time") + " " + kSrc + "/configs/alexnet13.yaml --model h200 --precision bf16");
+  ASSERT_EQ(a.rc, 0) << a.err;
+  EXPECT_TRUE(contains(a.out, "modelled on H200 SXM at bf16")) << a.out;
+  EXPECT_TRUE(std::regex_search(a.out, std::regex("\nconv1_2 +conv +skipped +skipped"))) << a.out;
+  ProcResult bad = run(tool("dropnet-time") + " " + kSrc + "/configs/alexnet13.yaml --model h100 --precision fp16");
+  EXPECT_EQ(bad.rc, 2);
+  EXPECT_TRUE(contains(bad.err, "--precision must be fp32, tf32 or bf16")) << bad.err;
+}
+
 // The tools re-execute themselves once with GOMP_SPINCOUNT=10000 unless the user chose how OpenMP
 // threads wait (cli::tune_openmp_waiting); dropnet-time reports what its threads run with.
 TEST(TimeCli, OpenMpWaitingTunedUnlessSet) {

@@ -20,6 +20,8 @@
 #include "optim/solver.h"
 #include "kernels/softmax_loss.h"
 #include "tests/testing/files.h"
+#include "kernels/tile_plan.h"
+#include "tools/perf_model.h"
 #include "tools/progress.h"
 #include "tools/run_support.h"
 
@@ -463,6 +465,72 @@ TEST(DropoutSchedule, ConfigErrors) {
   EXPECT_THROW(load("ratio_schedule: {from: 0.9, to: -0.1, length: 10}}"), Error);
   EXPECT_THROW(load("ratio_schedule: {from: 0.9, to: 0.1}}"), Error);             // length required
   EXPECT_THROW(load("ratio_schedule: {from: 0.9, to: 0.1, length: 10, x: 1}}"), Error);  // strict keys
+}
+
+
+// ---- the GPU performance model (dropnet-time --model) ----------------------------------------
+
+// Tile efficiency: full 128 tiles filling exactly one wave of 132 SMs are 1; a row more than a tile
+// wastes the rest of its tile row.
+TEST(PerfModel, TileEfficiency) {
+  const GemmExtent full{"fwd", 128 * 12, 128 * 11, 128, 1, false};  // 132 tiles of 128, K < 512: no split
+  EXPECT_DOUBLE_EQ(tile_efficiency(full, 132), 1.0);
+  const GemmExtent ragged{"fwd", 128 * 12 + 1, 128 * 11, 128, 1, false};  // 13 tile rows, one almost empty
+  const tile_plan::GemmPlan pl = tile_plan::plan_gemm(ragged.m, ragged.n, ragged.k, 132);
+  ASSERT_EQ(pl.tile, 128);
+  const double useful = (128.0 * 12 + 1) / (128.0 * 13);
+  const double blocks = 13.0 * 11, fill = blocks / (2 * 132);  // two waves of 132 resident blocks
+  EXPECT_NEAR(tile_efficiency(ragged, 132), useful * fill, 1e-12);
+  EXPECT_LT(tile_efficiency(GemmExtent{"fwd", 10, 10, 10, 1, false}, 132), 0.01);  // one tiny block
+}
+
+// A net of one large fc and a ReLU: the fc is compute-bound at FLOPs / (peak x 0.75 x tile
+// efficiency), the (unfused) ReLU memory-bound at its bytes / (bandwidth x 0.85); bf16 halves the
+// bytes and doubles the tensor-core peak of tf32.
+TEST(PerfModel, ComputeAndMemoryBoundLayers) {
+  const char* text = R"(name: m
+data:
+  train: {source: synthetic, shape: [1, 48, 32], num_classes: 10, num_samples: 8, batch_size: 1408}
+solver: {base_lr: 0.01, max_iter: 1}
+layers:
+  - {name: data, type: data, top: [data, label]}
+  - {name: fc, type: fc, bottom: data, top: fc, num_output: 1536}
+  - {name: relu, type: relu, bottom: fc, top: r}
+  - {name: fc2, type: fc, bottom: r, top: fc2, num_output: 10}
+  - {name: loss, type: softmax_loss, bottom: [fc2, label], top: loss}
+)";
+  LoadedConfig cfg = load_config_text(text, "m.yaml");
+  NetOptions no;
+  no.source_factory = make_batch_source;
+  no.shapes_only = true;
+  no.fuse_activations = false;
+  Net net(cfg, no);
+  const GpuSpec h100 = gpu_spec("h100");
+  const NetModel m = model_net(net, h100, "fp32", 0);
+  ASSERT_EQ(m.layers.size(), 5u);
+  const ModelLayer& fc = m.layers[1];
+  const double flops = 2.0 * 1408 * 1536 * 1536;
+  const double eff = tile_efficiency(GemmExtent{"fwd", 1408, 1536, 1536, 1, false}, 132);
+  EXPECT_TRUE(fc.fwd.compute_bound);
+  EXPECT_NEAR(fc.fwd.ms, 1e3 * flops / (67.0e12 * kAttainable * eff), 1e-9);
+  EXPECT_NEAR(fc.fwd.flops, flops, 1.0);
+  // fc's input comes from the data layer: no data gradient, only the weight gradient.
+  EXPECT_NEAR(fc.bwd.flops, flops, 1.0);
+  const ModelLayer& relu = m.layers[2];
+  EXPECT_FALSE(relu.fwd.compute_bound);
+  EXPECT_NEAR(relu.fwd.ms, 1e3 * 2.0 * 1408 * 1536 * 4 / (3350e9 * kAttainableBw), 1e-9);
+  EXPECT_NEAR(relu.bwd.ms, 2 * relu.fwd.ms, 1e-12);
+  // fc2's data gradient is needed (relu and fc learn below it).
+  EXPECT_NEAR(m.layers[3].bwd.flops, 2 * 2.0 * 1408 * 10 * 1536, 1.0);
+  const NetModel b = model_net(net, h100, "bf16", 0);
+  EXPECT_NEAR(b.layers[2].fwd.ms, relu.fwd.ms / 2, 1e-12);
+  EXPECT_NEAR(b.layers[1].fwd.ms, model_net(net, h100, "tf32", 0).layers[1].fwd.ms / 2, 1e-9);
+  EXPECT_NEAR(m.total_ms(), m.forward_ms + m.backward_ms, 1e-12);
+  const std::string table = format_model(m);
+  EXPECT_TRUE(contains(table, "modelled on H100 SXM at fp32 (batch 1408")) << table;
+  EXPECT_TRUE(contains(table, "modelled: forward")) << table;
+  EXPECT_THROW(gpu_spec("a100"), Error);
+  EXPECT_THROW(model_net(net, h100, "fp16", 0), Error);
 }
 
 }  // namespace

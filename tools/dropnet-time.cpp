@@ -12,6 +12,7 @@
 #include "data/sources.h"
 #include "layers/net.h"
 #include "tools/cli_common.h"
+#include "tools/perf_model.h"
 #include "tools/run_support.h"
 
 using namespace dropnet;
@@ -43,11 +44,14 @@ int time_main(int argc, char** argv) {
                    "Caffe's `time`: builds the TRAIN net, runs one untimed forward/backward, then times every layer's "
                    "forward and backward (the data layer included) over --iterations, synchronizing the device "
                    "around each layer; no solver update. Prints the per-layer mean ms, the forward, backward and "
-                   "total ms per iteration and images/s.",
+                   "total ms per iteration and images/s. --model h100|h200 models the same net on that GPU "
+                   "(tools/perf_model.h: FLOPs at the precision's peak and the native kernels' tile efficiency "
+                   "against bytes at the HBM bandwidth): without a GPU it reads no data and times nothing; on a "
+                   "GPU it prints the measured times beside the modelled ones.",
                    "  CONFIG          the net description (YAML)\n"
                    "  key.path=value  changes a setting of CONFIG");
   int64_t iterations = 50, batch = 0, at_iter = 0, threads = 0;
-  std::string device_arg, json, synthetic_shape;
+  std::string device_arg, json, synthetic_shape, model, precision = "fp32";
   bool markdown = false, synthetic = false, no_skip = false;
   args.option("--iterations", iterations, "N", "timed iterations");
   args.device(device_arg);
@@ -59,7 +63,13 @@ int time_main(int argc, char** argv) {
   args.flag("--synthetic", synthetic, "synthetic data of the configured shape (no dataset needed)");
   args.option("--synthetic-shape", synthetic_shape, "C,H,W", "the synthetic samples' shape (default: the source's)");
   args.flag("--no-skip", no_skip, "compute every layer whole (no DropIn compute skipping: the cost before it)");
+  args.option("--model", model, "h100|h200", "model the net's iteration on that GPU (see above)");
+  args.option("--precision", precision, "fp32|tf32|bf16", "the precision the model assumes");
   std::vector<std::string> pos = args.parse(argc, argv);
+  const GpuSpec gpu = model.empty() ? GpuSpec{} : gpu_spec(model);
+  if (!model.empty() && precision != "fp32" && precision != "tf32" && precision != "bf16")
+    input_error("--precision must be fp32, tf32 or bf16, got '{}'", precision);
+  if (model.empty() && precision != "fp32") input_error("--precision goes with --model");
   if (pos.empty()) input_error("missing CONFIG\n{}", args.usage());
   if (iterations <= 0) input_error("--iterations must be > 0, got {}", iterations);
   if (batch < 0) input_error("--batch must be > 0, got {}", batch);
@@ -77,13 +87,28 @@ int time_main(int argc, char** argv) {
   if (dev.is_cuda()) cuda_set_device(dev.index);
   NetOptions no = cli::net_options(run, dev, Phase::Train, batch);
   no.skip_unused = !no_skip;
+  const bool model_only = !model.empty() && !dev.is_cuda();  // nothing to measure here
+  no.shapes_only = model_only;
   Net net(cfg, no);
+  if (model_only) {
+    const NetModel m = model_net(net, gpu, precision, at_iter);
+    std::fflush(stderr);
+    const std::string table = format_model(m);
+    std::fwrite(table.data(), 1, table.size(), stdout);
+    return 0;
+  }
   spdlog::info("dropnet-time: {} on {}, batch {}, {} iterations, {} OpenMP threads ({})", net.name(), dev.str(),
                net.batch_size(), iterations, omp_get_max_threads(), cli::openmp_waiting());
   NetTiming t = time_net(net, iterations, at_iter, run.seed);
   std::fflush(stderr);
   const std::string table = format_timing(t, markdown);
   std::fwrite(table.data(), 1, table.size(), stdout);
+  if (!model.empty()) {  // measured beside modelled (tools/gpu-check.sh)
+    std::vector<MeasuredLayer> measured;
+    for (const LayerTiming& l : t.layers) measured.push_back({l.forward_ms, l.backward_ms});
+    const std::string both = format_model(model_net(net, gpu, precision, at_iter), &measured);
+    std::fwrite(both.data(), 1, both.size(), stdout);
+  }
   std::fflush(stdout);
   if (!json.empty()) write_json(json, t);
   return 0;

@@ -370,6 +370,14 @@ else
   grep -E 'img/s' "$OUT/train.log" | tail -3 | sed 's/^/  /' | tee -a "$SUMMARY"
 fi
 
+# ---- measured next to modelled (tools/perf_model.h): every layer of the fully grown net ---------
+say ""
+gpu_model=h100
+nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | grep -qi h200 && gpu_model=h200
+STEP_LOG=train run_step time_vs_model 120 "$BIN_TOOLS/dropnet-time" "$ROOT/configs/$net.yaml" "${overrides[@]:0:2}" \
+  --device cuda --iterations 10 --at-iter 1000000 --model "$gpu_model"
+sed -n '/^modelled on/,/^measured:/p' "$OUT/train.log" | sed 's/^/  /' | tee -a "$SUMMARY"
+
 # ---- end to end against PyTorch (same GPU, same run; logged into train.log: $OUT keeps 8 files) --
 say ""
 if command -v python3 >/dev/null 2>&1 && LD_LIBRARY_PATH="$ORIG_LD_LIBRARY_PATH" python3 -c "import torch, yaml" 2>/dev/null; then
