@@ -441,11 +441,9 @@ SafeTensors read_state_weights(const SafeTensors& s, const std::string& state_pa
   return w;
 }
 
-void restore_state_file(Solver& solver, const std::string& path) {
-  const std::string state_path = state_file_of(path);
-
-  // Read and validate everything before touching the solver.
-  SafeTensors s = read_state_file(state_path);
+// Restores from a state and its weights, read and verified (read_state_file, read_state_weights).
+// Everything is validated before the solver is touched.
+void restore_parsed(Solver& solver, const SafeTensors& s, const std::string& state_path, const SafeTensors& w) {
 
   Net& net = solver.train_net();
   check_fingerprint(net, s.meta("params"), state_path);
@@ -502,7 +500,6 @@ void restore_state_file(Solver& solver, const std::string& path) {
   }
 
   // The weights: the exact file the state was written with.
-  const SafeTensors w = read_state_weights(s, state_path);
   const std::string& wpath = w.origin();
   std::vector<std::string> extras;
   std::vector<float> arena = arena_from_weights(net, w, &extras);
@@ -525,6 +522,12 @@ void restore_state_file(Solver& solver, const std::string& path) {
   solver.history().from_host(history);
   solver.set_iter(iter);
   solver.restore_loss_window(losses);
+}
+
+void restore_state_file(Solver& solver, const std::string& path) {
+  const std::string state_path = state_file_of(path);
+  const SafeTensors s = read_state_file(state_path);
+  restore_parsed(solver, s, state_path, read_state_weights(s, state_path));
 }
 
 }  // namespace
@@ -574,8 +577,12 @@ SnapshotInfo info_of_weights(const SafeTensors& w, const std::string& state_path
 
 SnapshotInfo info_of_state(const std::string& path) {
   const std::string state_path = state_file_of(path);
-  const SafeTensors s = read_state_file(state_path);
-  return info_of_weights(read_state_weights(s, state_path), state_path);
+  auto s = std::make_shared<SafeTensors>(read_state_file(state_path));
+  auto w = std::make_shared<SafeTensors>(read_state_weights(*s, state_path));
+  SnapshotInfo info = info_of_weights(*w, state_path);
+  info.weights_file = std::move(w);
+  info.state_file = std::move(s);
+  return info;
 }
 
 }  // namespace
@@ -589,10 +596,18 @@ SnapshotInfo read_snapshot_info(const std::string& path) {
   }
   if (ends_with(path, ".solverstate")) return info_of_state(path);
   if (!fs::exists(path, ec)) input_error("snapshot '{}' does not exist", path);
-  SafeTensors w = read_weights_file(path);  // a state is refused with the way out
+  auto w = std::make_shared<SafeTensors>(read_weights_file(path));  // a state is refused with the way out
   std::string state_path = path.substr(0, path.size() - (ends_with(path, ".safetensors") ? 12 : 0)) + ".solverstate";
   if (!ends_with(path, ".safetensors") || !fs::exists(state_path, ec)) state_path.clear();
-  return info_of_weights(w, state_path);
+  SnapshotInfo info = info_of_weights(*w, state_path);
+  info.weights_file = std::move(w);
+  return info;
+}
+
+void restore_snapshot(Solver& solver, const SnapshotInfo& info) {
+  // A weights file named directly: its state (and the weights it names) are read by the restore.
+  if (!info.state_file || !info.weights_file) return restore_snapshot(solver, info.weights_path);
+  restore_parsed(solver, *info.state_file, info.state_path, *info.weights_file);
 }
 
 LoadedConfig snapshot_config(const SnapshotInfo& info, const std::vector<std::string>& overrides) {
@@ -605,8 +620,10 @@ LoadedConfig snapshot_config(const SnapshotInfo& info, const std::vector<std::st
   return load_config_text(info.run.config_source, info.weights_path + " (its config)", all);
 }
 
-void load_weights(Net& net, const std::string& path) {
-  SafeTensors w = read_weights_file(path);
+void load_weights(Net& net, const std::string& path) { load_weights(net, read_weights_file(path)); }
+
+void load_weights(Net& net, const SafeTensors& w) {
+  const std::string& path = w.origin();
   std::vector<std::string> extras;
   std::vector<float> arena = arena_from_weights(net, w, &extras);
   if (!extras.empty())

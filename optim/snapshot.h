@@ -3,10 +3,12 @@
 // temporary file in the same directory, fsync'd and renamed, with checksums; a `latest` pointer.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/config.h"
+#include "core/safetensors.h"
 #include "optim/solver.h"
 
 namespace dropnet {
@@ -39,6 +41,9 @@ struct SnapshotInfo {
   int64_t iteration = 0;
   RunDescription run;  // empty for snapshots written before dropnet stored it (and other tools' files)
   bool has_config() const { return !run.config_source.empty(); }
+  // The files as read and verified, so that a restore or a load reads them once: the weights
+  // always, the solver state when the snapshot was named by a run directory or a state file.
+  std::shared_ptr<const SafeTensors> weights_file, state_file;
 };
 // `path`: a run directory (its latest snapshot, or the newest intact older one, with a warning
 // naming the refused one), a .solverstate file (and the weights it names) or a weights file.
@@ -52,10 +57,13 @@ LoadedConfig snapshot_config(const SnapshotInfo& info, const std::vector<std::st
 // restores its own data-source positions when the snapshot was written by as many ranks; with
 // another world size, every rank takes rank 0's (the shards differ anyway).
 void restore_snapshot(Solver& solver, const std::string& path);
+// The same from a snapshot read_snapshot_info found, without reading its files again.
+void restore_snapshot(Solver& solver, const SnapshotInfo& info);
 // Initializes every parameter by name from a .safetensors file (shape-checked): a parameter the
 // file lacks is an error, a tensor the net does not take is logged and ignored. For evaluating a
 // snapshot (dropnet-test), where a partly loaded net would be wrong.
 void load_weights(Net& net, const std::string& path);
+void load_weights(Net& net, const SafeTensors& weights);  // a file already read
 
 // Starting a run from another net's weights (dropnet-train --weights, Caffe's fine-tuning):
 // every parameter whose name is in the file is loaded, the others keep their filler init.

@@ -324,9 +324,14 @@ TEST_F(RunControl, VersionHelpAndDidYouMean) {
     EXPECT_NE(help.find("  --version "), std::string::npos) << help;
     for (const char* o : options) EXPECT_NE(help.find(o), std::string::npos) << o << "\n" << help;
     // Every option line has its meaning beside it or on the next line.
-    std::istringstream lines(help.substr(help.find("\nOptions:\n") + 10));
-    for (std::string l; std::getline(lines, l);)
-      if (l.rfind("  -", 0) == 0) EXPECT_GT(l.size(), 30u) << l;
+    std::istringstream in(help.substr(help.find("\nOptions:\n") + 10));
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    for (size_t i = 0; i < lines.size(); ++i)
+      if (lines[i].rfind("  -", 0) == 0 && lines[i].size() <= 30)  // a long name: the meaning below it
+        EXPECT_TRUE(i + 1 < lines.size() && lines[i + 1].find_first_not_of(' ') >= 20 &&
+                    lines[i + 1].find_first_not_of(' ') != std::string::npos)
+            << lines[i];
     EXPECT_EQ(run_tool(tool(name), "--threds", log), 2);
     EXPECT_NE(slurp(log).find("unknown option '--threds'"), std::string::npos) << slurp(log);
   }

@@ -218,7 +218,7 @@ int test_main(int argc, char** argv) {
 
   cli::set_threads(threads);
   cli::init_logging();
-  const SnapshotInfo snap = read_snapshot_info(snapshot_arg ? pos[0] : weights);
+  SnapshotInfo snap = read_snapshot_info(snapshot_arg ? pos[0] : weights);
   const std::string weights_path = snap.weights_path;
   LoadedConfig cfg = evaluation_config(snap, snapshot_arg ? "" : pos[0], overrides);
   cli::RunSettings run = cli::read_run_settings(cfg);
@@ -246,7 +246,9 @@ int test_main(int argc, char** argv) {
     no.source_factory = predict_source;
   }
   Net net(cfg, no);
-  load_weights(net, weights_path);
+  load_weights(net, *snap.weights_file);
+  snap.weights_file.reset();  // its bytes are not kept through the evaluation
+  snap.state_file.reset();
   // The TEST set's size: the first data layer's source (it sets the pace).
   const int64_t set_size = net.sources().empty() ? 0 : net.sources().front()->num_samples();
   const bool one_pass = iterations == 0;

@@ -114,7 +114,7 @@ int train_main(int argc, char** argv) {
   const int launcher_rank = dist::launcher_rank();
   cli::init_logging(launcher_rank);
   if (launcher_rank != 0) spdlog::set_level(spdlog::level::warn);  // rank 0 alone logs
-  const SnapshotInfo resumed = resume.empty() ? SnapshotInfo{} : read_snapshot_info(resume);
+  SnapshotInfo resumed = resume.empty() ? SnapshotInfo{} : read_snapshot_info(resume);
   LoadedConfig cfg = resume.empty() ? load_config_file(config_path, overrides)
                                     : resume_config(resumed, config_path, overrides);
   cli::RunSettings run = cli::read_run_settings(cfg);
@@ -163,7 +163,9 @@ int train_main(int argc, char** argv) {
                    weights);
   }
   if (!resume.empty()) {
-    restore_snapshot(solver, resume);
+    restore_snapshot(solver, resumed);
+    resumed.weights_file.reset();  // the files' bytes are not kept through training
+    resumed.state_file.reset();
     spdlog::info("resumed from {} at iteration {}", resume, solver.iter());
     if (solver.iter() >= solver.config().max_iter)
       spdlog::warn("nothing to train: the snapshot is at iteration {} and solver.max_iter is {}; raise it (e.g. "
