@@ -2,6 +2,7 @@
 // kernel, stride (1), pad (0).
 #include "core/error.h"
 #include "kernels/pool.h"
+#include "layers/config_pair.h"
 #include "layers/dispatch.h"
 #include "layers/registry.h"
 
