@@ -23,6 +23,7 @@
 #include "bench/bench_cuda_util.cuh"
 #include "core/cuda_check.h"
 #include "core/device.h"
+#include "core/device_array.h"
 #include "core/tensor.h"
 #include "kernels/dropin.h"
 #include "kernels/dropout.h"
@@ -127,15 +128,15 @@ void register_all() {
     const double bytes = 4.0 * nx + 8.0 * ny;
     reg("pool_max_fwd_alexnet_pool1", [p, nx, ny, bytes](benchmark::State& st) {
       Tensor x = device_random(nx, 1), y(Shape{ny}, Device::cuda(0));
-      Tensor am(Shape{ny}, Device::cuda(0));  // int32 argmax stored in a float-sized buffer
-      time_op(st, "pool_max_fwd_alexnet_pool1", bytes, [&] {
-        pool_forward_cuda(p, x.data(), y.data(), reinterpret_cast<int32_t*>(am.data()), cuda_stream());
-      });
+      DeviceArray<int32_t> am(ny, Device::cuda(0));
+      time_op(st, "pool_max_fwd_alexnet_pool1", bytes,
+              [&] { pool_forward_cuda(p, x.data(), y.data(), am.data(), cuda_stream()); });
     });
     reg("pool_max_bwd_alexnet_pool1", [p, nx, ny, bytes](benchmark::State& st) {
       Tensor x = device_random(nx, 1), y(Shape{ny}, Device::cuda(0)), dy = device_random(ny, 2);
-      Tensor am(Shape{ny}, Device::cuda(0)), dx(Shape{nx}, Device::cuda(0));
-      int32_t* amp = reinterpret_cast<int32_t*>(am.data());
+      Tensor dx(Shape{nx}, Device::cuda(0));
+      DeviceArray<int32_t> am(ny, Device::cuda(0));
+      int32_t* amp = am.data();
       pool_forward_cuda(p, x.data(), y.data(), amp, cuda_stream());
       time_op(st, "pool_max_bwd_alexnet_pool1", bytes,
               [&] { pool_backward_cuda(p, dy.data(), amp, 0.f, dx.data(), cuda_stream()); });

@@ -1,5 +1,8 @@
-// Check macros for CUDA, cuBLAS, cuDNN and NCCL: the failing statement, file:line and the
-// library's own text. Only included from .cu files and CUDA-enabled sources.
+// DN_CUDA_CHECK (a failing CUDA runtime call reports the statement, file:line and CUDA's own
+// text) and the helpers the .cu files share: grid size, SM count, stream-ordered scratch. The
+// other libraries' checks sit beside their wrappers: DN_CUBLAS_CHECK (kernels/cublas_check.h),
+// DN_CUDNN_CHECK (kernels/conv_cudnn.cu), DN_NCCL_CHECK (dist/nccl_comm.cu). Only included from
+// .cu files and CUDA-enabled sources.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -16,7 +19,8 @@
                                 std::string(#stmt " failed: ") + cudaGetErrorString(dn_err_)); \
   } while (0)
 
-// After a kernel launch: catches bad launch configurations immediately.
+// After a raw <<<...>>> launch (benches; the library launches with DN_LAUNCH, core/launch.cuh,
+// which checks by itself): catches bad launch configurations immediately.
 #define DN_CUDA_LAUNCH_CHECK() DN_CUDA_CHECK(cudaGetLastError())
 
 namespace dropnet {

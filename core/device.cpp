@@ -4,6 +4,7 @@
 #include <cstring>
 #include <new>
 
+#include "core/device_internal.h"
 #include "core/error.h"
 
 namespace dropnet {

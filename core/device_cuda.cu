@@ -15,6 +15,7 @@
 
 #include "core/cuda_check.h"
 #include "core/device.h"
+#include "core/device_internal.h"
 #include "core/launch.cuh"
 
 namespace dropnet {

@@ -3,27 +3,10 @@
 #include <cstring>
 
 #include "core/device.h"
+#include "core/device_internal.h"
 #include "core/error.h"
 
 namespace dropnet {
-
-void* host_alloc(size_t bytes);
-#if DROPNET_HAVE_CUDA
-// core/device_cuda.cu: each takes the CUDA device the memory lives on (-1: host memory) and
-// leaves the calling thread's current device as it was.
-void* cuda_alloc(int device, size_t bytes);
-void cuda_free(void* p, size_t bytes);
-void cuda_zero(int device, void* p, size_t bytes);
-void cuda_fill(int device, float* p, size_t n, float v);
-void cuda_copy(void* dst, int dst_dev, const void* src, int src_dev, size_t bytes);
-void cuda_sync(int device);
-void* cuda_pinned_alloc(size_t bytes);
-void cuda_pinned_free(void* p);
-void* cuda_event_create(int device);
-void cuda_event_destroy(void* e);
-void cuda_event_record(int device, void* e);
-void cuda_event_wait_host(void* e);
-#endif
 
 void* device_alloc(Device d, size_t bytes) {
   if (d.is_cpu()) return host_alloc(bytes);

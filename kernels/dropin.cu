@@ -4,6 +4,7 @@
 #include "core/launch.cuh"
 #include "kernels/dropin.h"
 #include "kernels/dropin_math.h"
+#include "kernels/store_grad.h"
 
 namespace dropnet {
 
@@ -27,8 +28,8 @@ __global__ void dropin_backward_kernel(DropinParams p, int64_t total, const floa
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t s = i / per_sample;
     const float r = dropin_r(p, s, i - s * per_sample), g = dy[i];
-    if (d_new) dropin_store_grad(d_new, i, beta_new, dropin_grad_share(r, g));
-    if (d_skip) dropin_store_grad(d_skip, i, beta_skip, dropin_grad_share(1.f - r, g));
+    if (d_new) store_grad(d_new[i], beta_new, dropin_grad_share(r, g));
+    if (d_skip) store_grad(d_skip[i], beta_skip, dropin_grad_share(1.f - r, g));
   }
 }
 

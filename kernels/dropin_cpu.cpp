@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "kernels/dropin.h"
 #include "kernels/dropin_math.h"
+#include "kernels/store_grad.h"
 
 namespace dropnet {
 
@@ -91,8 +92,8 @@ void dropin_backward_cpu(const DropinParams& p, const float* dy, float beta_skip
   DN_CHECK(dy, "dropin_backward_cpu: null dy");
   for_each_r(p, [=](int64_t i, float r) {
     const float g = dy[i];
-    if (d_new) dropin_store_grad(d_new, i, beta_new, dropin_grad_share(r, g));
-    if (d_skip) dropin_store_grad(d_skip, i, beta_skip, dropin_grad_share(1.f - r, g));
+    if (d_new) store_grad(d_new[i], beta_new, dropin_grad_share(r, g));
+    if (d_skip) store_grad(d_skip[i], beta_skip, dropin_grad_share(1.f - r, g));
   });
 }
 

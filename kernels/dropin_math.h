@@ -76,9 +76,4 @@ DN_HD float dropin_grad_share(float w, float dy) {
   return w == 1.f ? dy : (w == 0.f ? 0.f : scaled);
 }
 
-// d[i] = g + beta * d[i]; beta = 0 overwrites without reading d[i] (it may be uninitialised).
-DN_HD void dropin_store_grad(float* d, int64_t i, float beta, float g) {
-  d[i] = beta == 0.f ? g : fmaf(beta, d[i], g);
-}
-
 }  // namespace dropnet

@@ -3,6 +3,7 @@
 #include "core/launch.cuh"
 #include "kernels/dropout.h"
 #include "kernels/dropout_math.h"
+#include "kernels/store_grad.h"
 
 namespace dropnet {
 
@@ -18,7 +19,7 @@ __global__ void dropout_backward_kernel(DropoutParams p, float scale, const floa
                                         float* dx) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < p.count;
        i += int64_t(gridDim.x) * blockDim.x)
-    dropout_store_grad(dx, i, beta, dropout_apply(dropout_keep(p, i), scale, dy[i]));
+    store_grad(dx[i], beta, dropout_apply(dropout_keep(p, i), scale, dy[i]));
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "kernels/dropout.h"
 #include "kernels/dropout_math.h"
+#include "kernels/store_grad.h"
 
 namespace dropnet {
 
@@ -48,7 +49,7 @@ void dropout_backward_cpu(const DropoutParams& p, const float* dy, float beta, f
   DN_CHECK(dy && dx, "dropout_backward_cpu: null pointer");
   const float scale = dropout_scale(p);
   for_each_mask(p, [=](int64_t i, bool keep) {
-    dropout_store_grad(dx, i, beta, dropout_apply(keep, scale, dy[i]));
+    store_grad(dx[i], beta, dropout_apply(keep, scale, dy[i]));
   });
 }
 

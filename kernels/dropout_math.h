@@ -2,8 +2,6 @@
 // vectorizable host-side batch of the same Philox uniforms (also used by DropIn's CPU loops).
 #pragma once
 
-#include <math.h>
-
 #include <cstdint>
 
 #include "core/hostdev.h"
@@ -24,11 +22,6 @@ DN_HD float dropout_scale(const DropoutParams& p) { return 1.f / (1.f - p.ratio)
 
 // The forward value and the gradient share the same rule: v * scale where kept, else 0.
 DN_HD float dropout_apply(bool keep, float scale, float v) { return keep ? v * scale : 0.f; }
-
-// dx[i] = g + beta * dx[i]; beta = 0 overwrites without reading dx[i].
-DN_HD void dropout_store_grad(float* dx, int64_t i, float beta, float g) {
-  dx[i] = beta == 0.f ? g : fmaf(beta, dx[i], g);
-}
 
 // Host only: u[j] = philox_uniform(seed, stream, step, 64 * group + j) for j < 64, i.e. the 16
 // Philox blocks 16 * group .. 16 * group + 15 (philox_uniform reads word index % 4 of block

@@ -2,6 +2,7 @@
 #include "core/launch.cuh"
 #include "kernels/eltwise.h"
 #include "kernels/eltwise_math.h"
+#include "kernels/store_grad.h"
 
 namespace dropnet {
 
@@ -15,7 +16,7 @@ __global__ void relu_fwd_kernel(int64_t n, float slope, const float* __restrict_
 __global__ void relu_bwd_kernel(int64_t n, float slope, const float* __restrict__ x, const float* __restrict__ dy,
                                 float beta, float* dx) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    dx[i] = store_grad(beta, dx[i], relu_bwd(x[i], dy[i], slope));
+    store_grad(dx[i], beta, relu_bwd(x[i], dy[i], slope));
   }
 }
 

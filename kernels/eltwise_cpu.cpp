@@ -1,6 +1,7 @@
 #include "kernels/eltwise.h"
 
 #include "kernels/eltwise_math.h"
+#include "kernels/store_grad.h"
 
 namespace dropnet {
 
@@ -15,7 +16,7 @@ void relu_backward_cpu(int64_t n, float slope, const float* x, const float* dy, 
     for (int64_t i = 0; i < n; ++i) dx[i] = relu_bwd(x[i], dy[i], slope);
   } else {
 #pragma omp parallel for simd if (n > 65536) schedule(static)
-    for (int64_t i = 0; i < n; ++i) dx[i] = store_grad(beta, dx[i], relu_bwd(x[i], dy[i], slope));
+    for (int64_t i = 0; i < n; ++i) store_grad(dx[i], beta, relu_bwd(x[i], dy[i], slope));
   }
 }
 

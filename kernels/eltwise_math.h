@@ -2,8 +2,6 @@
 // activation a producer (conv, fc) applies in its output epilogue when the Net fuses a ReLU into it.
 #pragma once
 
-#include <cmath>
-
 #include "core/hostdev.h"
 
 namespace dropnet {
@@ -18,10 +16,6 @@ struct Activation {
   float slope = 0.f;
   DN_HD float operator()(float v) const { return relu ? relu_fwd(v, slope) : v; }
 };
-// dx = beta * dx + g in one rounding, spelled as fmaf so that no compiler can contract it another
-// way (GCC and nvcc both contract a * b + c, each choosing which product to fuse: the CPU loop and
-// the kernel then differed in the last bit, found by the emulated device). beta == 0 never reads dx.
-DN_HD float store_grad(float beta, float old, float g) { return beta == 0.f ? g : fmaf(beta, old, g); }
 DN_HD float axpby(float a, float x, float b, float y) { return b == 0.f ? a * x : a * x + b * y; }
 
 }  // namespace dropnet

@@ -10,8 +10,6 @@
 // workspace, summed in a fixed order by a second kernel: deterministic, unlike atomics.
 #include <cuda_runtime.h>
 
-#include <algorithm>
-#include <climits>
 #include <cstdint>
 #include <vector>
 
@@ -19,6 +17,7 @@
 #include "core/launch.cuh"
 #include "kernels/cublas_check.h"
 #include "kernels/gemm.h"
+#include "kernels/gemm_check.h"
 #include "kernels/gemm_tile.cuh"
 #include "kernels/tile_plan.h"
 
@@ -78,25 +77,11 @@ void dispatch_tiled(bool ta, bool tb, bool va, bool vb, dim3 grid, cudaStream_t 
 #undef DN_GEMM_CASE
 }
 
-void check_args(const char* who, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-                const float* b, int64_t ldb, const float* c, int64_t ldc) {
-  DN_CHECK(m >= 0 && n >= 0 && k >= 0, "{}: negative size m={} n={} k={}", who, m, n, k);
-  DN_CHECK(m <= INT_MAX && n <= INT_MAX && k <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX && ldc <= INT_MAX,
-           "{}: sizes beyond 32-bit integers (m={} n={} k={})", who, m, n, k);
-  if (m == 0 || n == 0) return;
-  DN_CHECK(ldc >= n && c != nullptr, "{}: ldc={} < n={} or null C", who, ldc, n);
-  if (k == 0) return;
-  DN_CHECK(lda >= std::max<int64_t>(1, ta ? m : k) && a != nullptr, "{}: lda={} too small for op(A) ({}, {}){}",
-           who, lda, m, k, ta ? " transposed" : "");
-  DN_CHECK(ldb >= std::max<int64_t>(1, tb ? k : n) && b != nullptr, "{}: ldb={} too small for op(B) ({}, {}){}",
-           who, ldb, k, n, tb ? " transposed" : "");
-}
-
 }  // namespace
 
 void sgemm_cuda(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, Stream stream) {
-  check_args("sgemm_cuda", trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc);
+  gemm_check_args("sgemm_cuda", trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, /*int32_sizes=*/true);
   if (m == 0 || n == 0) return;
   cudaStream_t s = stream;
   if (k == 0 || alpha == 0.f) {
@@ -162,7 +147,7 @@ cublasHandle_t cublas_handle(int device) {
 
 void sgemm_cublas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                   int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, Stream stream) {
-  check_args("sgemm_cublas", trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc);
+  gemm_check_args("sgemm_cublas", trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, /*int32_sizes=*/true);
   if (m == 0 || n == 0) return;
   cudaStream_t s = stream;
   if (k == 0) {  // keep beta == 0 from reading C, as the native kernel does

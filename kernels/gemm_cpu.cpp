@@ -32,6 +32,7 @@
 
 #include "core/error.h"
 #include "kernels/gemm.h"
+#include "kernels/gemm_check.h"
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 // GCC 12's own intrinsics trip -Wmaybe-uninitialized (_mm512_undefined_ps, GCC bug 105593).
@@ -430,23 +431,10 @@ Plan make_plan(int threads, int64_t m, int64_t n, int64_t k) {
 void set_cpu_gemm_impl(CpuGemmImpl impl) { g_cpu_gemm_impl.store(impl); }
 CpuGemmImpl cpu_gemm_impl() { return g_cpu_gemm_impl.load(); }
 
-static void check_gemm_args(const char* who, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
-                            const float* a, int64_t lda, const float* b, int64_t ldb, const float* c,
-                            int64_t ldc) {
-  DN_CHECK(m >= 0 && n >= 0 && k >= 0, "{}: negative size m={} n={} k={}", who, m, n, k);
-  if (m == 0 || n == 0) return;
-  DN_CHECK(ldc >= n && c != nullptr, "{}: ldc={} < n={} or null C", who, ldc, n);
-  if (k == 0) return;
-  DN_CHECK(lda >= std::max<int64_t>(1, ta ? m : k) && a != nullptr,
-           "{}: lda={} too small for op(A) ({}, {}){}", who, lda, m, k, ta ? " transposed" : "");
-  DN_CHECK(ldb >= std::max<int64_t>(1, tb ? k : n) && b != nullptr,
-           "{}: ldb={} too small for op(B) ({}, {}){}", who, ldb, k, n, tb ? " transposed" : "");
-}
-
 void sgemm_native_cpu(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                       const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
                       float* c, int64_t ldc) {
-  check_gemm_args("sgemm_native_cpu", trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc);
+  gemm_check_args("sgemm_native_cpu", trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc);
   if (m == 0 || n == 0) return;
   if (k == 0 || alpha == 0.f) {
     scale_c(m, n, beta, c, ldc);
@@ -514,7 +502,7 @@ void sgemm_native_cpu(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
 void sgemm_openblas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                     const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                     int64_t ldc) {
-  check_gemm_args("sgemm_openblas", trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc);
+  gemm_check_args("sgemm_openblas", trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc);
   if (m == 0 || n == 0) return;
   constexpr int64_t kMaxInt = std::numeric_limits<blasint>::max();
   DN_CHECK(m <= kMaxInt && n <= kMaxInt && k <= kMaxInt && lda <= kMaxInt && ldb <= kMaxInt && ldc <= kMaxInt,

@@ -3,6 +3,7 @@
 #include "core/launch.cuh"
 #include "kernels/grow.h"
 #include "kernels/grow_math.h"
+#include "kernels/store_grad.h"
 
 namespace dropnet {
 
@@ -17,7 +18,7 @@ __global__ void grow_forward_kernel(GrowParams p, const float* x, float* y) {
 __global__ void grow_backward_kernel(GrowParams p, const float* dy, float beta, float* dx) {
   const int64_t count = p.n * p.c * p.hw;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
-    dropin_store_grad(dx, i, beta, grow_value(p, i, dy[i]));
+    store_grad(dx[i], beta, grow_value(p, i, dy[i]));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "core/error.h"
 #include "kernels/grow.h"
 #include "kernels/grow_math.h"
+#include "kernels/store_grad.h"
 
 namespace dropnet {
 
@@ -26,7 +27,7 @@ void grow_backward_cpu(const GrowParams& p, const float* dy, float beta, float* 
   grow_check_params(p);
   const int64_t count = p.n * p.c * p.hw;
 #pragma omp parallel for schedule(static) if (count > (1 << 16))
-  for (int64_t i = 0; i < count; ++i) dropin_store_grad(dx, i, beta, grow_value(p, i, dy[i]));
+  for (int64_t i = 0; i < count; ++i) store_grad(dx[i], beta, grow_value(p, i, dy[i]));
 }
 
 }  // namespace dropnet

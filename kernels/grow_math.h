@@ -6,7 +6,6 @@
 #include <cstdint>
 
 #include "core/hostdev.h"
-#include "kernels/dropin_math.h"  // dropin_store_grad
 #include "kernels/grow.h"
 
 namespace dropnet {

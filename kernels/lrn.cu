@@ -6,6 +6,7 @@
 #include "core/launch.cuh"
 #include "kernels/lrn.h"
 #include "kernels/lrn_math.h"
+#include "kernels/store_grad.h"
 
 namespace dropnet {
 
@@ -60,7 +61,7 @@ __global__ void lrn_backward_kernel(LrnParams p, const float* __restrict__ x,
       r = lrn_within_ratio_sum(dy + off, y + off, scale + off, p.w, h0, h1, w0, w1);
     }
     const float g = lrn_input_grad(p, dy[i], x[i], lrn_pow_neg(scale[i], p.beta), r);
-    lrn_store_grad(&dx[i], g, beta_accum);
+    store_grad(dx[i], beta_accum, g);
   }
 }
 

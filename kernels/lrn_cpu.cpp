@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "kernels/lrn.h"
 #include "kernels/lrn_math.h"
+#include "kernels/store_grad.h"
 
 namespace dropnet {
 
@@ -174,7 +175,7 @@ void lrn_backward_cpu(const LrnParams& p, const float* x, const float* y, const 
         for (int64_t i = 0; i < hw; ++i) dxp[i] = lrn_input_grad(p, dyp[i], xp[i], tmp[i], acc[i]);
       } else {
         for (int64_t i = 0; i < hw; ++i)
-          lrn_store_grad(&dxp[i], lrn_input_grad(p, dyp[i], xp[i], tmp[i], acc[i]), beta_accum);
+          store_grad(dxp[i], beta_accum, lrn_input_grad(p, dyp[i], xp[i], tmp[i], acc[i]));
       }
     }
   }

@@ -91,7 +91,4 @@ DN_HD float lrn_within_ratio_sum(const float* dy_plane, const float* y_plane,
   return s;
 }
 
-// dx = beta * dx + g; beta == 0 never reads dx.
-DN_HD void lrn_store_grad(float* dx, float g, float beta) { *dx = beta == 0.f ? g : beta * *dx + g; }
-
 }  // namespace dropnet

@@ -7,7 +7,9 @@
 #include "core/cuda_check.h"
 #include "core/launch.cuh"
 #include "kernels/pool.h"
+#include "kernels/pool_check.h"
 #include "kernels/pool_math.h"
+#include "kernels/store_grad.h"
 
 namespace dropnet {
 
@@ -51,24 +53,15 @@ __global__ void pool_backward_kernel(PoolParams p, const float* __restrict__ dy,
                         ? pool_max_grad(dyp, argmax + pl * out_sz, p.out_w,
                                         static_cast<int32_t>(h * p.w + w), oh0, oh1, ow0, ow1)
                         : pool_ave_grad(p, dyp, oh0, oh1, ow0, ow1);
-    pool_store_grad(&dx[i], g, beta);
+    store_grad(dx[i], beta, g);
   }
-}
-
-void check_launch(const PoolParams& p, const void* in, const void* out, const int32_t* argmax) {
-  DN_CHECK(p.out_h == pool_out_size(p.h, p.kernel_h, p.stride_h, p.pad_h) &&
-               p.out_w == pool_out_size(p.w, p.kernel_w, p.stride_w, p.pad_w),
-           "PoolParams output {}x{} does not match its input (build it with make_pool_params)",
-           p.out_h, p.out_w);
-  DN_CHECK(in != nullptr && out != nullptr, "null tensor pointer");
-  DN_CHECK(p.method != PoolMethod::Max || argmax != nullptr, "max pooling needs an argmax buffer");
 }
 
 }  // namespace
 
 void pool_forward_cuda(const PoolParams& p, const float* x, float* y, int32_t* argmax,
                        Stream stream) {
-  check_launch(p, x, y, argmax);
+  pool_check_args(p, x, y, argmax);
   const int64_t total = p.n * p.c * p.out_h * p.out_w;
   if (total == 0) return;
   DN_LAUNCH(pool_forward_kernel, grid_for(total, kBlock), kBlock, 0, stream, p, x, y, argmax);
@@ -76,7 +69,7 @@ void pool_forward_cuda(const PoolParams& p, const float* x, float* y, int32_t* a
 
 void pool_backward_cuda(const PoolParams& p, const float* dy, const int32_t* argmax, float beta,
                         float* dx, Stream stream) {
-  check_launch(p, dy, dx, argmax);
+  pool_check_args(p, dy, dx, argmax);
   const int64_t total = p.n * p.c * p.h * p.w;
   if (total == 0) return;
   DN_LAUNCH(pool_backward_kernel, grid_for(total, kBlock), kBlock, 0, stream, p, dy, argmax, beta, dx);

@@ -7,7 +7,9 @@
 
 #include "core/error.h"
 #include "kernels/pool.h"
+#include "kernels/pool_check.h"
 #include "kernels/pool_math.h"
+#include "kernels/store_grad.h"
 
 namespace dropnet {
 
@@ -25,15 +27,6 @@ float* thread_scratch(size_t n) {
   thread_local std::vector<float> buf;
   if (buf.size() < n) buf.resize(n);
   return buf.data();
-}
-
-void check_launch(const PoolParams& p, const float* in, const void* out, const int32_t* argmax) {
-  DN_CHECK(p.out_h == pool_out_size(p.h, p.kernel_h, p.stride_h, p.pad_h) &&
-               p.out_w == pool_out_size(p.w, p.kernel_w, p.stride_w, p.pad_w),
-           "PoolParams output {}x{} does not match its input (build it with make_pool_params)",
-           p.out_h, p.out_w);
-  DN_CHECK(in != nullptr && out != nullptr, "null tensor pointer");
-  DN_CHECK(p.method != PoolMethod::Max || argmax != nullptr, "max pooling needs an argmax buffer");
 }
 
 // Forward on the CPU. Output columns [ow_a, ow_b) ("interior") have windows wholly inside the
@@ -164,7 +157,7 @@ PoolParams make_pool_params(PoolMethod method, int kernel_h, int kernel_w, int s
 }
 
 void pool_forward_cpu(const PoolParams& p, const float* x, float* y, int32_t* argmax) {
-  check_launch(p, x, y, argmax);
+  pool_check_args(p, x, y, argmax);
   const int64_t planes = p.n * p.c, in_sz = p.h * p.w, out_sz = p.out_h * p.out_w;
   const bool is_max = p.method == PoolMethod::Max;
   const Interior in = interior_of(p);
@@ -206,7 +199,7 @@ void pool_forward_cpu(const PoolParams& p, const float* x, float* y, int32_t* ar
 // gather) adds them, starting from 0, so both backends give the same sums.
 void pool_backward_cpu(const PoolParams& p, const float* dy, const int32_t* argmax, float beta,
                        float* dx) {
-  check_launch(p, dy, dx, argmax);
+  pool_check_args(p, dy, dx, argmax);
   const int64_t planes = p.n * p.c, in_sz = p.h * p.w, out_sz = p.out_h * p.out_w;
   const bool is_max = p.method == PoolMethod::Max;
 #pragma omp parallel if (planes * in_sz >= kParallelMin)
@@ -231,7 +224,7 @@ void pool_backward_cpu(const PoolParams& p, const float* dy, const int32_t* argm
       }
       if (beta != 0.f) {
         float* dxp = dx + pl * in_sz;
-        for (int64_t i = 0; i < in_sz; ++i) pool_store_grad(&dxp[i], g[i], beta);
+        for (int64_t i = 0; i < in_sz; ++i) store_grad(dxp[i], beta, g[i]);
       }
     }
   }

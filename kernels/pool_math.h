@@ -120,7 +120,4 @@ DN_HD float pool_ave_grad(const PoolParams& p, const float* dy_plane, int64_t oh
   return g;
 }
 
-// dx = beta * dx + g; beta == 0 never reads dx (it may hold garbage or NaN).
-DN_HD void pool_store_grad(float* dx, float g, float beta) { *dx = beta == 0.f ? g : beta * *dx + g; }
-
 }  // namespace dropnet

@@ -5,6 +5,7 @@
 #include "core/launch.cuh"
 #include "kernels/resize.h"
 #include "kernels/resize_math.h"
+#include "kernels/store_grad.h"
 
 namespace dropnet {
 
@@ -36,8 +37,8 @@ __global__ void resize_backward_kernel(ResizeParams p, int64_t total, const floa
     const int64_t ic = r % p.c;
     const int64_t s = r / p.c;
     const ResizeAxisComputed ay{p.method, p.h, p.out_h}, ax{p.method, p.w, p.out_w};
-    resize_store_grad(dx, i, beta,
-                      resize_backward_at(p, dy, s, ic, iy, ix, ay.range(iy), ax.range(ix), ay, ax));
+    store_grad(dx[i], beta,
+               resize_backward_at(p, dy, s, ic, iy, ix, ay.range(iy), ax.range(ix), ay, ax));
   }
 }
 

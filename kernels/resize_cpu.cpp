@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "kernels/resize.h"
 #include "kernels/resize_math.h"
+#include "kernels/store_grad.h"
 
 namespace dropnet {
 
@@ -93,7 +94,7 @@ void resize_backward_cpu(const ResizeParams& p, const float* dy, float beta, flo
               acc[ix] += resize_adjoint_channel_term(pp, resize_plane_adjoint(pp, g, iy, ix, ry, ax.range(ix), ay, ax), oc);
           }
           const int64_t base = ((s * pp.c + ic) * pp.h + iy) * pp.w;
-          for (int64_t ix = 0; ix < pp.w; ++ix) resize_store_grad(dx, base + ix, beta, acc[ix]);
+          for (int64_t ix = 0; ix < pp.w; ++ix) store_grad(dx[base + ix], beta, acc[ix]);
         }
   }
 }

@@ -272,9 +272,4 @@ DN_HD float resize_backward_at(const ResizeParams& p, const float* dy, int64_t s
   return acc;
 }
 
-// d[i] = g + beta * d[i]; beta = 0 overwrites without reading d[i].
-DN_HD void resize_store_grad(float* d, int64_t i, float beta, float g) {
-  d[i] = beta == 0.f ? g : fmaf(beta, d[i], g);
-}
-
 }  // namespace dropnet

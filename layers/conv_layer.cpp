@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "kernels/conv.h"
 #include "kernels/conv_cudnn.h"
+#include "layers/config_pair.h"
 #include "layers/dispatch.h"
 #include "layers/registry.h"
 

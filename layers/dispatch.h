@@ -19,13 +19,3 @@
     cpu_call;                                 \
   } while (0)
 #endif
-
-namespace dropnet {
-// Reads `kernel`, `stride`, `pad` style keys given as an int or [h, w].
-struct Pair {
-  int h, w;
-};
-class ConfigNode;
-Pair read_pair(ConfigNode& cfg, const char* key, int def, int min_value);
-Pair read_pair_required(ConfigNode& cfg, const char* key, int min_value);
-}  // namespace dropnet

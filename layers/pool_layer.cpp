@@ -1,7 +1,9 @@
 // pool: max / average pooling with Caffe's ceil-mode output size. Keys: method (max | ave),
 // kernel, stride (1), pad (0).
+#include "core/device_array.h"
 #include "core/error.h"
 #include "kernels/pool.h"
+#include "layers/config_pair.h"
 #include "layers/dispatch.h"
 #include "layers/registry.h"
 
@@ -31,17 +33,14 @@ class PoolLayer : public Layer {
       input_error("layer '{}': {}", name(), e.what());
     }
     Shape out({s.n(), s.c(), p_.out_h, p_.out_w});
-    if (method_ == PoolMethod::Max) {
-      if (argmax_.empty()) argmax_ = Tensor(out, device());
-      else argmax_.reshape(out);
-    }
+    if (method_ == PoolMethod::Max) argmax_.resize(out.count(), device());
     return {out};
   }
 
   void forward(const std::vector<Blob*>& bottom, const std::vector<Blob*>& top, const RunContext&) override {
     const float* x = bottom[0]->value.data();
     float* y = top[0]->value.data();
-    int32_t* am = argmax();
+    int32_t* am = argmax_.data();
     DN_DISPATCH(device(), pool_forward_cpu(p_, x, y, am), pool_forward_cuda(p_, x, y, am, cuda_stream()));
   }
 
@@ -50,7 +49,7 @@ class PoolLayer : public Layer {
     if (!bg[0].needed) return;
     const float* dy = top[0]->grad.data();
     float* dx = bottom[0]->grad.data();
-    const int32_t* am = argmax();
+    const int32_t* am = argmax_.data();
     DN_DISPATCH(device(), pool_backward_cpu(p_, dy, am, bg[0].beta, dx),
                 pool_backward_cuda(p_, dy, am, bg[0].beta, dx, cuda_stream()));
   }
@@ -60,12 +59,10 @@ class PoolLayer : public Layer {
   }
 
  private:
-  // Argmax indices live in a float tensor's storage (same size as int32).
-  int32_t* argmax() { return argmax_.empty() ? nullptr : reinterpret_cast<int32_t*>(argmax_.data()); }
   PoolMethod method_;
   Pair kernel_{}, stride_{}, pad_{};
   PoolParams p_{};
-  Tensor argmax_;  // (N, C, out_h, out_w), int32 payload
+  DeviceArray<int32_t> argmax_;  // MAX only: (N, C, out_h, out_w), empty (null data) for AVE
 };
 
 }  // namespace

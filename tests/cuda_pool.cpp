@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/device.h"
+#include "core/device_array.h"
 #include "core/tensor.h"
 #include "kernels/pool.h"
 #include "tests/testing/harness.h"
@@ -21,23 +22,6 @@ using testing::all_close;
 using testing::random_vector;
 
 using testing::on_device;
-
-// An int32 device buffer (argmax).
-struct DeviceInts {
-  explicit DeviceInts(int64_t n) : bytes(static_cast<size_t>(n) * sizeof(int32_t)) {
-    ptr = static_cast<int32_t*>(device_alloc(Device::cuda(), bytes));
-  }
-  ~DeviceInts() { device_free(Device::cuda(), ptr, bytes); }
-  DeviceInts(const DeviceInts&) = delete;
-  DeviceInts& operator=(const DeviceInts&) = delete;
-  std::vector<int32_t> to_host() const {
-    std::vector<int32_t> v(bytes / sizeof(int32_t));
-    device_copy(v.data(), Device::cpu(), ptr, Device::cuda(), bytes);
-    return v;
-  }
-  size_t bytes;
-  int32_t* ptr;
-};
 
 struct Case {
   int k_h, k_w, s_h, s_w, p_h, p_w;
@@ -85,8 +69,8 @@ TEST(CudaPool, MatchesCpu) {
       std::vector<int32_t> am(static_cast<size_t>(ny));
       pool_forward_cpu(p, x.data(), y.data(), am.data());
       Tensor x_d = on_device(x), y_d(Shape{ny}, Device::cuda());
-      DeviceInts am_d(ny);
-      pool_forward_cuda(p, x_d.data(), y_d.data(), is_max ? am_d.ptr : nullptr, cuda_stream());
+      DeviceArray<int32_t> am_d(ny, Device::cuda());
+      pool_forward_cuda(p, x_d.data(), y_d.data(), is_max ? am_d.data() : nullptr, cuda_stream());
       const std::vector<float> y_gpu = y_d.to_host();
       if (is_max) {
         EXPECT_EQ(y, y_gpu) << "forward values";
@@ -98,7 +82,7 @@ TEST(CudaPool, MatchesCpu) {
         std::vector<float> dx = beta == 0.f ? std::vector<float>(static_cast<size_t>(nx), NAN) : acc;
         Tensor dy_d = on_device(dy), dx_d = on_device(dx);
         pool_backward_cpu(p, dy.data(), am.data(), beta, dx.data());
-        pool_backward_cuda(p, dy_d.data(), is_max ? am_d.ptr : nullptr, beta, dx_d.data(), cuda_stream());
+        pool_backward_cuda(p, dy_d.data(), is_max ? am_d.data() : nullptr, beta, dx_d.data(), cuda_stream());
         EXPECT_TRUE(all_close(dx, dx_d.to_host(), 1e-6f, 1e-6f)) << "backward, beta " << beta;
       }
     }
@@ -111,11 +95,11 @@ TEST(CudaPool, BackwardIsDeterministic) {
   const int64_t nx = p.n * p.c * p.h * p.w, ny = p.n * p.c * p.out_h * p.out_w;
   Tensor x_d = on_device(random_vector(nx, 5)), y_d(Shape{ny}, Device::cuda());
   Tensor dy_d = on_device(random_vector(ny, 6));
-  DeviceInts am_d(ny);
-  pool_forward_cuda(p, x_d.data(), y_d.data(), am_d.ptr, cuda_stream());
+  DeviceArray<int32_t> am_d(ny, Device::cuda());
+  pool_forward_cuda(p, x_d.data(), y_d.data(), am_d.data(), cuda_stream());
   Tensor dx1(Shape{nx}, Device::cuda()), dx2(Shape{nx}, Device::cuda());
-  pool_backward_cuda(p, dy_d.data(), am_d.ptr, 0.f, dx1.data(), cuda_stream());
-  pool_backward_cuda(p, dy_d.data(), am_d.ptr, 0.f, dx2.data(), cuda_stream());
+  pool_backward_cuda(p, dy_d.data(), am_d.data(), 0.f, dx1.data(), cuda_stream());
+  pool_backward_cuda(p, dy_d.data(), am_d.data(), 0.f, dx2.data(), cuda_stream());
   EXPECT_EQ(dx1.to_host(), dx2.to_host());
 }
 
@@ -127,8 +111,8 @@ TEST(CudaPool, MaxPropagatesNaNLikeCpu) {
   std::vector<int32_t> am(2);
   pool_forward_cpu(p, x.data(), y.data(), am.data());
   Tensor x_d = on_device(x), y_d(Shape{2}, Device::cuda());
-  DeviceInts am_d(2);
-  pool_forward_cuda(p, x_d.data(), y_d.data(), am_d.ptr, cuda_stream());
+  DeviceArray<int32_t> am_d(2, Device::cuda());
+  pool_forward_cuda(p, x_d.data(), y_d.data(), am_d.data(), cuda_stream());
   const auto y_gpu = y_d.to_host();
   EXPECT_TRUE(std::isnan(y_gpu[0]) && std::isnan(y_gpu[1]));
   EXPECT_EQ(am, am_d.to_host());

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "kernels/dropin.h"
 #include "kernels/dropin_math.h"
+#include "kernels/store_grad.h"
 #include "tests/testing/harness.h"
 
 namespace dropnet {
@@ -306,8 +307,8 @@ TEST(DropinCpu, LoopsMatchPerElementRule) {
         y_ref[i] = dropin_mix(r, skip[i], nw[i]);
         d_skip_ref[i] = acc_skip[i];
         d_new_ref[i] = acc_new[i];
-        dropin_store_grad(d_skip_ref.data(), i, 1.f, dropin_grad_share(1.f - r, dy[i]));
-        dropin_store_grad(d_new_ref.data(), i, 1.f, dropin_grad_share(r, dy[i]));
+        store_grad(d_skip_ref[i], 1.f, dropin_grad_share(1.f - r, dy[i]));
+        store_grad(d_new_ref[i], 1.f, dropin_grad_share(r, dy[i]));
       }
     std::vector<float> y(count), d_skip = acc_skip, d_new = acc_new;
     dropin_forward_cpu(p, skip.data(), nw.data(), y.data());

@@ -15,6 +15,7 @@
 #include "core/rng.h"
 #include "kernels/pool.h"
 #include "kernels/pool_math.h"
+#include "kernels/store_grad.h"
 #include "tests/testing/harness.h"
 
 namespace dropnet {
@@ -397,7 +398,7 @@ TEST(PoolBackward, EqualsPerCellGatherMath) {
                                 ? pool_max_grad(dyp, am.data() + pl * out_sz, p.out_w,
                                                 static_cast<int32_t>(h * p.w + w), oh0, oh1, ow0, ow1)
                                 : pool_ave_grad(p, dyp, oh0, oh1, ow0, ow1);
-            pool_store_grad(&dx_math[(pl * p.h + h) * p.w + w], g, beta);
+            store_grad(dx_math[(pl * p.h + h) * p.w + w], beta, g);
           }
       EXPECT_EQ(dx, dx_math) << "beta " << beta;
     }

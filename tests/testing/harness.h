@@ -1,6 +1,8 @@
-// The one test harness: tolerance comparisons that print the worst element, random tensors,
-// CUDA presence (tests labelled `cuda` skip without a device), the message of an expected input
-// error and finite-difference gradient checks of layers.
+// The helpers every test uses: tolerance comparisons that print the worst element, random and
+// device tensors, CUDA presence (tests labelled `cuda` skip without a device), the message of an
+// expected input error, the emulated-device and sanitizer switches that shrink tests, and the
+// HostStaging round trip. The rest of tests/testing/ is per topic (gradcheck.h: finite-difference
+// gradient checks of layers; nets.h, solvers.h, configs.h, ...).
 #pragma once
 
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "layers/dispatch.h"
+#include "layers/config_pair.h"
 
 #include <fmt/format.h>
 
