@@ -1,5 +1,5 @@
-// ConfigNode, the strict key accessor of core/config.h, and the few helpers every config_*.cpp
-// file uses (declared in core/config_internal.h).
+// ConfigNode, the strict key accessor of core/config.h, and the helpers the other config_*.cpp
+// files share (declared in core/config_internal.h).
 #include <fmt/format.h>
 
 #include <cmath>
