@@ -1,5 +1,6 @@
 // Strict YAML access: every key read is marked; finish() rejects the rest. Every error names the
 // file:line:column and the key path (e.g. "lenet.yaml:23:7: layers[3] (conv2).kernel: ...").
+// Implemented in core/config_*.cpp, one file per concern (core/config_internal.h lists them).
 #pragma once
 
 #include <yaml-cpp/yaml.h>
