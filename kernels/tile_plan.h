@@ -78,16 +78,24 @@ inline Grid make_grid(int64_t m, int64_t n, int64_t k, int64_t z, int sms) {
   return tiled_grid(m, n, k, z, big ? 128 : 64);
 }
 
+// The filter gradient's grid: an m x n GEMM per group whose long K is split (partial tiles summed
+// in order); z = groups x splits. Returns {grid, {splits, k per split}}.
+inline std::pair<Grid, std::pair<int, int>> split_grid(int64_t m, int64_t n, int64_t k, int64_t groups, int sms) {
+  Grid g = make_grid(m, n, k, groups, sms);
+  const std::pair<int, int> split = split_k(int64_t(g.x) * g.y * groups, k, sms);
+  g.z = static_cast<unsigned>(groups * split.first);
+  return {g, split};
+}
+
 inline ConvPlan plan_conv(const ConvParams& p, int sms) {
   const int64_t ohw = p.out_h * p.out_w, cg = p.c / p.group, og = p.out_c / p.group, kg = cg * p.kh * p.kw;
   ConvPlan pl;
   pl.fwd = make_grid(og, p.n * ohw, kg, p.group, sms);
   pl.bwd_data = make_grid(cg, p.n * p.h * p.w, og * p.kh * p.kw, p.group, sms);
-  // Filter gradient: M = og, N = kg, K = n * ohw (long): split K (partial tiles summed in order).
-  const Grid one = make_grid(og, kg, p.n * ohw, p.group, sms);
-  std::tie(pl.splits, pl.k_per_split) = split_k(int64_t(one.x) * one.y * p.group, p.n * ohw, sms);
-  pl.bwd_filter = one;
-  pl.bwd_filter.z = static_cast<unsigned>(int64_t(p.group) * pl.splits);
+  // Filter gradient: M = og, N = kg, K = n * ohw (long).
+  std::pair<int, int> split;
+  std::tie(pl.bwd_filter, split) = split_grid(og, kg, p.n * ohw, p.group, sms);
+  std::tie(pl.splits, pl.k_per_split) = split;
   return pl;
 }
 

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "kernels/conv.h"
 #include "kernels/conv_cudnn.h"
+#include "kernels/tile_plan.h"
 #include "layers/config_pair.h"
 #include "layers/dispatch.h"
 #include "layers/registry.h"
@@ -108,11 +109,12 @@ class ConvLayer : public Layer {
     return 2.0 * p_.n * p_.out_c * p_.out_h * p_.out_w * (p_.c / p_.group) * p_.kh * p_.kw;
   }
   std::vector<GemmExtent> gemm_extents() const override {
-    // As kernels/tile_plan.h's plan_conv cuts the three passes (per group).
-    const int64_t ohw = p_.out_h * p_.out_w, cg = p_.c / p_.group, og = p_.out_c / p_.group, kg = cg * p_.kh * p_.kw;
-    return {{"fwd", og, p_.n * ohw, kg, p_.group, true},
-            {"bwd_data", cg, p_.n * p_.h * p_.w, og * p_.kh * p_.kw, p_.group, true},
-            {"bwd_filter", og, kg, p_.n * ohw, p_.group, true}};
+    // The GEMMs (per group) as kernels/tile_plan.h's plan_conv cuts the three passes; the SM count
+    // only picks tiles, which the model plans again for its GPU.
+    const tile_plan::ConvPlan pl = tile_plan::plan_conv(p_, 1);
+    auto extent = [&](GemmPass pass, const tile_plan::Grid& g) { return GemmExtent{pass, g.m, g.n, g.k, p_.group, true}; };
+    return {extent(GemmPass::Fwd, pl.fwd), extent(GemmPass::BwdData, pl.bwd_data),
+            extent(GemmPass::BwdFilter, pl.bwd_filter)};
   }
   double forward_flops_used(const RunContext&, const ChannelRange& use) const override {
     const ConvOutRange r = range_for(use);

@@ -74,9 +74,9 @@ class FcLayer : public Layer {
 
   double forward_flops() const override { return 2.0 * n_ * num_output_ * k_; }
   std::vector<GemmExtent> gemm_extents() const override {  // the three SGEMMs above
-    return {{"fwd", n_, num_output_, k_, 1, false},
-            {"bwd_data", n_, k_, num_output_, 1, false},
-            {"bwd_filter", num_output_, k_, n_, 1, false}};
+    return {{GemmPass::Fwd, n_, num_output_, k_, 1, false},
+            {GemmPass::BwdData, n_, k_, num_output_, 1, false},
+            {GemmPass::BwdFilter, num_output_, k_, n_, 1, false}};
   }
 
  private:

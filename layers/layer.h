@@ -89,8 +89,9 @@ class PassThroughTop {
 // One matrix product a layer's pass runs (C is m x n, K = k, `groups` of them): what the GPU
 // performance model (tools/perf_model.h) tiles. conv: per direction, as the implicit-GEMM kernels
 // cut it (kernels/tile_plan.h: fwd, bwd_data, bwd_filter); fc: the three SGEMMs.
+enum class GemmPass { Fwd, BwdData, BwdFilter };
 struct GemmExtent {
-  const char* pass;  // "fwd", "bwd_data", "bwd_filter"
+  GemmPass pass;
   int64_t m, n, k, groups;
   bool conv;  // tiled by plan_conv's grids (else plan_gemm)
 };

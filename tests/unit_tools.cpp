@@ -473,15 +473,15 @@ TEST(DropoutSchedule, ConfigErrors) {
 // Tile efficiency: full 128 tiles filling exactly one wave of 132 SMs are 1; a row more than a tile
 // wastes the rest of its tile row.
 TEST(PerfModel, TileEfficiency) {
-  const GemmExtent full{"fwd", 128 * 12, 128 * 11, 128, 1, false};  // 132 tiles of 128, K < 512: no split
+  const GemmExtent full{GemmPass::Fwd, 128 * 12, 128 * 11, 128, 1, false};  // 132 tiles of 128, K < 512: no split
   EXPECT_DOUBLE_EQ(tile_efficiency(full, 132), 1.0);
-  const GemmExtent ragged{"fwd", 128 * 12 + 1, 128 * 11, 128, 1, false};  // 13 tile rows, one almost empty
+  const GemmExtent ragged{GemmPass::Fwd, 128 * 12 + 1, 128 * 11, 128, 1, false};  // 13 tile rows, one almost empty
   const tile_plan::GemmPlan pl = tile_plan::plan_gemm(ragged.m, ragged.n, ragged.k, 132);
   ASSERT_EQ(pl.tile, 128);
   const double useful = (128.0 * 12 + 1) / (128.0 * 13);
   const double blocks = 13.0 * 11, fill = blocks / (2 * 132);  // two waves of 132 resident blocks
   EXPECT_NEAR(tile_efficiency(ragged, 132), useful * fill, 1e-12);
-  EXPECT_LT(tile_efficiency(GemmExtent{"fwd", 10, 10, 10, 1, false}, 132), 0.01);  // one tiny block
+  EXPECT_LT(tile_efficiency(GemmExtent{GemmPass::Fwd, 10, 10, 10, 1, false}, 132), 0.01);  // one tiny block
 }
 
 // A net of one large fc and a ReLU: the fc is compute-bound at FLOPs / (peak x 0.75 x tile
@@ -510,7 +510,7 @@ layers:
   ASSERT_EQ(m.layers.size(), 5u);
   const ModelLayer& fc = m.layers[1];
   const double flops = 2.0 * 1408 * 1536 * 1536;
-  const double eff = tile_efficiency(GemmExtent{"fwd", 1408, 1536, 1536, 1, false}, 132);
+  const double eff = tile_efficiency(GemmExtent{GemmPass::Fwd, 1408, 1536, 1536, 1, false}, 132);
   EXPECT_TRUE(fc.fwd.compute_bound);
   EXPECT_NEAR(fc.fwd.ms, 1e3 * flops / (67.0e12 * kAttainable * eff), 1e-9);
   EXPECT_NEAR(fc.fwd.flops, flops, 1.0);

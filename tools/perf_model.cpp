@@ -22,11 +22,15 @@ double tile_efficiency(const GemmExtent& g, int sms) {
   int tile = 64, splits = 1, k_per_split = static_cast<int>(g.k);
   int64_t blocks = 0;
   if (g.conv) {
-    const tile_plan::Grid grid = tile_plan::make_grid(g.m, g.n, g.k, g.groups, sms);
+    // As plan_conv launches the pass: the filter gradient splits its long K.
+    tile_plan::Grid grid = tile_plan::make_grid(g.m, g.n, g.k, g.groups, sms);
+    if (g.pass == GemmPass::BwdFilter) {
+      std::pair<int, int> split;
+      std::tie(grid, split) = tile_plan::split_grid(g.m, g.n, g.k, g.groups, sms);
+      std::tie(splits, k_per_split) = split;
+    }
     tile = grid.tile;
     blocks = int64_t(grid.x) * grid.y * g.groups;
-    if (std::string(g.pass) == "bwd_filter")  // the filter gradient splits its long K
-      std::tie(splits, k_per_split) = tile_plan::split_k(blocks, g.k, sms);
   } else {
     const tile_plan::GemmPlan plan = tile_plan::plan_gemm(g.m, g.n, g.k, sms);
     tile = plan.tile;
@@ -111,9 +115,9 @@ NetModel model_net(const Net& net, const GpuSpec& gpu, const std::string& precis
                                                              : 1.0;
       std::vector<GemmExtent> fwd, bwd;
       for (const GemmExtent& g : l.gemm_extents()) {
-        if (std::string(g.pass) == "fwd") {
+        if (g.pass == GemmPass::Fwd) {
           fwd.push_back(g);
-        } else if (std::string(g.pass) == "bwd_data") {
+        } else if (g.pass == GemmPass::BwdData) {
           // The input's gradient only where something below learns.
           const auto it = net.bottoms(i).empty() ? producer.end() : producer.find(net.bottoms(i)[0]);
           if (it != producer.end() && net.layer_needs_backward(it->second)) bwd.push_back(g);
