@@ -87,25 +87,29 @@ PredictionSamples load_prediction_input(const PredictionInput& in) {
     out.format = "image list";
     return out;
   }
-  std::shared_ptr<InMemoryDataset> ds;
+  // IDX or .npy: the pixels (N, C, H, W), then the labels and the in-memory set alike.
+  int64_t n = 0, c = 1, h = 0, w = 0;
+  std::vector<uint8_t> px;
   if (form == Form::Idx) {
-    const IdxImages im = read_idx_images(in.path);
-    std::vector<int32_t> labels(static_cast<size_t>(im.n), 0);
-    if (!in.labels.empty()) labels = read_labels(in.labels, im.n);
-    ds = std::make_shared<InMemoryDataset>(fs::path(in.path).filename().string(), 1, static_cast<int>(im.rows),
-                                           static_cast<int>(im.cols), classes_of(labels, in.num_classes));
-    ds->append(im.pixels.data(), labels.data(), im.n);
+    IdxImages im = read_idx_images(in.path);
+    n = im.n;
+    h = im.rows;
+    w = im.cols;
+    px = std::move(im.pixels);
     out.format = "IDX";
   } else {
     const Tensor t = read_npy(in.path);
     const Shape& s = t.shape();
     if (s.ndim() != 3 && s.ndim() != 4)
       input_error("--predict '{}': expected (N, H, W) or (N, C, H, W) pixels, got {}", in.path, s.str());
-    const int64_t n = s[0], c = s.ndim() == 4 ? s[1] : 1, h = s[s.ndim() - 2], w = s[s.ndim() - 1];
+    n = s[0];
+    c = s.ndim() == 4 ? s[1] : 1;
+    h = s[s.ndim() - 2];
+    w = s[s.ndim() - 1];
     if (n <= 0 || c <= 0 || c > 4 || h <= 0 || w <= 0 || h > 65536 || w > 65536)
       input_error("--predict '{}': cannot use samples of shape {}", in.path, s.str());
     const std::vector<float> v = t.to_host();
-    std::vector<uint8_t> px(v.size());
+    px.resize(v.size());
     for (size_t i = 0; i < v.size(); ++i) {
       if (!(v[i] >= 0 && v[i] <= 255) || v[i] != std::floor(v[i]))
         input_error("--predict '{}': element {} is {}; the input holds pixel values (integers 0-255) before the "
@@ -113,16 +117,16 @@ PredictionSamples load_prediction_input(const PredictionInput& in) {
                     in.path, i, v[i]);
       px[i] = static_cast<uint8_t>(v[i]);
     }
-    std::vector<int32_t> labels(static_cast<size_t>(n), 0);
-    if (!in.labels.empty()) labels = read_labels(in.labels, n);
-    ds = std::make_shared<InMemoryDataset>(fs::path(in.path).filename().string(), static_cast<int>(c),
-                                           static_cast<int>(h), static_cast<int>(w),
-                                           classes_of(labels, in.num_classes));
-    ds->append(px.data(), labels.data(), n);
     out.format = "npy";
   }
+  std::vector<int32_t> labels(static_cast<size_t>(n), 0);
+  if (!in.labels.empty()) labels = read_labels(in.labels, n);
+  auto ds = std::make_shared<InMemoryDataset>(fs::path(in.path).filename().string(), static_cast<int>(c),
+                                              static_cast<int>(h), static_cast<int>(w),
+                                              classes_of(labels, in.num_classes));
+  ds->append(px.data(), labels.data(), n);
   out.labeled = !in.labels.empty();
-  if (out.labeled) out.labels = ds->labels();
+  if (out.labeled) out.labels = std::move(labels);
   out.samples = ds;
   return out;
 }

@@ -444,7 +444,6 @@ SafeTensors read_state_weights(const SafeTensors& s, const std::string& state_pa
 // Restores from a state and its weights, read and verified (read_state_file, read_state_weights).
 // Everything is validated before the solver is touched.
 void restore_parsed(Solver& solver, const SafeTensors& s, const std::string& state_path, const SafeTensors& w) {
-
   Net& net = solver.train_net();
   check_fingerprint(net, s.meta("params"), state_path);
   const int64_t seed = s.meta_int("seed");
