@@ -12,7 +12,6 @@ The table also gives each run's mean training speed (images/s over its display r
 compute skipping, what a run costs depends on its schedule.
 """
 import argparse
-import json
 import os
 import re
 
@@ -33,18 +32,13 @@ ap.add_argument("--reference-label", default="LeNet (shallow)")
 ap.add_argument("--figures-only", action="store_true", help="redraw the figures, leave results.md as it is")
 a = ap.parse_args()
 
+# Each run read once (plot_metrics.Run: its records, where it diverged or was stopped); the table
+# adds the error its log names.
 runs = {}
 for name in sorted(os.listdir(a.out)):
-    path = os.path.join(a.out, name, "metrics.jsonl")
-    if not os.path.isfile(path):
+    if not os.path.isfile(os.path.join(a.out, name, "metrics.jsonl")):
         continue
-    tests, trains = [], []
-    with open(path) as f:
-        for line in f:
-            r = json.loads(line)
-            if r["kind"] == "status":  # the run's end
-                continue
-            (tests if r["kind"] == "test" else trains).append(r)
+    run = plot_metrics.Run(os.path.join(a.out, name))
     log = os.path.join(a.out, name + ".log")
     err = ""
     if os.path.isfile(log):
@@ -52,15 +46,9 @@ for name in sorted(os.listdir(a.out)):
             if "error" in line:
                 err = line.strip().split("error: ", 1)[-1][:80]
     # A run stopped by hand (a signal: dropnet-train snapshots and exits) ends before max_iter.
-    cfg = os.path.join(a.out, name, "config.yaml")
-    max_iter = None
-    if os.path.isfile(cfg):
-        m = re.search(r"^\s*max_iter:\s*(\d+)", open(cfg).read(), re.M)
-        max_iter = int(m.group(1)) if m else None
-    last = max((r["iter"] for r in trains + tests), default=0)
-    if not err and max_iter is not None and last < max_iter:
-        err = f"stopped at iteration {last} of {max_iter}: the final accuracy is the last test's"
-    runs[name] = (tests, trains, err)
+    if not err and run.stopped:
+        err = f"stopped at iteration {run.stopped[0]} of {run.stopped[1]}: the final accuracy is the last test's"
+    runs[name] = (run, err)
 
 
 def final_acc(tests):
@@ -75,7 +63,8 @@ def mean_speed(trains):
 rows = [f"| run | final test accuracy | mean of the last 4 tests | iterations to 80% of final | "
         f"converged (>= {100 * a.converged:.0f}%) | images/s | note |",
         "|---|---|---|---|---|--:|---|"]
-for name, (tests, trains, err) in runs.items():
+for name, (run, err) in runs.items():
+    tests, trains = run.test, run.train
     acc = final_acc(tests)
     if acc is None or acc != acc:
         rows.append(f"| {name} | - | - | - | no | {mean_speed(trains)} | {err or 'no test result'} |")
@@ -88,10 +77,10 @@ for name, (tests, trains, err) in runs.items():
 
 # Repeats with other seeds: <run>_seed<k> (seed 1 is <run> itself).
 seeds = {}
-for name, (tests, _, _) in runs.items():
+for name, (run, _) in runs.items():
     m = re.match(r"(.+)_seed(\d+)$", name)
     base, seed = (m.group(1), int(m.group(2))) if m else (name, 1)
-    acc = final_acc(tests)
+    acc = final_acc(run.test)
     if acc is not None and acc == acc:
         seeds.setdefault(base, []).append((seed, acc))
 seed_rows = []
@@ -131,7 +120,7 @@ for g, variants in groups.items():
         name_label = "no DropIn" if label == "plain" else f"DropIn length {int(label[1:])}"
         if label != "plain" and float(a.scale) != 1:  # run names carry the unscaled (paper) length
             name_label += f" (x{a.scale}: {round(int(label[1:]) * float(a.scale))})"
-        members = [plot_metrics.Run(os.path.join(a.out, n)) for _, n in sorted(variants[label])]
+        members = [runs[n][0] for _, n in sorted(variants[label])]
         curves.append((name_label, members))
     if sum(len(r.test) for _, rs in curves for r in rs) < 2:
         if os.path.exists(png):
