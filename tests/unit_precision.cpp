@@ -47,9 +47,12 @@ TEST(Precision, SpecialValues) {
     EXPECT_TRUE(std::isnan(f(-std::nanf(""))));
     EXPECT_EQ(f(0.0f), 0.0f);
     EXPECT_TRUE(std::signbit(f(-0.0f)));
-    const float sub = 0x1.234p-140f;  // subnormal: rounded on the same bit grid
-    EXPECT_NEAR(f(sub), sub, 0x1p-140f * 0x1p-6f);
+    EXPECT_EQ(f(0x1.8p-130f + 0x1p-149f), 0x1.8p-130f);  // a subnormal: the low bits cleared
   }
+  // Subnormals round on the bit grid, not relative to the value: TF32 steps are 2^-136, BF16 2^-133.
+  EXPECT_EQ(round_tf32(0x1p-137f), 0x1p-136f);  // a tie: away from zero
+  EXPECT_EQ(round_bf16(0x1p-134f), 0.0f);       // a tie: to even (zero)
+  EXPECT_EQ(round_bf16(0x1.8p-133f), 0x1p-132f);
   EXPECT_EQ(precision::round(Precision::FP32, 1.0f + 0x1p-20f), 1.0f + 0x1p-20f);
   EXPECT_EQ(precision::round(Precision::TF32, 1.0f + 0x1p-20f), 1.0f);
   EXPECT_EQ(precision::round(Precision::BF16, 1.0f + 0x1p-7f + 0x1p-20f), 1.0f + 0x1p-7f);
