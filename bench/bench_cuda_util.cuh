@@ -8,6 +8,7 @@
 #include <functional>
 
 #include "core/cuda_check.h"
+#include "core/launch.cuh"
 #include "core/device.h"
 #include "core/tensor.h"
 

@@ -1,8 +1,15 @@
-// DN_CUDA_CHECK (a failing CUDA runtime call reports the statement, file:line and CUDA's own
-// text) and the helpers the .cu files share: grid size, SM count, stream-ordered scratch. The
-// other libraries' checks sit beside their wrappers: DN_CUBLAS_CHECK (kernels/cublas_check.h),
-// DN_CUDNN_CHECK (kernels/conv_cudnn.cu), DN_NCCL_CHECK (dist/nccl_comm.cu). Only included from
-// .cu files and CUDA-enabled sources.
+// The one check header: a failing CUDA runtime, cuBLAS, cuDNN or NCCL call throws an internal
+// error naming the statement, file:line and the library's own text for the status.
+//
+//   DN_CUDA_CHECK(stmt)    cudaError_t,    cudaGetErrorString
+//   DN_CUBLAS_CHECK(stmt)  cublasStatus_t, the lazily loaded cuBLAS's text (kernels/cublas_api.h)
+//   DN_CUDNN_CHECK(stmt)   cudnnStatus_t,  cudnnGetErrorString
+//   DN_NCCL_CHECK(stmt)    ncclResult_t,   nccl_error_text (dist/nccl_comm.cu: NCCL's text and the
+//                                          thread's last NCCL error)
+//
+// Only <cuda_runtime.h> is included here: each library's macro needs that library's header (and,
+// for cuBLAS and NCCL, the text function named above) where it is used. Kernel launches are
+// checked by DN_LAUNCH (core/launch.cuh) itself.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -11,34 +18,18 @@
 
 #include "core/error.h"
 
-#define DN_CUDA_CHECK(stmt)                                                                  \
-  do {                                                                                       \
-    cudaError_t dn_err_ = (stmt);                                                            \
-    if (dn_err_ != cudaSuccess)                                                              \
-      ::dropnet::internal_error(__FILE__, __LINE__,                                          \
-                                std::string(#stmt " failed: ") + cudaGetErrorString(dn_err_)); \
+#define DN_STATUS_CHECK_(stmt, text, ok, describe)                                                   \
+  do {                                                                                               \
+    const auto dn_status_ = (stmt);                                                                  \
+    if (dn_status_ != (ok))                                                                          \
+      ::dropnet::internal_error(__FILE__, __LINE__, std::string(text " failed: ") + describe(dn_status_)); \
   } while (0)
 
-// After a raw <<<...>>> launch (benches; the library launches with DN_LAUNCH, core/launch.cuh,
-// which checks by itself): catches bad launch configurations immediately.
+#define DN_CUDA_CHECK(stmt) DN_STATUS_CHECK_(stmt, #stmt, cudaSuccess, cudaGetErrorString)
+#define DN_CUBLAS_CHECK(stmt) DN_STATUS_CHECK_(stmt, #stmt, CUBLAS_STATUS_SUCCESS, ::dropnet::cublas().status_string)
+#define DN_CUDNN_CHECK(stmt) DN_STATUS_CHECK_(stmt, #stmt, CUDNN_STATUS_SUCCESS, cudnnGetErrorString)
+#define DN_NCCL_CHECK(stmt) DN_STATUS_CHECK_(stmt, #stmt, ncclSuccess, nccl_error_text)
+
+// After a raw <<<...>>> launch (benches; the library launches with DN_LAUNCH): catches bad launch
+// configurations immediately.
 #define DN_CUDA_LAUNCH_CHECK() DN_CUDA_CHECK(cudaGetLastError())
-
-namespace dropnet {
-// Grid size for a 1-D element-wise launch, capped (kernels use grid-stride loops).
-inline unsigned grid_for(long long n, int block = 256) {
-  long long g = (n + block - 1) / block;
-  if (g < 1) g = 1;
-  if (g > 65535LL * 8) g = 65535LL * 8;
-  return static_cast<unsigned>(g);
-}
-
-// Multiprocessor count of the current device (queried once per device).
-int current_sm_count();
-
-// Stream-ordered scratch (split-K partial tiles) from the current device's pool: cudaMallocAsync
-// on `s`, freed on `s` once the kernels that use it are queued, so it is safe on any stream. The
-// pool keeps its memory (release threshold raised once per device): steady state does not return
-// to the driver.
-void* stream_scratch_alloc(size_t bytes, cudaStream_t s);
-void stream_scratch_free(void* p, cudaStream_t s);
-}  // namespace dropnet

@@ -1,3 +1,6 @@
+// Launching a kernel: DN_LAUNCH, the one way dropnet launches one, and what launches are sized
+// with (a 1-D grid, the SM count, stream-ordered scratch for split-K partial tiles).
+//
 // The one way dropnet launches a kernel:
 //
 //   DN_LAUNCH(kernel, grid, block, shared_bytes, stream, args...);
@@ -11,11 +14,30 @@
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <tuple>
 #include <type_traits>
 #include <utility>
 
 namespace dropnet {
+
+// Grid size for a 1-D element-wise launch, capped (kernels use grid-stride loops).
+inline unsigned grid_for(long long n, int block = 256) {
+  long long g = (n + block - 1) / block;
+  if (g < 1) g = 1;
+  if (g > 65535LL * 8) g = 65535LL * 8;
+  return static_cast<unsigned>(g);
+}
+
+// Multiprocessor count of the current device (queried once per device; core/device_cuda.cu).
+int current_sm_count();
+
+// Stream-ordered scratch (split-K partial tiles) from the current device's pool: cudaMallocAsync
+// on `s`, freed on `s` once the kernels that use it are queued, so it is safe on any stream. The
+// pool keeps its memory (release threshold raised once per device): steady state does not return
+// to the driver.
+void* stream_scratch_alloc(size_t bytes, cudaStream_t s);
+void stream_scratch_free(void* p, cudaStream_t s);
 
 // Checks a launch's error (and with DROPNET_CUDA_SYNC=1 synchronizes `s` and checks again);
 // throws an internal error naming the kernel, the layer and the stream's device.

@@ -20,13 +20,6 @@
 #error "dropnet needs NCCL 2.14 or newer (non-blocking communicator init)"
 #endif
 
-#define DN_NCCL_CHECK(stmt)                                                                           \
-  do {                                                                                                \
-    ncclResult_t dn_nr_ = (stmt);                                                                     \
-    if (dn_nr_ != ncclSuccess)                                                                        \
-      ::dropnet::internal_error(__FILE__, __LINE__, std::string(#stmt " failed: ") + nccl_error_text(dn_nr_)); \
-  } while (0)
-
 namespace dropnet::dist {
 
 namespace {

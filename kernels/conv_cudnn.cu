@@ -21,15 +21,6 @@
 #include "core/tensor.h"
 #include "kernels/eltwise.h"
 
-// A failing cuDNN call reports the statement, file:line and cuDNN's own status text.
-#define DN_CUDNN_CHECK(stmt)                                                                 \
-  do {                                                                                       \
-    cudnnStatus_t dn_status_ = (stmt);                                                       \
-    if (dn_status_ != CUDNN_STATUS_SUCCESS)                                                  \
-      ::dropnet::internal_error(__FILE__, __LINE__,                                          \
-                                std::string(#stmt " failed: ") + cudnnGetErrorString(dn_status_)); \
-  } while (0)
-
 namespace dropnet {
 
 namespace {

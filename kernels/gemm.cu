@@ -15,7 +15,7 @@
 
 #include "core/cuda_check.h"
 #include "core/launch.cuh"
-#include "kernels/cublas_check.h"
+#include "kernels/cublas_api.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_check.h"
 #include "kernels/gemm_tile.cuh"

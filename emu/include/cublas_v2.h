@@ -1,5 +1,5 @@
 // The emulated cuBLAS (DROPNET_CUDA=EMU): the part of the cuBLAS v2 API that dropnet uses
-// (kernels/gemm.cu, kernels/cublas_check.h), implemented on the host by emu/cublas.cpp over the
+// (kernels/gemm.cu, core/cuda_check.h), implemented on the host by emu/cublas.cpp over the
 // emulated CUDA runtime. Names, types and values are those of the real <cublas_v2.h> (cuBLAS 13),
 // so the same sources build against both.
 //
