@@ -3,6 +3,7 @@
 #include "core/cuda_check.h"
 #include "core/launch.cuh"
 #include "kernels/dropin.h"
+#include "kernels/dropin_check.h"
 #include "kernels/dropin_math.h"
 #include "kernels/store_grad.h"
 

@@ -34,9 +34,6 @@ struct DropinParams {
   uint32_t step = 0;    // iteration
 };
 
-// Checks the parameters (sizes >= 0, p in [0, 1]); the launchers call it. Throws dropnet::Error.
-void dropin_check_params(const DropinParams& p);
-
 // Gradual mode: units (elements, or channels for unit Channel) of one sample that read `new`,
 // n_units - floor(q * n_units). Same formula as the kernels (dropin_gradual_skip_units).
 int64_t dropin_units_from_new(const DropinParams& p);

@@ -6,19 +6,11 @@
 
 #include "core/error.h"
 #include "kernels/dropin.h"
+#include "kernels/dropin_check.h"
 #include "kernels/dropin_math.h"
 #include "kernels/store_grad.h"
 
 namespace dropnet {
-
-void dropin_check_params(const DropinParams& p) {
-  DN_CHECK(p.n >= 0 && p.c >= 0 && p.hw >= 0, "dropin: negative size (n {}, c {}, hw {})", p.n, p.c, p.hw);
-  DN_CHECK(p.p >= 0.f && p.p <= 1.f, "dropin: p = {} is outside [0, 1]", p.p);  // false for NaN
-  DN_CHECK(p.mode == DropinMode::Gradual || p.mode == DropinMode::Regularize, "dropin: bad mode {}",
-           static_cast<int>(p.mode));
-  DN_CHECK(p.unit == DropinUnit::Element || p.unit == DropinUnit::Channel, "dropin: bad unit {}",
-           static_cast<int>(p.unit));
-}
 
 int64_t dropin_units_from_new(const DropinParams& p) {
   dropin_check_params(p);

@@ -2,6 +2,7 @@
 #include "core/cuda_check.h"
 #include "core/launch.cuh"
 #include "kernels/dropout.h"
+#include "kernels/dropout_check.h"
 #include "kernels/dropout_math.h"
 #include "kernels/store_grad.h"
 

@@ -18,9 +18,6 @@ struct DropoutParams {
   uint32_t step = 0;    // iteration
 };
 
-// count >= 0 and 0 <= ratio < 1; throws dropnet::Error.
-void dropout_check_params(const DropoutParams& p);
-
 // y may alias x.
 void dropout_forward_cpu(const DropoutParams& p, const float* x, float* y);
 // dx = mask * dy / (1 - ratio) + beta * dx; beta = 0 overwrites without reading dx.

@@ -2,15 +2,11 @@
 // (philox_uniform_group, the same values as philox_uniform per element).
 #include "core/error.h"
 #include "kernels/dropout.h"
+#include "kernels/dropout_check.h"
 #include "kernels/dropout_math.h"
 #include "kernels/store_grad.h"
 
 namespace dropnet {
-
-void dropout_check_params(const DropoutParams& p) {
-  DN_CHECK(p.count >= 0, "dropout: negative count {}", p.count);
-  DN_CHECK(p.ratio >= 0.f && p.ratio < 1.f, "dropout: ratio = {} is outside [0, 1)", p.ratio);
-}
 
 namespace {
 

@@ -2,6 +2,7 @@
 #include "core/cuda_check.h"
 #include "core/launch.cuh"
 #include "kernels/grow.h"
+#include "kernels/grow_check.h"
 #include "kernels/grow_math.h"
 #include "kernels/store_grad.h"
 

@@ -16,9 +16,6 @@ struct GrowParams {
   int64_t active = 0;            // channels [0, active) pass; 0 <= active <= c
 };
 
-// Checks the sizes (>= 0, active <= c); the launchers call it. Throws dropnet::Error.
-void grow_check_params(const GrowParams& p);
-
 // y = x on the active channels, 0 elsewhere.
 void grow_forward_cpu(const GrowParams& p, const float* x, float* y);
 // dx = (active ? dy : 0) + beta * dx; beta = 0 overwrites without reading dx.

@@ -1,14 +1,10 @@
 #include "core/error.h"
 #include "kernels/grow.h"
+#include "kernels/grow_check.h"
 #include "kernels/grow_math.h"
 #include "kernels/store_grad.h"
 
 namespace dropnet {
-
-void grow_check_params(const GrowParams& p) {
-  DN_CHECK(p.n >= 0 && p.c >= 0 && p.hw >= 0, "grow: negative size (n {}, c {}, hw {})", p.n, p.c, p.hw);
-  DN_CHECK(p.active >= 0 && p.active <= p.c, "grow: {} active channels of {}", p.active, p.c);
-}
 
 // Per sample: the active channels are one contiguous run, the inactive ones the next.
 void grow_forward_cpu(const GrowParams& p, const float* x, float* y) {

@@ -4,6 +4,7 @@
 #include "core/cuda_check.h"
 #include "core/launch.cuh"
 #include "kernels/resize.h"
+#include "kernels/resize_check.h"
 #include "kernels/resize_math.h"
 #include "kernels/store_grad.h"
 

@@ -35,10 +35,6 @@ struct ResizeParams {
   int64_t out_c = 0, out_h = 0, out_w = 0;  // output (n, out_c, out_h, out_w)
 };
 
-// n >= 0, every other extent >= 1, spatial extents <= 2^24 (exact index arithmetic); throws
-// dropnet::Error.
-void resize_check_params(const ResizeParams& p);
-
 // x (n, c, h, w) -> y (n, out_c, out_h, out_w). y must not alias x.
 void resize_forward_cpu(const ResizeParams& p, const float* x, float* y);
 // dx = R^T dy + beta * dx; beta = 0 overwrites without reading dx. dx must not alias dy.

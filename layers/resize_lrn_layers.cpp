@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "kernels/lrn.h"
 #include "kernels/resize.h"
+#include "kernels/resize_check.h"
 #include "layers/dispatch.h"
 #include "layers/registry.h"
 
