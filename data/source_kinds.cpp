@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <optional>
 
 #include "data/cifar.h"
 #include "data/idx.h"
@@ -23,6 +24,12 @@ int int_in(ConfigNode& cfg, const std::string& key, int64_t def, int64_t lo, int
 namespace {
 
 bool scalar(const YAML::Node& n) { return n.IsDefined() && n.IsScalar(); }
+// An integer scalar's value; nullopt for anything else (the declared shapes check nothing, throw nothing).
+std::optional<int64_t> int_scalar(const YAML::Node& n) {
+  int64_t v = 0;
+  if (!scalar(n) || !YAML::convert<int64_t>::decode(n, v)) return std::nullopt;
+  return v;
+}
 
 std::string join_dir(const std::string& dir, const std::string& name) {
   return fs::path(name).is_absolute() ? name : (fs::path(dir) / name).string();
@@ -131,12 +138,14 @@ SourcePlan read_image_list(ConfigNode& cfg, const SourceContext& ctx) {
 }
 
 std::vector<int64_t> image_list_declared_shape(const YAML::Node& sec) {
-  if (!sec["resize"].IsDefined()) return {};
-  const int64_t c = scalar(sec["channels"]) ? sec["channels"].as<int64_t>() : 3;
+  const int64_t c = sec["channels"].IsDefined() ? int_scalar(sec["channels"]).value_or(0) : 3;
   YAML::Node r = sec["resize"];
-  if (r.IsSequence() && r.size() == 2) return {c, r[0].as<int64_t>(), r[1].as<int64_t>()};
-  if (scalar(r)) return {c, r.as<int64_t>(), r.as<int64_t>()};
-  return {};
+  std::optional<int64_t> h, w;
+  if (!r.IsDefined()) h = w = 0;  // the images vary: the crop decides
+  else if (r.IsSequence() && r.size() == 2) h = int_scalar(r[0]), w = int_scalar(r[1]);
+  else h = w = int_scalar(r);
+  if (c <= 0 || !h || !w) return {};
+  return {c, *h, *w};
 }
 
 // ---- packed: path (see data/packed.h) ----------------------------------------------------------
@@ -172,6 +181,19 @@ SourcePlan read_synthetic(ConfigNode& cfg, const SourceContext& ctx) {
   return p;
 }
 
+std::vector<int64_t> synthetic_declared_shape(const YAML::Node& sec) {
+  YAML::Node s = sec["shape"];
+  if (!s.IsDefined() || !s.IsSequence() || (s.size() != 2 && s.size() != 3)) return {};
+  std::vector<int64_t> shape;
+  for (const YAML::Node& d : s) {
+    const std::optional<int64_t> v = int_scalar(d);
+    if (!v) return {};
+    shape.push_back(*v);
+  }
+  if (shape.size() == 2) shape.insert(shape.begin(), 1);
+  return shape;
+}
+
 }  // namespace
 
 const std::vector<SourceKind>& source_kinds() {
@@ -180,7 +202,7 @@ const std::vector<SourceKind>& source_kinds() {
       {"cifar10", read_cifar10, cifar10_declared_shape, true},
       {"image_list", read_image_list, image_list_declared_shape, false},
       {"packed", read_packed, nullptr, false},
-      {"synthetic", read_synthetic, nullptr, false},
+      {"synthetic", read_synthetic, synthetic_declared_shape, false},
   };
   return kinds;
 }

@@ -42,7 +42,8 @@ struct SourceKind {
   const char* name;
   SourcePlan (*read)(ConfigNode& cfg, const SourceContext& ctx);
   // The sample (C, H, W) a section of this kind declares, from its YAML as written (nothing checked,
-  // nothing read, before any transform); empty, or no function: only the data can tell.
+  // nothing read, before any transform; H = W = 0: the images vary, the crop decides); empty, or no
+  // function: only the data can tell.
   std::vector<int64_t> (*declared_shape)(const YAML::Node& section);
   bool computes_mean;  // `mean_file: auto` (the mean of the training files)
 };

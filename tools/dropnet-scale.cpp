@@ -45,6 +45,7 @@
 #include "core/error.h"
 #include "core/batch_source.h"
 #include "core/config.h"
+#include "data/source_kinds.h"
 #include "layers/layer.h"
 #include "layers/net.h"
 #include "tools/cli_common.h"
@@ -104,24 +105,18 @@ std::unique_ptr<BatchSource> shape_source(SourceRequest& req) {
   ConfigNode& c = req.section;
   g_config_batch = c.get_positive_int("batch_size");
   const std::string kind = c.get_string("source", "");
-  int64_t ch = 3, h = 0, w = 0;
-  if (kind == "synthetic") {
-    std::vector<int64_t> s = c.get_int_list("shape", {});
-    if (s.size() == 2) s.insert(s.begin(), 1);
-    if (s.size() != 3) c.fail("shape", "expected [C, H, W]");
-    ch = s[0], h = s[1], w = s[2];
-  } else if (kind == "mnist") {
-    ch = 1, h = w = 28;
-  } else if (kind == "cifar10") {
-    h = w = 32;
-  } else if (kind == "image_list") {
-    ch = c.get_int("channels", 3);
-    std::vector<int64_t> r = c.get_int_list("resize", {});
-    if (r.size() == 2) h = r[0], w = r[1];
-  }
+  // The shape the kind declares in its keys (data/source_kinds.h); H = W = 0 or nothing declared:
+  // the crop decides (3 channels where the kind does not say).
+  const data::SourceKind* k = data::find_source_kind(kind);
+  std::vector<int64_t> s = k != nullptr && k->declared_shape != nullptr ? k->declared_shape(c.raw())
+                                                                       : std::vector<int64_t>{};
+  if (s.size() != 3) s = {3, 0, 0};
   const int64_t crop = c.get_int("crop", 0);
-  if (crop > 0) h = w = crop;
-  if (h <= 0 || w <= 0) c.fail("crop", "the model needs a fixed sample size: give crop (or resize: [H, W])");
+  if (crop > 0) s[1] = s[2] = crop;
+  if (s[1] <= 0 || s[2] <= 0)
+    c.fail("crop", fmt::format("the model needs a fixed sample size, which this '{}' source does not declare: give crop",
+                               kind));
+  const int64_t ch = s[0], h = s[1], w = s[2];
   return std::make_unique<ShapeSource>(Shape({ch, h, w}));
 }
 

@@ -421,7 +421,9 @@ void use_synthetic_data(LoadedConfig& cfg, const std::string& shape) {
       if (kind == "synthetic") continue;  // already what it would become
       const data::SourceKind* k = data::find_source_kind(kind);
       if (k != nullptr && k->declared_shape != nullptr) dims = k->declared_shape(sec);
-      if (dims.empty())
+      const int64_t crop = scalar(sec["crop"]) ? sec["crop"].as<int64_t>() : 0;
+      if (dims.size() == 3 && dims[1] == 0 && dims[2] == 0 && crop > 0) dims[1] = dims[2] = crop;  // the crop decides
+      if (dims.size() != 3 || dims[1] <= 0 || dims[2] <= 0)
         input_error("{}: cannot tell the sample shape of a '{}' source without reading it; give --synthetic-shape C,H,W",
                     where, kind);
     }
