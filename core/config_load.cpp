@@ -59,7 +59,7 @@ class DuplicateKeyFinder : public YAML::EventHandler {
   void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t a, YAML::EmitterStyle::value) override {
     node(m, nullptr);
     count(m, 1);
-    frames_.push_back(Frame{false});
+    frames_.emplace_back(false);
     frames_.back().anchor = a;
     frames_.back().nodes_at_start = nodes_;
   }
@@ -67,7 +67,7 @@ class DuplicateKeyFinder : public YAML::EventHandler {
   void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t a, YAML::EmitterStyle::value) override {
     node(m, nullptr);
     count(m, 1);
-    frames_.push_back(Frame{true});
+    frames_.emplace_back(true);
     frames_.back().anchor = a;
     frames_.back().nodes_at_start = nodes_;
   }
@@ -77,6 +77,7 @@ class DuplicateKeyFinder : public YAML::EventHandler {
 
  private:
   struct Frame {
+    explicit Frame(bool map) : is_map(map) {}
     bool is_map;
     bool expect_key = true;
     std::string key;                      // map: the key whose value comes next

@@ -100,7 +100,9 @@ NetModel model_net(const Net& net, const GpuSpec& gpu, const std::string& precis
     for (const Blob* b : net.tops(i)) producer.emplace(b, i);
   for (int i = 0; i < net.num_layers(); ++i) {
     const Layer& l = net.layer(i);
-    ModelLayer ml{l.name(), l.type()};
+    ModelLayer ml;
+    ml.name = l.name();
+    ml.type = l.type();
     ml.skipped = !net.layer_active(i, ctx);
     ml.fused = net.forward_fused(i);
     if (!ml.skipped) {
