@@ -73,6 +73,117 @@ __device__ __forceinline__ void load_tile(float* s, int lds, const float* g, int
   }
 }
 
+// One BK step of a stage: the warp's MI x NI mma tiles accumulate op(A)[wm.., k] op(B)[k, wn..] from
+// shared memory. AK / BK_: the A / B tile is K-contiguous (SmemOperand).
+template <class T, Precision P, bool AK, bool BKc>
+__device__ __forceinline__ void mma_stage(float (&acc)[T::MI][T::NI][4], const float* sa, const float* sb, int lane,
+                                          int wm, int wn) {
+  static_assert(P == Precision::TF32 || P == Precision::BF16, "tensor-core precisions");
+  using SA = SmemOperand<AK, T::BM, T::BK>;
+  using SB = SmemOperand<BKc, T::BN, T::BK>;
+  const int g = lane / 4, t = lane % 4;
+  if constexpr (P == Precision::TF32) {
+#pragma unroll
+    for (int ks = 0; ks < T::BK; ks += 8) {
+      uint32_t af[T::MI][4], bf[T::NI][2];
+#pragma unroll
+      for (int i = 0; i < T::MI; ++i) {
+        const int row = wm + 16 * i + g;
+        if constexpr (AK) {
+          // Matrices 0..3: rows 0-7 / 8-15 of the m16 tile, k 0-3 / 4-7: a0, a1, a2, a3.
+          mma::ldmatrix_x4(af[i], sa + (wm + 16 * i + lane % 8 + 8 * ((lane / 8) % 2)) * SA::LD + ks + 4 * (lane / 16));
+#pragma unroll
+          for (int r = 0; r < 4; ++r) af[i][r] = mma::cvt_tf32(__uint_as_float(af[i][r]));
+        } else {
+          af[i][0] = mma::cvt_tf32(SA::at(sa, row, ks + t));
+          af[i][1] = mma::cvt_tf32(SA::at(sa, row + 8, ks + t));
+          af[i][2] = mma::cvt_tf32(SA::at(sa, row, ks + t + 4));
+          af[i][3] = mma::cvt_tf32(SA::at(sa, row + 8, ks + t + 4));
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < T::NI; ++j) {
+        if constexpr (BKc) {
+          if (j % 2 == 0) {
+            // Matrices 0..3: n 0-7 k 0-3 (b0 of tile j), n 0-7 k 4-7 (b1), n 8-15 k 0-3 / 4-7 (tile j + 1).
+            uint32_t r4[4];
+            mma::ldmatrix_x4(r4, sb + (wn + 8 * j + lane % 8 + 8 * (lane / 16)) * SB::LD + ks + 4 * ((lane / 8) % 2));
+            bf[j][0] = mma::cvt_tf32(__uint_as_float(r4[0]));
+            bf[j][1] = mma::cvt_tf32(__uint_as_float(r4[1]));
+            bf[j + 1][0] = mma::cvt_tf32(__uint_as_float(r4[2]));
+            bf[j + 1][1] = mma::cvt_tf32(__uint_as_float(r4[3]));
+          }
+        } else {
+          const int col = wn + 8 * j + g;
+          bf[j][0] = mma::cvt_tf32(SB::at(sb, col, ks + t));
+          bf[j][1] = mma::cvt_tf32(SB::at(sb, col, ks + t + 4));
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < T::MI; ++i)
+#pragma unroll
+        for (int j = 0; j < T::NI; ++j) mma::mma_m16n8k8_tf32(acc[i][j], af[i], bf[j]);
+    }
+  } else {
+    uint32_t af[T::MI][4], bf[T::NI][2];
+#pragma unroll
+    for (int i = 0; i < T::MI; ++i) {
+      const int row = wm + 16 * i + g;
+      af[i][0] = mma::pack_bf16x2(SA::at(sa, row, 2 * t), SA::at(sa, row, 2 * t + 1));
+      af[i][1] = mma::pack_bf16x2(SA::at(sa, row + 8, 2 * t), SA::at(sa, row + 8, 2 * t + 1));
+      af[i][2] = mma::pack_bf16x2(SA::at(sa, row, 2 * t + 8), SA::at(sa, row, 2 * t + 9));
+      af[i][3] = mma::pack_bf16x2(SA::at(sa, row + 8, 2 * t + 8), SA::at(sa, row + 8, 2 * t + 9));
+    }
+#pragma unroll
+    for (int j = 0; j < T::NI; ++j) {
+      const int col = wn + 8 * j + g;
+      bf[j][0] = mma::pack_bf16x2(SB::at(sb, col, 2 * t), SB::at(sb, col, 2 * t + 1));
+      bf[j][1] = mma::pack_bf16x2(SB::at(sb, col, 2 * t + 8), SB::at(sb, col, 2 * t + 9));
+    }
+#pragma unroll
+    for (int i = 0; i < T::MI; ++i)
+#pragma unroll
+      for (int j = 0; j < T::NI; ++j) mma::mma_m16n8k16_bf16(acc[i][j], af[i], bf[j]);
+  }
+}
+
+// The pipelined K loop of a block: load_stage(sa, sb, kt) issues the cp.async copies of K tile kt
+// into a stage's A and B tiles (its threads' copies only); `smem` holds STAGES stages. Leaves the
+// warp's accumulators in acc (zeroed here).
+template <class T, Precision P, bool AK, bool BKc, class LoadStage>
+__device__ __forceinline__ void mma_mainloop(float (&acc)[T::MI][T::NI][4], float* smem, int ktiles, int lane,
+                                             int wm, int wn, const LoadStage& load_stage) {
+  constexpr int STAGE = SmemOperand<AK, T::BM, T::BK>::SIZE + SmemOperand<BKc, T::BN, T::BK>::SIZE;
+  constexpr int A_SIZE = SmemOperand<AK, T::BM, T::BK>::SIZE;
+#pragma unroll
+  for (int i = 0; i < T::MI; ++i)
+#pragma unroll
+    for (int j = 0; j < T::NI; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
+
+  // Prologue: tiles 0 .. STAGES-2 in flight (a group is committed even when empty, so that
+  // wait_group counts tiles).
+#pragma unroll
+  for (int s = 0; s < T::STAGES - 1; ++s) {
+    if (s < ktiles) load_stage(smem + s * STAGE, smem + s * STAGE + A_SIZE, s);
+    mma::cp_async_commit();
+  }
+  for (int kt = 0; kt < ktiles; ++kt) {
+    mma::cp_async_wait<T::STAGES - 2>();  // this thread's copies of tile kt have landed
+    __syncthreads();                      // everyone's have, and stage (kt - 1) % STAGES is free
+    const int next = kt + T::STAGES - 1;
+    if (next < ktiles) {
+      float* st = smem + (next % T::STAGES) * STAGE;
+      load_stage(st, st + A_SIZE, next);
+    }
+    mma::cp_async_commit();
+    const float* st = smem + (kt % T::STAGES) * STAGE;
+    mma_stage<T, P, AK, BKc>(acc, st, st + A_SIZE, lane, wm, wn);
+  }
+  mma::cp_async_wait<0>();  // no copy outlives the block (the trailing groups are empty)
+}
+
 // C = alpha * op(A) op(B) + beta * C on one BM x BN block tile (blockIdx.y, blockIdx.x).
 // TA: A stored (K, M) (M contiguous); TB: B stored (N, K) (K contiguous). va / vb: the operand's
 // base is 16-byte aligned and its leading dimension a multiple of 4. k == 0 leaves beta * C.
@@ -81,29 +192,18 @@ __global__ void __launch_bounds__(T::THREADS)
     sgemm_mma_kernel(int m, int n, int k, float alpha, const float* __restrict__ a, int64_t lda, bool va,
                      const float* __restrict__ b, int64_t ldb, bool vb, float beta, float* __restrict__ c,
                      int64_t ldc) {
-  static_assert(P == Precision::TF32 || P == Precision::BF16, "tensor-core precisions");
   using SA = SmemOperand<!TA, T::BM, T::BK>;
   using SB = SmemOperand<TB, T::BN, T::BK>;
-  constexpr int STAGE = SA::SIZE + SB::SIZE, BK = T::BK;
-  __shared__ __align__(16) float smem[T::STAGES * STAGE];
+  constexpr int BK = T::BK;
+  __shared__ __align__(16) float smem[T::STAGES * (SA::SIZE + SB::SIZE)];
 
   const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
   const int g = lane / 4, t = lane % 4;
   const int wm = (warp / T::WARPS_N) * T::WM, wn = (warp % T::WARPS_N) * T::WN;
   const int m0 = static_cast<int>(blockIdx.y) * T::BM, n0 = static_cast<int>(blockIdx.x) * T::BN;
-  const int ktiles = (k + BK - 1) / BK;
 
   float acc[T::MI][T::NI][4];
-#pragma unroll
-  for (int i = 0; i < T::MI; ++i)
-#pragma unroll
-    for (int j = 0; j < T::NI; ++j)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
-
-  const auto load_stage = [&](int stage, int kt) {
-    float* sa = smem + stage * STAGE;
-    float* sb = sa + SA::SIZE;
+  mma_mainloop<T, P, !TA, TB>(acc, smem, (k + BK - 1) / BK, lane, wm, wn, [&](float* sa, float* sb, int kt) {
     const int k0 = kt * BK;
     if constexpr (!TA)
       load_tile<T::BM, BK, T::THREADS>(sa, SA::LD, a + m0 * lda + k0, lda, m - m0, k - k0, va);
@@ -113,89 +213,7 @@ __global__ void __launch_bounds__(T::THREADS)
       load_tile<T::BN, BK, T::THREADS>(sb, SB::LD, b + n0 * ldb + k0, ldb, n - n0, k - k0, vb);
     else
       load_tile<BK, T::BN, T::THREADS>(sb, SB::LD, b + k0 * ldb + n0, ldb, k - k0, n - n0, vb);
-  };
-
-  // Prologue: tiles 0 .. STAGES-2 in flight (a group is committed even when empty, so that
-  // wait_group counts tiles).
-#pragma unroll
-  for (int s = 0; s < T::STAGES - 1; ++s) {
-    if (s < ktiles) load_stage(s, s);
-    mma::cp_async_commit();
-  }
-
-  for (int kt = 0; kt < ktiles; ++kt) {
-    mma::cp_async_wait<T::STAGES - 2>();  // this thread's copies of tile kt have landed
-    __syncthreads();                      // everyone's have, and stage (kt - 1) % STAGES is free
-    if (kt + T::STAGES - 1 < ktiles) load_stage((kt + T::STAGES - 1) % T::STAGES, kt + T::STAGES - 1);
-    mma::cp_async_commit();
-
-    const float* sa = smem + (kt % T::STAGES) * STAGE;
-    const float* sb = sa + SA::SIZE;
-    if constexpr (P == Precision::TF32) {
-#pragma unroll
-      for (int ks = 0; ks < BK; ks += 8) {
-        uint32_t af[T::MI][4], bf[T::NI][2];
-#pragma unroll
-        for (int i = 0; i < T::MI; ++i) {
-          const int row = wm + 16 * i + g;
-          if constexpr (!TA) {
-            // Matrices 0..3: rows 0-7 / 8-15 of the m16 tile, k 0-3 / 4-7: a0, a1, a2, a3.
-            mma::ldmatrix_x4(af[i], sa + (wm + 16 * i + lane % 8 + 8 * ((lane / 8) % 2)) * SA::LD + ks + 4 * (lane / 16));
-#pragma unroll
-            for (int r = 0; r < 4; ++r) af[i][r] = mma::cvt_tf32(__uint_as_float(af[i][r]));
-          } else {
-            af[i][0] = mma::cvt_tf32(SA::at(sa, row, ks + t));
-            af[i][1] = mma::cvt_tf32(SA::at(sa, row + 8, ks + t));
-            af[i][2] = mma::cvt_tf32(SA::at(sa, row, ks + t + 4));
-            af[i][3] = mma::cvt_tf32(SA::at(sa, row + 8, ks + t + 4));
-          }
-        }
-#pragma unroll
-        for (int j = 0; j < T::NI; ++j) {
-          if constexpr (TB) {
-            if (j % 2 == 0) {
-              // Matrices 0..3: n 0-7 k 0-3 (b0 of tile j), n 0-7 k 4-7 (b1), n 8-15 k 0-3 / 4-7 (tile j + 1).
-              uint32_t r4[4];
-              mma::ldmatrix_x4(r4, sb + (wn + 8 * j + lane % 8 + 8 * (lane / 16)) * SB::LD + ks + 4 * ((lane / 8) % 2));
-              bf[j][0] = mma::cvt_tf32(__uint_as_float(r4[0]));
-              bf[j][1] = mma::cvt_tf32(__uint_as_float(r4[1]));
-              bf[j + 1][0] = mma::cvt_tf32(__uint_as_float(r4[2]));
-              bf[j + 1][1] = mma::cvt_tf32(__uint_as_float(r4[3]));
-            }
-          } else {
-            const int col = wn + 8 * j + g;
-            bf[j][0] = mma::cvt_tf32(SB::at(sb, col, ks + t));
-            bf[j][1] = mma::cvt_tf32(SB::at(sb, col, ks + t + 4));
-          }
-        }
-#pragma unroll
-        for (int i = 0; i < T::MI; ++i)
-#pragma unroll
-          for (int j = 0; j < T::NI; ++j) mma::mma_m16n8k8_tf32(acc[i][j], af[i], bf[j]);
-      }
-    } else {
-      uint32_t af[T::MI][4], bf[T::NI][2];
-#pragma unroll
-      for (int i = 0; i < T::MI; ++i) {
-        const int row = wm + 16 * i + g;
-        af[i][0] = mma::pack_bf16x2(SA::at(sa, row, 2 * t), SA::at(sa, row, 2 * t + 1));
-        af[i][1] = mma::pack_bf16x2(SA::at(sa, row + 8, 2 * t), SA::at(sa, row + 8, 2 * t + 1));
-        af[i][2] = mma::pack_bf16x2(SA::at(sa, row, 2 * t + 8), SA::at(sa, row, 2 * t + 9));
-        af[i][3] = mma::pack_bf16x2(SA::at(sa, row + 8, 2 * t + 8), SA::at(sa, row + 8, 2 * t + 9));
-      }
-#pragma unroll
-      for (int j = 0; j < T::NI; ++j) {
-        const int col = wn + 8 * j + g;
-        bf[j][0] = mma::pack_bf16x2(SB::at(sb, col, 2 * t), SB::at(sb, col, 2 * t + 1));
-        bf[j][1] = mma::pack_bf16x2(SB::at(sb, col, 2 * t + 8), SB::at(sb, col, 2 * t + 9));
-      }
-#pragma unroll
-      for (int i = 0; i < T::MI; ++i)
-#pragma unroll
-        for (int j = 0; j < T::NI; ++j) mma::mma_m16n8k16_bf16(acc[i][j], af[i], bf[j]);
-    }
-  }
-  mma::cp_async_wait<0>();  // no copy outlives the block (the trailing groups are empty)
+  });
 
 #pragma unroll
   for (int i = 0; i < T::MI; ++i)
