@@ -1,4 +1,6 @@
-// Tensor-core implicit-GEMM convolution forward (kernels/conv_mma.h). Per group g:
+// Tensor-core implicit-GEMM convolution (kernels/conv_mma.h): forward and filter gradient.
+//
+// Forward, per group g:
 //   y[b, co, pix] = sum_k w[co][k] B[k][(b, pix)] + bias[co],  M = og, N = n * ohw, K = cg * kh * kw,
 //   B[(ci, ki, kj)][(b, oy, ox)] = x[b, ci, oy sh - ph + ki, ox sw - pw + kj] (0 outside the image).
 // A (w) is a dense K-contiguous tile (load_tile, 16-byte copies when K % 4 == 0); B is gathered with
@@ -7,6 +9,11 @@
 // and PER consecutive k rows of each tile, whose (ci, ki, kj) it steps by carries: one counter for
 // its first row, advanced by BK per tile with the step's (ci, ki, kj) decomposition precomputed on
 // the host; no division in the K loop.
+//
+// Filter gradient, per group g: dw[co][(ci, ki, kj)] = sum over k = (b, oy, ox) of dy[b, co, oy, ox]
+// x[b, ci, oy sh - ph + ki, ox sw - pw + kj]: M = og, N = cg kh kw, K = n * ohw. Both operands are
+// gathered the same way: the dy tile by k lane (a (b, pix) counter per thread), the x tile by column
+// (its tap fixed) with a (b, oy, ox) counter stepped by carries.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -30,7 +37,9 @@ using Tile32x128 = mma_gemm::Tile<32, 128, 32, 32>;
 struct MmaGeom {
   int n, c, h, w, out_c, out_h, out_w, kh, kw, sh, sw, ph, pw;
   int cg, og, hw, ohw, K, N;
+  int K2;  // the filter gradient's N (cg * kh * kw); its K is n * ohw
   int step_ci, step_ki, step_kj;  // BK = step_ci * kh * kw + step_ki * kw + step_kj
+  int step_b, step_oy, step_ox;   // BK = step_b * ohw + step_oy * out_w + step_ox
 };
 
 // (ci, ki, kj) of a k, stepped by carries.
@@ -151,6 +160,149 @@ __global__ void __launch_bounds__(T::THREADS)
     }
 }
 
+// (b, oy, ox) of a k of the filter gradient's K = n * ohw, stepped by carries.
+struct Pixel {
+  int b, oy, ox;
+  __device__ __forceinline__ void next(const MmaGeom& q) {
+    if (++ox == q.out_w) {
+      ox = 0;
+      if (++oy == q.out_h) {
+        oy = 0;
+        ++b;
+      }
+    }
+  }
+  __device__ __forceinline__ void advance(const MmaGeom& q) {  // += BK
+    ox += q.step_ox;
+    if (ox >= q.out_w) {
+      ox -= q.out_w;
+      ++oy;
+    }
+    oy += q.step_oy;
+    if (oy >= q.out_h) {
+      oy -= q.out_h;
+      ++b;
+    }
+    b += q.step_b;
+  }
+};
+
+// The filter gradient's A tile: A[co][(b, pix)] = dy[b, g og + co, pix], K-contiguous ([BM][BK + 4]).
+// Thread t owns k lane t % BK of every tile and rows t / BK + i (THREADS / BK) (consecutive threads
+// read consecutive pixels).
+template <class T>
+struct GradGather {
+  static constexpr int LANES = T::THREADS / T::BK;  // rows filled at once
+  static_assert(T::THREADS % T::BK == 0 && T::BM % LANES == 0, "whole rows per thread");
+  const float* dyg;  // dy at image 0, channel g og
+  int kl, row0, k;
+  Pixel px;
+  __device__ GradGather(const MmaGeom& q, const float* dy, int g) {
+    const int tid = static_cast<int>(threadIdx.x);
+    kl = tid % T::BK;
+    row0 = tid / T::BK;
+    k = kl;
+    dyg = dy + static_cast<int64_t>(g) * q.og * q.ohw;
+    const int ohw = q.ohw > 0 ? q.ohw : 1, ow = q.out_w > 0 ? q.out_w : 1;  // (no pixels: K = 0, never loaded)
+    px = {kl / ohw, (kl % ohw) / ow, kl % ow};  // once per thread
+  }
+  __device__ __forceinline__ void load(const MmaGeom& q, const float* dy, int m0, float* s) {
+    using SA = SmemOperand<true, T::BM, T::BK>;
+    const bool kin = k < q.K;
+    const float* pix = dyg + static_cast<int64_t>(px.b) * q.out_c * q.ohw + px.oy * q.out_w + px.ox;
+#pragma unroll
+    for (int i = 0; i < T::BM / LANES; ++i) {
+      const int r = row0 + i * LANES, co = m0 + r;
+      const bool in = kin && co < q.og;
+      mma::cp_async_ca4(s + r * SA::LD + kl, in ? pix + static_cast<int64_t>(co) * q.ohw : dy, in ? 4 : 0);
+    }
+    px.advance(q);
+    k += T::BK;
+  }
+};
+
+// The filter gradient's B tile: B[(b, oy, ox)][(ci, ki, kj)] = x at the tap, N-contiguous
+// ([BK][BN + 8]). Thread t owns column t % BN (its tap, decomposed once) and PER consecutive k rows.
+template <class T>
+struct TapGather {
+  static constexpr int LANES = T::THREADS / T::BN;
+  static constexpr int PER = T::BK / LANES;
+  static_assert(T::THREADS % T::BN == 0 && T::BK % LANES == 0, "whole rows per thread");
+  const float* chan;  // x at image 0, channel g cg + ci
+  int col, kr, k, ki, kj;
+  bool col_valid;
+  Pixel px;
+  __device__ TapGather(const MmaGeom& q, const float* x, int g, int n0) {
+    const int tid = static_cast<int>(threadIdx.x);
+    col = tid % T::BN;
+    kr = (tid / T::BN) * PER;
+    const int nn = n0 + col, khw = q.kh * q.kw;
+    col_valid = nn < q.K2;
+    const int ci = col_valid ? nn / khw : 0;
+    ki = col_valid ? (nn % khw) / q.kw : 0;
+    kj = col_valid ? nn % q.kw : 0;
+    chan = x + (static_cast<int64_t>(g) * q.cg + ci) * q.hw;
+    k = kr;
+    const int ohw = q.ohw > 0 ? q.ohw : 1, ow = q.out_w > 0 ? q.out_w : 1;
+    px = {kr / ohw, (kr % ohw) / ow, kr % ow};  // once per thread
+  }
+  __device__ __forceinline__ void load(const MmaGeom& q, const float* x, float* s) {
+    using SB = SmemOperand<false, T::BN, T::BK>;
+    Pixel p = px;
+#pragma unroll
+    for (int i = 0; i < PER; ++i) {
+      const int iy = p.oy * q.sh - q.ph + ki, ix = p.ox * q.sw - q.pw + kj;
+      const bool in = col_valid && k + i < q.K && static_cast<unsigned>(iy) < static_cast<unsigned>(q.h) &&
+                      static_cast<unsigned>(ix) < static_cast<unsigned>(q.w);
+      mma::cp_async_ca4(s + (kr + i) * SB::LD + col,
+                        in ? chan + static_cast<int64_t>(p.b) * q.c * q.hw + iy * q.w + ix : x, in ? 4 : 0);
+      p.next(q);
+    }
+    px.advance(q);
+    k += T::BK;
+  }
+};
+
+// dw[g og + co][(ci, ki, kj)] = sum over (b, pix) of dy[b, g og + co, pix] x[b, g cg + ci, tap] + beta dw
+// (beta == 0 does not read dw). Here q.K is n * ohw and q.K2 = cg * kh * kw the GEMM's N.
+template <class T, Precision P>
+__global__ void __launch_bounds__(T::THREADS)
+    conv_filter_grad_mma_kernel(MmaGeom q, const float* __restrict__ x, const float* __restrict__ dy, float beta,
+                                float* __restrict__ dw) {
+  using SA = SmemOperand<true, T::BM, T::BK>;
+  using SB = SmemOperand<false, T::BN, T::BK>;
+  __shared__ __align__(16) float smem[T::STAGES * (SA::SIZE + SB::SIZE)];
+
+  const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
+  const int gi = lane / 4, t = lane % 4;
+  const int wm = (warp / T::WARPS_N) * T::WM, wn = (warp % T::WARPS_N) * T::WN;
+  const int m0 = static_cast<int>(blockIdx.y) * T::BM, n0 = static_cast<int>(blockIdx.x) * T::BN;
+  const int g = static_cast<int>(blockIdx.z);
+
+  GradGather<T> ga(q, dy, g);
+  TapGather<T> gb(q, x, g, n0);
+  float acc[T::MI][T::NI][4];
+  mma_gemm::mma_mainloop<T, P, true, false>(acc, smem, (q.K + T::BK - 1) / T::BK, lane, wm, wn,
+                                            [&](float* sa, float* sb, int) {
+                                              ga.load(q, dy, m0, sa);
+                                              gb.load(q, x, sb);
+                                            });
+  float* dwg = dw + static_cast<int64_t>(g) * q.og * q.K2;
+#pragma unroll
+  for (int i = 0; i < T::MI; ++i)
+#pragma unroll
+    for (int j = 0; j < T::NI; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int co = m0 + wm + 16 * i + gi + (r >= 2 ? 8 : 0);
+        const int nn = n0 + wn + 8 * j + 2 * t + (r & 1);
+        if (co < q.og && nn < q.K2) {
+          float* p = dwg + static_cast<int64_t>(co) * q.K2 + nn;
+          *p = beta == 0.f ? acc[i][j][r] : acc[i][j][r] + beta * *p;
+        }
+      }
+}
+
 template <class T>
 void launch_forward(Precision precision, const MmaGeom& q, int groups, const float* x, const float* w, bool vw,
                     const float* bias, float* y, cudaStream_t s) {
@@ -163,29 +315,66 @@ void launch_forward(Precision precision, const MmaGeom& q, int groups, const flo
 
 }  // namespace
 
-void conv_forward_mma_cuda(Precision precision, const ConvParams& p, const float* x, const float* w,
-                           const float* bias, float* y, Stream stream, ConvMmaTile tile) {
-  DN_CHECK(precision == Precision::TF32 || precision == Precision::BF16,
-           "conv_forward_mma_cuda: precision must be tf32 or bf16");
-  DN_CHECK(p.group >= 1 && p.c % p.group == 0 && p.out_c % p.group == 0, "conv_forward_mma_cuda: bad groups");
+namespace {
+
+MmaGeom make_mma_geom(const char* who, const ConvParams& p) {
+  DN_CHECK(p.group >= 1 && p.c % p.group == 0 && p.out_c % p.group == 0, "{}: bad groups", who);
   const int64_t k = p.c / p.group * p.kh * p.kw, ncols = p.n * p.out_h * p.out_w;
-  DN_CHECK(p.n * p.c * p.h * p.w < INT32_MAX && p.n * p.out_c * p.out_h * p.out_w < INT64_MAX / 2 &&
-               p.c * p.h * p.w < INT32_MAX && k * p.out_c < INT32_MAX && ncols < INT32_MAX,
-           "conv_forward_mma_cuda: sizes beyond 32-bit indexing");
-  if (ncols == 0 || p.out_c == 0) return;
+  DN_CHECK(p.n * p.c * p.h * p.w < INT32_MAX && p.n * p.out_c * p.out_h * p.out_w < INT32_MAX &&
+               k * p.out_c < INT32_MAX && ncols < INT32_MAX,
+           "{}: sizes beyond 32-bit indexing", who);
   MmaGeom q{};
   q.n = static_cast<int>(p.n), q.c = static_cast<int>(p.c), q.h = static_cast<int>(p.h), q.w = static_cast<int>(p.w);
   q.out_c = static_cast<int>(p.out_c), q.out_h = static_cast<int>(p.out_h), q.out_w = static_cast<int>(p.out_w);
   q.kh = p.kh, q.kw = p.kw, q.sh = p.sh, q.sw = p.sw, q.ph = p.ph, q.pw = p.pw;
   q.cg = q.c / p.group, q.og = q.out_c / p.group, q.hw = q.h * q.w, q.ohw = q.out_h * q.out_w;
-  q.K = static_cast<int>(k), q.N = static_cast<int>(ncols);
+  q.K = static_cast<int>(k), q.N = static_cast<int>(ncols), q.K2 = static_cast<int>(k);
   const int khw = q.kh * q.kw, bk = mma_gemm::Tile64x64::BK;
   q.step_ci = bk / khw, q.step_ki = (bk % khw) / q.kw, q.step_kj = bk % q.kw;
-  const bool vw = reinterpret_cast<uintptr_t>(w) % 16 == 0 && q.K % 4 == 0;
-  if (tile == ConvMmaTile::Auto) tile = q.og % 64 != 0 && q.og % 32 == 0 ? ConvMmaTile::M32N128 : ConvMmaTile::M64N64;
+  if (q.ohw > 0) q.step_b = bk / q.ohw, q.step_oy = (bk % q.ohw) / q.out_w, q.step_ox = bk % q.out_w;
+  return q;
+}
+
+ConvMmaTile pick_tile(ConvMmaTile tile, int og) {
+  if (tile != ConvMmaTile::Auto) return tile;
+  return og % 64 != 0 && og % 32 == 0 ? ConvMmaTile::M32N128 : ConvMmaTile::M64N64;
+}
+
+template <class T>
+void launch_filter_grad(Precision precision, const MmaGeom& q, int groups, const float* x, const float* dy,
+                        float beta, float* dw, cudaStream_t s) {
+  const dim3 grid((q.K2 + T::BN - 1) / T::BN, (q.og + T::BM - 1) / T::BM, groups);
+  if (precision == Precision::TF32)
+    DN_LAUNCH(conv_filter_grad_mma_kernel<T, Precision::TF32>, grid, T::THREADS, 0, s, q, x, dy, beta, dw);
+  else
+    DN_LAUNCH(conv_filter_grad_mma_kernel<T, Precision::BF16>, grid, T::THREADS, 0, s, q, x, dy, beta, dw);
+}
+
+}  // namespace
+
+void conv_filter_grad_mma_cuda(Precision precision, const ConvParams& p, const float* x, const float* dy, float beta,
+                               float* dw, Stream stream, ConvMmaTile tile) {
+  DN_CHECK(precision == Precision::TF32 || precision == Precision::BF16,
+           "conv_filter_grad_mma_cuda: precision must be tf32 or bf16");
+  MmaGeom q = make_mma_geom("conv_filter_grad_mma_cuda", p);
+  if (p.out_c == 0 || q.K2 == 0) return;
+  q.K = q.N;  // the GEMM's K: every output pixel of every image (0: dw = beta dw)
   cudaStream_t s = stream;
-  if (q.K == 0) return;  // unreachable: kh, kw, c >= 1
-  if (tile == ConvMmaTile::M32N128)
+  if (pick_tile(tile, q.og) == ConvMmaTile::M32N128)
+    launch_filter_grad<Tile32x128>(precision, q, p.group, x, dy, beta, dw, s);
+  else
+    launch_filter_grad<Tile64x64>(precision, q, p.group, x, dy, beta, dw, s);
+}
+
+void conv_forward_mma_cuda(Precision precision, const ConvParams& p, const float* x, const float* w,
+                           const float* bias, float* y, Stream stream, ConvMmaTile tile) {
+  DN_CHECK(precision == Precision::TF32 || precision == Precision::BF16,
+           "conv_forward_mma_cuda: precision must be tf32 or bf16");
+  const MmaGeom q = make_mma_geom("conv_forward_mma_cuda", p);
+  if (q.N == 0 || p.out_c == 0) return;
+  const bool vw = reinterpret_cast<uintptr_t>(w) % 16 == 0 && q.K % 4 == 0;
+  cudaStream_t s = stream;
+  if (pick_tile(tile, q.og) == ConvMmaTile::M32N128)
     launch_forward<Tile32x128>(precision, q, p.group, x, w, vw, bias, y, s);
   else
     launch_forward<Tile64x64>(precision, q, p.group, x, w, vw, bias, y, s);

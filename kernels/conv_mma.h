@@ -1,6 +1,7 @@
-// Tensor-core implicit-GEMM convolution (TF32 or BF16 operands, FP32 accumulation), forward pass:
-// the mainloop of kernels/gemm_mma.cuh with the input's im2col tile gathered by cp.async straight
-// from x (zero-filled in the padding). Rounds x and w as precision::round does on the CPU.
+// Tensor-core implicit-GEMM convolution (TF32 or BF16 operands, FP32 accumulation): the forward pass
+// and the filter gradient, on the mainloop of kernels/gemm_mma.cuh with the im2col operand gathered
+// by cp.async straight from x (zero-filled in the padding). Rounds the operands as precision::round
+// does on the CPU.
 #pragma once
 
 #include "core/device.h"
@@ -17,6 +18,10 @@ enum class ConvMmaTile { Auto, M64N64, M32N128 };
 // y = conv(x, w) + bias (bias may be null), any group count; p is Precision::TF32 or BF16.
 void conv_forward_mma_cuda(Precision precision, const ConvParams& p, const float* x, const float* w,
                            const float* bias, float* y, Stream stream, ConvMmaTile tile = ConvMmaTile::Auto);
+// dw = dL/dw + beta * dw (beta == 0 does not read dw; 1 accumulates, as the layers do), from x and
+// dy; any group count. One block per output tile over the whole K = n * out_h * out_w (no K split).
+void conv_filter_grad_mma_cuda(Precision precision, const ConvParams& p, const float* x, const float* dy,
+                               float beta, float* dw, Stream stream, ConvMmaTile tile = ConvMmaTile::Auto);
 #endif
 
 }  // namespace dropnet

@@ -1,12 +1,14 @@
-// The tensor-core implicit-GEMM convolution forward (conv_forward_mma_cuda, kernels/conv_mma.h) at
-// TF32 and BF16 against a direct convolution summed in double over operands rounded with
-// precision::round: 64- and 96-channel layers, both block tiles, strides, padding, a 1 x 1 kernel,
-// groups, a K not a multiple of 4 (4-byte weight copies) and no bias. y starts NaN-filled, so an
-// element not written fails.
+// The tensor-core implicit-GEMM convolution (kernels/conv_mma.h), forward (conv_forward_mma_cuda)
+// and filter gradient (conv_filter_grad_mma_cuda), at TF32 and BF16 against a direct convolution
+// summed in double over operands rounded with precision::round: 64- and 96-channel layers, both
+// block tiles, strides, padding, a 1 x 1 kernel, groups, a K not a multiple of 4 (4-byte weight
+// copies), no bias; the filter gradient with beta 0 over a NaN-filled dw and with beta 1
+// (accumulation). Outputs start NaN-filled (beta 0), so an element not written fails.
 //
 // Tolerance per element, as for the SGEMM (tests/cuda_gemm_mma.cpp): the products of rounded
-// operands are exact in FP32 and the error is the FP32 sum of K = cg kh kw of them plus the bias,
-//   |y - ref| <= 2 (K + 2) 2^-24 (sum |w x| + |bias|) + 1e-30.
+// operands are exact in FP32 and the error is the FP32 sum of K of them (forward: K = cg kh kw;
+// filter gradient: K = n out_h out_w) plus the bias or beta term,
+//   |out - ref| <= 2 (K + 2) 2^-24 (sum |products| + |bias or beta dw|) + 1e-30.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -113,6 +115,77 @@ void sweep(Precision pr) {
   uint64_t seed = 1;
   for (ConvMmaTile tile : {ConvMmaTile::M64N64, ConvMmaTile::M32N128, ConvMmaTile::Auto})
     for (const Layer& l : layers()) EXPECT_TRUE(check(pr, tile, l.p, l.bias, seed++));
+}
+
+::testing::AssertionResult check_filter_grad(Precision pr, ConvMmaTile tile, const ConvParams& p, float beta,
+                                             uint64_t seed) {
+  const int64_t cg = p.c / p.group, og = p.out_c / p.group, ohw = p.out_h * p.out_w, khw = p.kh * p.kw;
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<float> x(p.n * p.c * p.h * p.w), dy(p.n * p.out_c * ohw), dw0(p.out_c * cg * khw);
+  for (float& v : x) v = u(rng);
+  for (float& v : dy) v = u(rng);
+  for (float& v : dw0) v = beta == 0.f ? std::numeric_limits<float>::quiet_NaN() : u(rng);
+  Tensor dx(Shape{static_cast<int64_t>(x.size())}, Device::cuda(0)), ddy(Shape{static_cast<int64_t>(dy.size())}, Device::cuda(0)),
+      ddw(Shape{static_cast<int64_t>(dw0.size())}, Device::cuda(0));
+  dx.from_host(x);
+  ddy.from_host(dy);
+  ddw.from_host(dw0);
+  conv_filter_grad_mma_cuda(pr, p, dx.data(), ddy.data(), beta, ddw.data(), cuda_stream(), tile);
+  const std::vector<float> dw = ddw.to_host();
+
+  const double K = static_cast<double>(p.n * ohw), uu = std::ldexp(1.0, -24);
+  double worst = 0;
+  std::string worst_text;
+  for (int64_t co = 0; co < p.out_c; ++co)
+    for (int64_t ci = 0; ci < cg; ++ci)
+      for (int ki = 0; ki < p.kh; ++ki)
+        for (int kj = 0; kj < p.kw; ++kj) {
+          const int64_t g = co / og;
+          double sum = 0, mag = 0;
+          for (int64_t b = 0; b < p.n; ++b)
+            for (int64_t oy = 0; oy < p.out_h; ++oy)
+              for (int64_t ox = 0; ox < p.out_w; ++ox) {
+                const int64_t iy = oy * p.sh - p.ph + ki, ix = ox * p.sw - p.pw + kj;
+                if (iy < 0 || iy >= p.h || ix < 0 || ix >= p.w) continue;
+                const double xv = precision::round(pr, x[((b * p.c + g * cg + ci) * p.h + iy) * p.w + ix]);
+                const double dv = precision::round(pr, dy[((b * p.out_c + co) * p.out_h + oy) * p.out_w + ox]);
+                sum += xv * dv;
+                mag += std::fabs(xv * dv);
+              }
+          const int64_t idx = ((co * cg + ci) * p.kh + ki) * p.kw + kj;
+          const double prev = beta == 0.f ? 0.0 : beta * static_cast<double>(dw0[idx]);
+          const double want = sum + prev, tol = 2 * (K + 2) * uu * (mag + std::fabs(prev)) + 1e-30;
+          const double v = dw[idx];
+          const double excess = std::isfinite(v) ? std::fabs(v - want) / tol : std::numeric_limits<double>::infinity();
+          if (!(excess <= worst)) {
+            worst = excess;
+            worst_text = "dw(" + std::to_string(co) + ", " + std::to_string(ci) + ", " + std::to_string(ki) + ", " +
+                         std::to_string(kj) + ") = " + std::to_string(v) + ", want " + std::to_string(want) + " +- " +
+                         std::to_string(tol);
+          }
+        }
+  if (worst > 1.0)
+    return ::testing::AssertionFailure() << "filter gradient " << name(pr, tile, p, true) << " beta=" << beta
+                                         << ": worst " << worst_text << " (" << worst << " x the tolerance)";
+  return ::testing::AssertionSuccess();
+}
+
+void sweep_filter_grad(Precision pr) {
+  uint64_t seed = 50;
+  for (ConvMmaTile tile : {ConvMmaTile::M64N64, ConvMmaTile::M32N128, ConvMmaTile::Auto})
+    for (const Layer& l : layers())
+      for (float beta : {0.f, 1.f}) EXPECT_TRUE(check_filter_grad(pr, tile, l.p, beta, seed++));
+}
+
+TEST(CudaConvMma, Tf32FilterGradEveryTileAndLayerShape) {
+  DN_REQUIRE_CUDA();
+  sweep_filter_grad(Precision::TF32);
+}
+
+TEST(CudaConvMma, Bf16FilterGradEveryTileAndLayerShape) {
+  DN_REQUIRE_CUDA();
+  sweep_filter_grad(Precision::BF16);
 }
 
 TEST(CudaConvMma, Tf32ForwardEveryTileAndLayerShape) {
