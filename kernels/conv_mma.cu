@@ -33,11 +33,25 @@ using mma_gemm::SmemOperand;
 using Tile64x64 = mma_gemm::Tile<64, 64, 32, 32>;
 using Tile32x128 = mma_gemm::Tile<32, 128, 32, 32>;
 
+// v = q * s + r (0 <= r < s) for a known divisor s: what a counter adds or subtracts.
+struct QR {
+  int q, r;
+};
+DN_HD QR divmod_floor(int v, int s) {
+  int q = v / s, r = v % s;
+  if (r < 0) r += s, --q;
+  return {q, r};
+}
+
 // 32-bit geometry of one convolution (the host checks that the sizes fit).
 struct MmaGeom {
   int n, c, h, w, out_c, out_h, out_w, kh, kw, sh, sw, ph, pw;
   int cg, og, hw, ohw, K, N;
   int K2;  // the filter gradient's N (cg * kh * kw); its K is n * ohw
+  // Backward data: BK = step_co * khw + step_ki * kw + step_kj over K = og * kh * kw, and the
+  // quotient / remainder by the stride of the window steps it takes.
+  int step_co;
+  QR one_y, one_x, kh_y, kw_x, ski_y, skj_x;
   int step_ci, step_ki, step_kj;  // BK = step_ci * kh * kw + step_ki * kw + step_kj
   int step_b, step_oy, step_ox;   // BK = step_b * ohw + step_oy * out_w + step_ox
 };
@@ -303,6 +317,185 @@ __global__ void __launch_bounds__(T::THREADS)
       }
 }
 
+// A value kept as q * s + r while it moves by known steps (no division).
+struct Coord {
+  int q, r;
+  __device__ __forceinline__ void sub(QR d, int s) {
+    q -= d.q;
+    r -= d.r;
+    if (r < 0) r += s, --q;
+  }
+  __device__ __forceinline__ void add(QR d, int s) {
+    q += d.q;
+    r += d.r;
+    if (r >= s) r -= s, ++q;
+  }
+};
+
+// Backward data's k = (co, ki, kj) for one column (b, iy, ix), with the output pixel its tap reads:
+// ty = iy + ph - ki = y.q sh + y.r and tx = ix + pw - kj = x.q sw + x.r; the tap reads dy[oy = y.q,
+// ox = x.q] when both remainders are 0 and the pixel is inside the output.
+struct DyTap {
+  int co, ki, kj;
+  Coord y, x;
+  __device__ __forceinline__ void next(const MmaGeom& q) {
+    ++kj;
+    x.sub(q.one_x, q.sw);
+    if (kj == q.kw) {
+      kj = 0;
+      x.add(q.kw_x, q.sw);
+      ++ki;
+      y.sub(q.one_y, q.sh);
+      if (ki == q.kh) {
+        ki = 0;
+        y.add(q.kh_y, q.sh);
+        ++co;
+      }
+    }
+  }
+  __device__ __forceinline__ void advance(const MmaGeom& q) {  // += BK
+    kj += q.step_kj;
+    x.sub(q.skj_x, q.sw);
+    if (kj >= q.kw) {
+      kj -= q.kw;
+      x.add(q.kw_x, q.sw);
+      ++ki;
+      y.sub(q.one_y, q.sh);
+    }
+    ki += q.step_ki;
+    y.sub(q.ski_y, q.sh);
+    if (ki >= q.kh) {
+      ki -= q.kh;
+      y.add(q.kh_y, q.sh);
+      ++co;
+    }
+    co += q.step_co;
+  }
+};
+
+// Backward data's A tile: A[ci][(co, ki, kj)] = w[g og + co, ci, ki, kj], K-contiguous. Thread t
+// owns k lane t % BK (a (co, ki kw + kj) counter) and rows t / BK + i (THREADS / BK).
+template <class T>
+struct WeightGather {
+  static constexpr int LANES = T::THREADS / T::BK;
+  static_assert(T::THREADS % T::BK == 0 && T::BM % LANES == 0, "whole rows per thread");
+  const float* wg;  // w at output channel g og
+  int kl, row0, k, co, kk;
+  __device__ WeightGather(const MmaGeom& q, const float* w, int g) {
+    const int tid = static_cast<int>(threadIdx.x), khw = q.kh * q.kw;
+    kl = tid % T::BK;
+    row0 = tid / T::BK;
+    k = kl;
+    wg = w + static_cast<int64_t>(g) * q.og * q.cg * khw;
+    co = kl / khw, kk = kl % khw;  // once per thread
+  }
+  __device__ __forceinline__ void load(const MmaGeom& q, const float* w, int m0, float* s) {
+    using SA = SmemOperand<true, T::BM, T::BK>;
+    const int khw = q.kh * q.kw;
+    const bool kin = k < q.K;
+    const float* base = wg + static_cast<int64_t>(co) * q.cg * khw + kk;
+#pragma unroll
+    for (int i = 0; i < T::BM / LANES; ++i) {
+      const int r = row0 + i * LANES, ci = m0 + r;
+      const bool in = kin && ci < q.cg;
+      mma::cp_async_ca4(s + r * SA::LD + kl, in ? base + ci * khw : w, in ? 4 : 0);
+    }
+    kk += q.step_ki * q.kw + q.step_kj;  // BK mod khw
+    if (kk >= khw) kk -= khw, ++co;
+    co += q.step_co;
+    k += T::BK;
+  }
+};
+
+// Backward data's B tile: B[(co, ki, kj)][(b, iy, ix)] = dy at the output pixel whose window tap
+// (ki, kj) lands on (iy, ix), 0 if none. Thread t owns column t % BN and PER consecutive k rows.
+template <class T>
+struct DyGather {
+  static constexpr int LANES = T::THREADS / T::BN;
+  static constexpr int PER = T::BK / LANES;
+  static_assert(T::THREADS % T::BN == 0 && T::BK % LANES == 0, "whole rows per thread");
+  const float* dyb;  // dy at image b, channel g og
+  int col, kr, k;
+  bool col_valid;
+  DyTap tap;
+  __device__ DyGather(const MmaGeom& q, const float* dy, int g, int n0) {
+    const int tid = static_cast<int>(threadIdx.x), khw = q.kh * q.kw;
+    col = tid % T::BN;
+    kr = (tid / T::BN) * PER;
+    const int nn = n0 + col;
+    col_valid = nn < q.N;
+    // Once per thread: the column's image and pixel, its first row's tap and output coordinates.
+    const int b = col_valid ? nn / q.hw : 0, pix = col_valid ? nn % q.hw : 0;
+    const int iy = pix / q.w, ix = pix % q.w;
+    dyb = dy + (static_cast<int64_t>(b) * q.out_c + static_cast<int64_t>(g) * q.og) * q.ohw;
+    k = kr;
+    tap.co = kr / khw, tap.ki = (kr % khw) / q.kw, tap.kj = kr % q.kw;
+    const QR y = divmod_floor(iy + q.ph - tap.ki, q.sh), x = divmod_floor(ix + q.pw - tap.kj, q.sw);
+    tap.y = {y.q, y.r};
+    tap.x = {x.q, x.r};
+  }
+  __device__ __forceinline__ void load(const MmaGeom& q, const float* dy, float* s) {
+    using SB = SmemOperand<false, T::BN, T::BK>;
+    DyTap t = tap;
+#pragma unroll
+    for (int i = 0; i < PER; ++i) {
+      const bool in = col_valid && k + i < q.K && t.y.r == 0 && t.x.r == 0 &&
+                      static_cast<unsigned>(t.y.q) < static_cast<unsigned>(q.out_h) &&
+                      static_cast<unsigned>(t.x.q) < static_cast<unsigned>(q.out_w);
+      mma::cp_async_ca4(s + (kr + i) * SB::LD + col,
+                        in ? dyb + static_cast<int64_t>(t.co) * q.ohw + t.y.q * q.out_w + t.x.q : dy, in ? 4 : 0);
+      t.next(q);
+    }
+    tap.advance(q);
+    k += T::BK;
+  }
+};
+
+// dx[b, g cg + ci, pix] = sum over (co, ki, kj) of w[g og + co, ci, ki, kj] dy[b, g og + co, tap's
+// pixel] + beta dx (beta == 0 does not read dx). q.K = og * kh * kw, q.N = n * h * w.
+template <class T, Precision P>
+__global__ void __launch_bounds__(T::THREADS)
+    conv_data_grad_mma_kernel(MmaGeom q, const float* __restrict__ w, const float* __restrict__ dy, float beta,
+                              float* __restrict__ dx) {
+  using SA = SmemOperand<true, T::BM, T::BK>;
+  using SB = SmemOperand<false, T::BN, T::BK>;
+  __shared__ __align__(16) float smem[T::STAGES * (SA::SIZE + SB::SIZE)];
+
+  const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
+  const int gi = lane / 4, t = lane % 4;
+  const int wm = (warp / T::WARPS_N) * T::WM, wn = (warp % T::WARPS_N) * T::WN;
+  const int m0 = static_cast<int>(blockIdx.y) * T::BM, n0 = static_cast<int>(blockIdx.x) * T::BN;
+  const int g = static_cast<int>(blockIdx.z);
+
+  WeightGather<T> ga(q, w, g);
+  DyGather<T> gb(q, dy, g, n0);
+  float acc[T::MI][T::NI][4];
+  mma_gemm::mma_mainloop<T, P, true, false>(acc, smem, (q.K + T::BK - 1) / T::BK, lane, wm, wn,
+                                            [&](float* sa, float* sb, int) {
+                                              ga.load(q, w, m0, sa);
+                                              gb.load(q, dy, sb);
+                                            });
+#pragma unroll
+  for (int j = 0; j < T::NI; ++j)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int nn = n0 + wn + 8 * j + 2 * t + h;
+      if (nn >= q.N) continue;
+      const int b = nn / q.hw, pix = nn % q.hw;
+      float* xb = dx + (static_cast<int64_t>(b) * q.c + static_cast<int64_t>(g) * q.cg) * q.hw + pix;
+#pragma unroll
+      for (int i = 0; i < T::MI; ++i)
+#pragma unroll
+        for (int r = h; r < 4; r += 2) {
+          const int ci = m0 + wm + 16 * i + gi + (r >= 2 ? 8 : 0);
+          if (ci < q.cg) {
+            float* p = xb + static_cast<int64_t>(ci) * q.hw;
+            *p = beta == 0.f ? acc[i][j][r] : acc[i][j][r] + beta * *p;
+          }
+        }
+    }
+}
+
 template <class T>
 void launch_forward(Precision precision, const MmaGeom& q, int groups, const float* x, const float* w, bool vw,
                     const float* bias, float* y, cudaStream_t s) {
@@ -332,6 +525,10 @@ MmaGeom make_mma_geom(const char* who, const ConvParams& p) {
   const int khw = q.kh * q.kw, bk = mma_gemm::Tile64x64::BK;
   q.step_ci = bk / khw, q.step_ki = (bk % khw) / q.kw, q.step_kj = bk % q.kw;
   if (q.ohw > 0) q.step_b = bk / q.ohw, q.step_oy = (bk % q.ohw) / q.out_w, q.step_ox = bk % q.out_w;
+  q.step_co = bk / khw;  // step_ki, step_kj as above
+  q.one_y = divmod_floor(1, q.sh), q.one_x = divmod_floor(1, q.sw);
+  q.kh_y = divmod_floor(q.kh, q.sh), q.kw_x = divmod_floor(q.kw, q.sw);
+  q.ski_y = divmod_floor(q.step_ki, q.sh), q.skj_x = divmod_floor(q.step_kj, q.sw);
   return q;
 }
 
@@ -350,7 +547,32 @@ void launch_filter_grad(Precision precision, const MmaGeom& q, int groups, const
     DN_LAUNCH(conv_filter_grad_mma_kernel<T, Precision::BF16>, grid, T::THREADS, 0, s, q, x, dy, beta, dw);
 }
 
+template <class T>
+void launch_data_grad(Precision precision, const MmaGeom& q, int groups, const float* w, const float* dy, float beta,
+                      float* dx, cudaStream_t s) {
+  const dim3 grid((q.N + T::BN - 1) / T::BN, (q.cg + T::BM - 1) / T::BM, groups);
+  if (precision == Precision::TF32)
+    DN_LAUNCH(conv_data_grad_mma_kernel<T, Precision::TF32>, grid, T::THREADS, 0, s, q, w, dy, beta, dx);
+  else
+    DN_LAUNCH(conv_data_grad_mma_kernel<T, Precision::BF16>, grid, T::THREADS, 0, s, q, w, dy, beta, dx);
+}
+
 }  // namespace
+
+void conv_data_grad_mma_cuda(Precision precision, const ConvParams& p, const float* w, const float* dy, float beta,
+                             float* dx, Stream stream, ConvMmaTile tile) {
+  DN_CHECK(precision == Precision::TF32 || precision == Precision::BF16,
+           "conv_data_grad_mma_cuda: precision must be tf32 or bf16");
+  MmaGeom q = make_mma_geom("conv_data_grad_mma_cuda", p);
+  q.K = q.og * q.kh * q.kw;  // the GEMM's K
+  q.N = q.n * q.hw;          // and N: every input pixel
+  if (q.N == 0 || q.cg == 0) return;
+  cudaStream_t s = stream;
+  if (pick_tile(tile, q.cg) == ConvMmaTile::M32N128)
+    launch_data_grad<Tile32x128>(precision, q, p.group, w, dy, beta, dx, s);
+  else
+    launch_data_grad<Tile64x64>(precision, q, p.group, w, dy, beta, dx, s);
+}
 
 void conv_filter_grad_mma_cuda(Precision precision, const ConvParams& p, const float* x, const float* dy, float beta,
                                float* dw, Stream stream, ConvMmaTile tile) {

@@ -1,5 +1,5 @@
-// Tensor-core implicit-GEMM convolution (TF32 or BF16 operands, FP32 accumulation): the forward pass
-// and the filter gradient, on the mainloop of kernels/gemm_mma.cuh with the im2col operand gathered
+// Tensor-core implicit-GEMM convolution (TF32 or BF16 operands, FP32 accumulation): the forward pass,
+// the data gradient and the filter gradient, on the mainloop of kernels/gemm_mma.cuh with the im2col operand gathered
 // by cp.async straight from x (zero-filled in the padding). Rounds the operands as precision::round
 // does on the CPU.
 #pragma once
@@ -22,6 +22,9 @@ void conv_forward_mma_cuda(Precision precision, const ConvParams& p, const float
 // dy; any group count. One block per output tile over the whole K = n * out_h * out_w (no K split).
 void conv_filter_grad_mma_cuda(Precision precision, const ConvParams& p, const float* x, const float* dy,
                                float beta, float* dw, Stream stream, ConvMmaTile tile = ConvMmaTile::Auto);
+// dx = dL/dx + beta * dx (beta == 0 does not read dx), from w and dy; any group count and stride.
+void conv_data_grad_mma_cuda(Precision precision, const ConvParams& p, const float* w, const float* dy,
+                             float beta, float* dx, Stream stream, ConvMmaTile tile = ConvMmaTile::Auto);
 #endif
 
 }  // namespace dropnet

@@ -1,13 +1,13 @@
-// The tensor-core implicit-GEMM convolution (kernels/conv_mma.h), forward (conv_forward_mma_cuda)
-// and filter gradient (conv_filter_grad_mma_cuda), at TF32 and BF16 against a direct convolution
+// The tensor-core implicit-GEMM convolution (kernels/conv_mma.h), forward (conv_forward_mma_cuda),
+// data gradient (conv_data_grad_mma_cuda) and filter gradient (conv_filter_grad_mma_cuda), at TF32 and BF16 against a direct convolution
 // summed in double over operands rounded with precision::round: 64- and 96-channel layers, both
-// block tiles, strides, padding, a 1 x 1 kernel, groups, a K not a multiple of 4 (4-byte weight
-// copies), no bias; the filter gradient with beta 0 over a NaN-filled dw and with beta 1
-// (accumulation). Outputs start NaN-filled (beta 0), so an element not written fails.
+// block tiles, strides (3 with a kernel of 2: input pixels no tap reads), padding, a 1 x 1 kernel,
+// groups, a K not a multiple of 4 (4-byte weight copies), no bias; the gradients with beta 0 over
+// a NaN-filled output and with beta 1 (accumulation). Outputs start NaN-filled (beta 0), so an element not written fails.
 //
 // Tolerance per element, as for the SGEMM (tests/cuda_gemm_mma.cpp): the products of rounded
 // operands are exact in FP32 and the error is the FP32 sum of K of them (forward: K = cg kh kw;
-// filter gradient: K = n out_h out_w) plus the bias or beta term,
+// data gradient: og kh kw (at most); filter gradient: n out_h out_w) plus the bias or beta term,
 //   |out - ref| <= 2 (K + 2) 2^-24 (sum |products| + |bias or beta dw|) + 1e-30.
 #include <gtest/gtest.h>
 
@@ -108,6 +108,7 @@ std::vector<Layer> layers() {
       {make(3, 3, 13, 11, 20, 5, 1, 0, 1), true},   // K = 75: 4-byte weight copies; ragged tiles
       {make(2, 8, 7, 7, 12, 3, 2, 1, 2), false},    // two groups, no bias
       {make(1, 17, 6, 6, 5, 1, 1, 0, 1), true},     // 1 x 1
+      {make(2, 5, 11, 10, 7, 2, 3, 0, 1), true},    // stride 3 > kernel 2: inputs no tap reads
   };
 }
 
@@ -176,6 +177,79 @@ void sweep_filter_grad(Precision pr) {
   for (ConvMmaTile tile : {ConvMmaTile::M64N64, ConvMmaTile::M32N128, ConvMmaTile::Auto})
     for (const Layer& l : layers())
       for (float beta : {0.f, 1.f}) EXPECT_TRUE(check_filter_grad(pr, tile, l.p, beta, seed++));
+}
+
+::testing::AssertionResult check_data_grad(Precision pr, ConvMmaTile tile, const ConvParams& p, float beta,
+                                           uint64_t seed) {
+  const int64_t cg = p.c / p.group, og = p.out_c / p.group, ohw = p.out_h * p.out_w;
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<float> w(p.out_c * cg * p.kh * p.kw), dy(p.n * p.out_c * ohw), dx0(p.n * p.c * p.h * p.w);
+  for (float& v : w) v = u(rng);
+  for (float& v : dy) v = u(rng);
+  for (float& v : dx0) v = beta == 0.f ? std::numeric_limits<float>::quiet_NaN() : u(rng);
+  Tensor dw(Shape{static_cast<int64_t>(w.size())}, Device::cuda(0)), ddy(Shape{static_cast<int64_t>(dy.size())}, Device::cuda(0)),
+      ddx(Shape{static_cast<int64_t>(dx0.size())}, Device::cuda(0));
+  dw.from_host(w);
+  ddy.from_host(dy);
+  ddx.from_host(dx0);
+  conv_data_grad_mma_cuda(pr, p, dw.data(), ddy.data(), beta, ddx.data(), cuda_stream(), tile);
+  const std::vector<float> dx = ddx.to_host();
+
+  // dx by scattering every (output pixel, tap) product onto the input pixel it read.
+  std::vector<double> sum(dx0.size(), 0.0), mag(dx0.size(), 0.0);
+  for (int64_t b = 0; b < p.n; ++b)
+    for (int64_t co = 0; co < p.out_c; ++co)
+      for (int64_t oy = 0; oy < p.out_h; ++oy)
+        for (int64_t ox = 0; ox < p.out_w; ++ox) {
+          const int64_t g = co / og;
+          const double dv = precision::round(pr, dy[((b * p.out_c + co) * p.out_h + oy) * p.out_w + ox]);
+          for (int64_t ci = 0; ci < cg; ++ci)
+            for (int ki = 0; ki < p.kh; ++ki)
+              for (int kj = 0; kj < p.kw; ++kj) {
+                const int64_t iy = oy * p.sh - p.ph + ki, ix = ox * p.sw - p.pw + kj;
+                if (iy < 0 || iy >= p.h || ix < 0 || ix >= p.w) continue;
+                const double wv = precision::round(pr, w[((co * cg + ci) * p.kh + ki) * p.kw + kj]);
+                const int64_t idx = ((b * p.c + g * cg + ci) * p.h + iy) * p.w + ix;
+                sum[idx] += dv * wv;
+                mag[idx] += std::fabs(dv * wv);
+              }
+        }
+  const double K = static_cast<double>(og * p.kh * p.kw), uu = std::ldexp(1.0, -24);
+  double worst = 0;
+  std::string worst_text;
+  for (size_t i = 0; i < dx.size(); ++i) {
+    const double prev = beta == 0.f ? 0.0 : beta * static_cast<double>(dx0[i]);
+    const double want = sum[i] + prev, tol = 2 * (K + 2) * uu * (mag[i] + std::fabs(prev)) + 1e-30;
+    const double v = dx[i];
+    const double excess = std::isfinite(v) ? std::fabs(v - want) / tol : std::numeric_limits<double>::infinity();
+    if (!(excess <= worst)) {
+      worst = excess;
+      worst_text = "dx[" + std::to_string(i) + "] = " + std::to_string(v) + ", want " + std::to_string(want) + " +- " +
+                   std::to_string(tol);
+    }
+  }
+  if (worst > 1.0)
+    return ::testing::AssertionFailure() << "data gradient " << name(pr, tile, p, true) << " beta=" << beta
+                                         << ": worst " << worst_text << " (" << worst << " x the tolerance)";
+  return ::testing::AssertionSuccess();
+}
+
+void sweep_data_grad(Precision pr) {
+  uint64_t seed = 90;
+  for (ConvMmaTile tile : {ConvMmaTile::M64N64, ConvMmaTile::M32N128, ConvMmaTile::Auto})
+    for (const Layer& l : layers())
+      for (float beta : {0.f, 1.f}) EXPECT_TRUE(check_data_grad(pr, tile, l.p, beta, seed++));
+}
+
+TEST(CudaConvMma, Tf32DataGradEveryTileAndLayerShape) {
+  DN_REQUIRE_CUDA();
+  sweep_data_grad(Precision::TF32);
+}
+
+TEST(CudaConvMma, Bf16DataGradEveryTileAndLayerShape) {
+  DN_REQUIRE_CUDA();
+  sweep_data_grad(Precision::BF16);
 }
 
 TEST(CudaConvMma, Tf32FilterGradEveryTileAndLayerShape) {
