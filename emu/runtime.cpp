@@ -585,6 +585,16 @@ void cp_async(void* dst, const void* src, int cp_size, int src_size) {
   if (reinterpret_cast<uintptr_t>(dst) % static_cast<uintptr_t>(cp_size) != 0 ||
       reinterpret_cast<uintptr_t>(src) % static_cast<uintptr_t>(cp_size) != 0)
     kernel_fault("cp.async: a " + std::to_string(cp_size) + "-byte copy between addresses not aligned to it");
+#if !DN_EMU_TSAN
+  // The source must lie in one allocation (device or pinned memory), as the hardware's would fault.
+  // (Not under TSan: the allocation table's lock would order the fibers, hiding their races; the
+  // ASan build checks every byte read.)
+  Range r;
+  if (src_size > 0 && !find_range(src, static_cast<size_t>(src_size), &r))
+    kernel_fault("cp.async: " + std::to_string(src_size) + " bytes at " + ptr_text(src) +
+                 " are not inside one device allocation (block " + dim_text(t_block_idx) + ", thread " +
+                 dim_text(t_thread_idx) + ")");
+#endif
   const Team::Member::AsyncCopy c{dst, src, cp_size, src_size, 0};
   if (cur_team() == nullptr || cur_fiber() < 0) {  // a kernel run without fibers: no later wait to defer to
     complete_copy(c);

@@ -2,7 +2,8 @@
 // kind (TF32 m16n8k8, BF16 m16n8k16) on known inputs, every lane's D fragment checked against a
 // scalar product, with the A / B / C fragments built on the host from the PTX ISA's layout tables
 // (so a wrong layout in the emulator fails); ldmatrix .x4 and .x4.trans, lane by lane; cp.async
-// zero-fill and its commit / wait groups; and the fault of an mma in a divergent warp.
+// zero-fill and its commit / wait groups; the faults of an mma in a divergent warp and of a
+// cp.async past its allocation.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -84,6 +85,15 @@ __global__ void cp_async_probe(const float* src, float* before, float* mid, floa
   for (int i = 0; i < 24; ++i) mid[i] = s[i];
   cp_async_wait<0>();
   for (int i = 0; i < 24; ++i) after[i] = s[i];
+}
+
+// A 16-byte cp.async from src + offset (then waited for).
+__global__ void cp_async_from(const float* src, int offset, float* out) {
+  __shared__ __align__(16) float s[4];
+  cp_async_cg16(s, src + offset, 16);
+  cp_async_commit();
+  cp_async_wait<0>();
+  out[0] = s[0];
 }
 
 template <typename T>
@@ -250,6 +260,21 @@ TEST(EmulatorMma, CpAsyncZeroFillAndWaitGroups) {
   cudaFree(bd);
   cudaFree(md);
   cudaFree(ad);
+}
+
+// A copy reading past its allocation is a fault (the ASan build would also see it byte by byte).
+TEST(EmulatorMma, CpAsyncPastAnAllocationIsAFault) {
+  float* src = to_device(std::vector<float>(8, 1.f));
+  float* out = to_device(std::vector<float>(1, 0.f));
+  DN_LAUNCH(cp_async_from, dim3(1), dim3(1), 0, nullptr, src, 4, out);  // the last 16 bytes: fine
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(to_host(out, 1)[0], 1.f);
+  ASSERT_EQ(dn_emu::launch("cp_async_from", cp_async_from, dim3(1), dim3(1), 0, nullptr, src, 8, out), cudaSuccess);
+  const cudaError_t e = cudaDeviceSynchronize();
+  EXPECT_EQ(e, cudaErrorLaunchFailure);
+  EXPECT_NE(std::string(cudaGetErrorString(e)).find("not inside one device allocation"), std::string::npos)
+      << cudaGetErrorString(e);
+  ASSERT_EQ(cudaDeviceReset(), cudaSuccess);
 }
 
 }  // namespace
