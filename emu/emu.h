@@ -50,6 +50,12 @@ cudaError_t drain(cudaStream_t s);
 // returns it; for the vendor emulations' argument errors.
 cudaError_t set_error(cudaError_t e, const std::string& detail);
 
+// A warp-collective operation of the calling fiber (emu/mma.cpp): every lane of its warp deposits
+// `operands`, then each runs fn with the 32 lanes' operands (lanes[l] of lane l). `what` names the
+// op; all 32 lanes must be live and at the same op, else the kernel faults.
+void warp_collective(const char* what, const void* operands, void (*fn)(const void* const* lanes, void* ctx),
+                     void* ctx);
+
 // Kernels launched so far (names as written at the launch site, template arguments stripped),
 // with how often; the coverage test reads these.
 std::vector<std::pair<std::string, long>> launched_kernels();

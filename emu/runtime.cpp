@@ -276,6 +276,18 @@ struct Team {
     std::atomic<unsigned> warp_syncs{0};   // warp barriers passed
     uint64_t slot = 0;                     // warp exchange value
     bool vote = false;
+    const char* collective = nullptr;      // the warp-collective op (mma, ldmatrix) it waits at
+    const void* operands = nullptr;        // and its operands
+    // cp.async copies issued and not yet completed, each with its commit-group number (the
+    // number of commits before it: an uncommitted copy is in group `commits`).
+    struct AsyncCopy {
+      void* dst;
+      const void* src;
+      int cp_size, src_size;
+      unsigned group;
+    };
+    std::vector<AsyncCopy> copies;
+    unsigned commits = 0;
   };
   std::vector<std::unique_ptr<Member>> members;
   int n = 0;
@@ -349,6 +361,9 @@ void run_block_fibers(Team& tm, const char* name) {
     m.wait.store(0, std::memory_order_relaxed);
     m.barriers.store(0, std::memory_order_relaxed);
     m.warp_syncs.store(0, std::memory_order_relaxed);
+    m.collective = nullptr;
+    m.copies.clear();
+    m.commits = 0;
     m.fiber.reset(&Team::entry, reinterpret_cast<void*>(static_cast<intptr_t>(t)));
   }
   const int warps = (n + 31) / 32;
@@ -526,6 +541,88 @@ unsigned warp_ballot(unsigned mask, bool pred) {
     if (tm->members[static_cast<size_t>(warp_base + l)]->vote) bits |= 1u << l;
   warp_barrier(m);
   return bits & mask;
+}
+
+void warp_collective(const char* what, const void* operands, void (*fn)(const void* const* lanes, void* ctx),
+                     void* ctx) {
+  Team::Member& m = current_member(what);
+  Team* tm = cur_team();
+  m.collective = what;
+  m.operands = operands;
+  warp_barrier(m);
+  const int warp_base = cur_fiber() - cur_fiber() % 32;
+  const void* lanes[32];
+  for (int l = 0; l < 32; ++l) {
+    const int t = warp_base + l;
+    const char* why = nullptr;
+    if (t >= tm->n)
+      why = "does not exist (the block's size is not a multiple of 32)";
+    else if (tm->members[static_cast<size_t>(t)]->fiber.finished())
+      why = "has exited";
+    else if (tm->members[static_cast<size_t>(t)]->collective != what)
+      why = "waits at another warp barrier";
+    if (why != nullptr)
+      kernel_fault(std::string(what) + " (block " + dim_text(t_block_idx) + ", warp " + std::to_string(warp_base / 32) +
+                   "): lane " + std::to_string(l) + " " + why +
+                   "; .aligned warp-collective instructions need all 32 lanes of a converged warp");
+    lanes[l] = tm->members[static_cast<size_t>(t)]->operands;
+  }
+  fn(lanes, ctx);
+  warp_barrier(m);
+  m.collective = nullptr;
+}
+
+namespace {
+void complete_copy(const Team::Member::AsyncCopy& c) {
+  if (c.src_size > 0) std::memcpy(c.dst, c.src, static_cast<size_t>(c.src_size));
+  std::memset(static_cast<char*>(c.dst) + c.src_size, 0, static_cast<size_t>(c.cp_size - c.src_size));
+}
+}  // namespace
+
+void cp_async(void* dst, const void* src, int cp_size, int src_size) {
+  if (src_size < 0 || src_size > cp_size)
+    kernel_fault("cp.async: src-size " + std::to_string(src_size) + " outside [0, " + std::to_string(cp_size) + "]");
+  if (reinterpret_cast<uintptr_t>(dst) % static_cast<uintptr_t>(cp_size) != 0 ||
+      reinterpret_cast<uintptr_t>(src) % static_cast<uintptr_t>(cp_size) != 0)
+    kernel_fault("cp.async: a " + std::to_string(cp_size) + "-byte copy between addresses not aligned to it");
+#if !DN_EMU_TSAN
+  // The source must lie in one allocation (device or pinned memory), as the hardware's would fault.
+  // (Not under TSan: the allocation table's lock would order the fibers, hiding their races; the
+  // ASan build checks every byte read.)
+  Range r;
+  if (src_size > 0 && !find_range(src, static_cast<size_t>(src_size), &r))
+    kernel_fault("cp.async: " + std::to_string(src_size) + " bytes at " + ptr_text(src) +
+                 " are not inside one device allocation (block " + dim_text(t_block_idx) + ", thread " +
+                 dim_text(t_thread_idx) + ")");
+#endif
+  const Team::Member::AsyncCopy c{dst, src, cp_size, src_size, 0};
+  if (cur_team() == nullptr || cur_fiber() < 0) {  // a kernel run without fibers: no later wait to defer to
+    complete_copy(c);
+    return;
+  }
+  Team::Member& m = current_member("cp.async");
+  m.copies.push_back(c);
+  m.copies.back().group = m.commits;
+}
+
+void cp_async_commit() {
+  if (cur_team() == nullptr || cur_fiber() < 0) return;
+  ++current_member("cp.async.commit_group").commits;
+}
+
+void cp_async_wait(int pending) {
+  if (cur_team() == nullptr || cur_fiber() < 0) return;
+  Team::Member& m = current_member("cp.async.wait_group");
+  // Groups numbered below commits - pending are complete; uncommitted copies are not waited for.
+  const unsigned done_below = m.commits >= static_cast<unsigned>(pending) ? m.commits - static_cast<unsigned>(pending) : 0;
+  size_t kept = 0;
+  for (size_t i = 0; i < m.copies.size(); ++i) {
+    if (m.copies[i].group < done_below)
+      complete_copy(m.copies[i]);
+    else
+      m.copies[kept++] = m.copies[i];
+  }
+  m.copies.resize(kept);
 }
 
 // The built-in variables read through these (emu/include/cuda_runtime.h): not instrumented, so

@@ -259,6 +259,28 @@ inline int __any_sync(unsigned mask, int pred) { return dn_emu::warp_ballot(mask
 inline int __all_sync(unsigned mask, int pred) { return dn_emu::warp_ballot(mask, pred != 0) == dn_emu::warp_ballot(mask, true); }
 inline unsigned __activemask() { return 0xffffffffu; }
 
+// Tensor cores, ldmatrix and cp.async: what kernels/mma.cuh calls instead of its inline PTX
+// (emu/mma.cpp, emu/runtime.cpp). The warp-collective ones (mma, ldmatrix) are a warp barrier at
+// which all 32 lanes of a converged warp deposit their registers; each lane then computes its own
+// result with the fragment layouts of the PTX ISA. A lane missing (exited, diverged, at another
+// barrier) is a kernel fault. See emu/README.md for the arithmetic.
+namespace dn_emu {
+// d = a * b + c, m16n8k8, A row-major, B column-major, TF32 operands (the high 19 bits of each
+// register), FP32 accumulators.
+void mma_m16n8k8_tf32(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4]);
+// d = a * b + c, m16n8k16, BF16 operands packed two a register (lower index in the low half).
+void mma_m16n8k16_bf16(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4]);
+// ldmatrix.sync.aligned.m8n8.x4(.trans).shared.b16: lane l gives the address of row l % 8 of
+// matrix l / 8; r[i] is this lane's part of matrix i.
+void ldmatrix_x4(uint32_t r[4], const void* row, bool trans);
+// cp.async of cp_size bytes, the first src_size of them read from src, the rest zero-filled. The
+// copy happens at the cp.async.wait_group that covers it (so a read before the wait sees the old
+// shared memory, as it may on the hardware).
+void cp_async(void* dst, const void* src, int cp_size, int src_size);
+void cp_async_commit();
+void cp_async_wait(int pending);  // all but the `pending` most recent committed groups complete
+}  // namespace dn_emu
+
 // Atomics: the fibers of a block share one host thread, but the TSan build sees each as a thread,
 // so these are real atomic operations.
 template <typename T>
