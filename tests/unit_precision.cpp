@@ -47,8 +47,13 @@ TEST(Precision, SpecialValues) {
     EXPECT_TRUE(std::isnan(f(-std::nanf(""))));
     EXPECT_EQ(f(0.0f), 0.0f);
     EXPECT_TRUE(std::signbit(f(-0.0f)));
-    const float sub = 0x1.234p-140f;  // subnormal: rounded on the same bit grid
-    EXPECT_NEAR(f(sub), sub, 0x1p-140f * 0x1p-6f);
+    // A subnormal is rounded on the same bit grid: 2^-136 apart for TF32 (13 bits dropped), 2^-133
+    // for BF16 (16 bits), so the error is at most half of 2^-133. (A value under half the grid
+    // step, such as 0x1.234p-140, rounds to zero.)
+    const float sub = 0x1.234p-130f;
+    EXPECT_NEAR(f(sub), sub, 0x1p-134f);
+    EXPECT_NE(f(sub), 0.0f);
+    EXPECT_EQ(f(0x1.234p-140f), 0.0f);
   }
   EXPECT_EQ(precision::round(Precision::FP32, 1.0f + 0x1p-20f), 1.0f + 0x1p-20f);
   EXPECT_EQ(precision::round(Precision::TF32, 1.0f + 0x1p-20f), 1.0f);
