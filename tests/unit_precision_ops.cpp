@@ -75,8 +75,8 @@ TEST(GemmPrecisionTf32Bf16, OpenBlasBf16MatchesRoundedReference) {
   check_gemm(sgemm_openblas_prec, "openblas", Precision::BF16);
 }
 
-// fp32 through the Precision overload is the FP32 form, bit for bit.
-TEST(GemmPrecisionTf32Bf16, Fp32OverloadIsBitIdenticalToTheFp32Form) {
+// fp32 through the _prec form is the plain FP32 form, bit for bit.
+TEST(GemmPrecisionTf32Bf16, Fp32PrecFormIsBitIdenticalToThePlainForm) {
   const std::vector<float> a = random_vector(37 * 300, 3), b = random_vector(300 * 70, 4);
   std::vector<float> c1(37 * 70), c2(37 * 70);
   sgemm_native_cpu(true, false, 37, 70, 300, 1.f, a.data(), 37, b.data(), 70, 0.f, c1.data(), 70);

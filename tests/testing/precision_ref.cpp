@@ -29,6 +29,7 @@ Ref finish(const std::vector<Acc>& acc) {
   for (const Acc& a : acc) {
     out.value.push_back(a.r);
     out.fp32.push_back(a.f);
+    out.abs_sum.push_back(a.s);
     out.tolerance.push_back(4.0 * std::sqrt(double(std::max<int64_t>(a.k, 1))) * std::ldexp(a.s, -24) + 1e-30);
   }
   return out;

@@ -24,6 +24,7 @@ using GemmPtr = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const flo
 // result of the unrounded operands.
 struct Ref {
   std::vector<double> value, tolerance, fp32;
+  std::vector<double> abs_sum;  // sum |a b| of the rounded operands
 };
 using GemmRef = Ref;
 
