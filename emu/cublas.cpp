@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "emu.h"
+#include "kernels/precision_math.h"
 
 struct cublasContext {
   int device = 0;                // the device current at cublasCreate
@@ -72,6 +73,15 @@ void scale_ref(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
     else
       for (int64_t i = 0; i < m; ++i) cj[i] *= beta;
   }
+}
+
+// A rounded, contiguous copy (ld = rows) of a column-major rows x cols matrix: the operand as the
+// tensor cores see it (the same rounding as dropnet's own kernels, kernels/precision_math.h).
+std::vector<float> rounded_copy(dropnet::Precision prec, const float* x, int64_t rows, int64_t cols, int64_t ld) {
+  std::vector<float> out(static_cast<size_t>(rows * cols));
+  for (int64_t j = 0; j < cols; ++j)
+    for (int64_t i = 0; i < rows; ++i) out[j * rows + i] = dropnet::precision::round(prec, x[j * ld + i]);
+  return out;
 }
 
 const char* op_name(cublasOperation_t op) {
@@ -168,32 +178,35 @@ const char* cublasGetStatusString(cublasStatus_t status) {
   return "unknown cuBLAS status";
 }
 
-cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
-                           int k, const float* alpha, const float* A, int lda, const float* B, int ldb,
-                           const float* beta, float* C, int ldc) {
+namespace {
+
+// cublasSgemm and cublasGemmEx on FP32 data: `name` in messages, operands rounded to `prec`.
+cublasStatus_t gemm_impl(const char* name, cublasHandle_t handle, cublasOperation_t transa,
+                         cublasOperation_t transb, int m, int n, int k, const float* alpha, const float* A, int lda,
+                         const float* B, int ldb, const float* beta, float* C, int ldc, dropnet::Precision prec) {
   if (handle == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
   const auto valid_op = [](cublasOperation_t op) {
     return op == CUBLAS_OP_N || op == CUBLAS_OP_T || op == CUBLAS_OP_C;
   };
   if (!valid_op(transa) || !valid_op(transb))
-    return invalid("cublasSgemm: invalid operation (transa " + std::to_string(static_cast<int>(transa)) +
+    return invalid(std::string(name) + ": invalid operation (transa " + std::to_string(static_cast<int>(transa)) +
                    ", transb " + std::to_string(static_cast<int>(transb)) + ")");
   // For real matrices CUBLAS_OP_C is the transpose.
   const bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
   if (m < 0 || n < 0 || k < 0)
-    return invalid("cublasSgemm: negative size m=" + std::to_string(m) + " n=" + std::to_string(n) +
+    return invalid(std::string(name) + ": negative size m=" + std::to_string(m) + " n=" + std::to_string(n) +
                    " k=" + std::to_string(k));
   // The stored A is m x k (N) or k x m (T); the stored B is k x n (N) or n x k (T).
   const int a_rows = ta ? k : m, b_rows = tb ? n : k;
   if (lda < std::max(1, a_rows))
-    return invalid("cublasSgemm: lda=" + std::to_string(lda) + " < max(1, " + std::to_string(a_rows) +
+    return invalid(std::string(name) + ": lda=" + std::to_string(lda) + " < max(1, " + std::to_string(a_rows) +
                    ") for transa=" + op_name(transa));
   if (ldb < std::max(1, b_rows))
-    return invalid("cublasSgemm: ldb=" + std::to_string(ldb) + " < max(1, " + std::to_string(b_rows) +
+    return invalid(std::string(name) + ": ldb=" + std::to_string(ldb) + " < max(1, " + std::to_string(b_rows) +
                    ") for transb=" + op_name(transb));
   if (ldc < std::max(1, m))
-    return invalid("cublasSgemm: ldc=" + std::to_string(ldc) + " < max(1, m=" + std::to_string(m) + ")");
-  if (alpha == nullptr || beta == nullptr) return invalid("cublasSgemm: null alpha or beta");
+    return invalid(std::string(name) + ": ldc=" + std::to_string(ldc) + " < max(1, m=" + std::to_string(m) + ")");
+  if (alpha == nullptr || beta == nullptr) return invalid(std::string(name) + ": null alpha or beta");
 
   // The handle's device must be the current one and own the stream (a launch elsewhere fails).
   const int device = handle->device;
@@ -201,7 +214,7 @@ cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa, cubl
   const int sdev = dn_emu::stream_device(handle->stream);
   if (cur != device || sdev != device) {
     dn_emu::set_error(cudaErrorInvalidResourceHandle,
-                      "cublasSgemm: the handle belongs to cuda:" + std::to_string(device) + " but " +
+                      std::string(name) + ": the handle belongs to cuda:" + std::to_string(device) + " but " +
                           (cur != device ? "the current device is cuda:" + std::to_string(cur)
                                          : "its stream belongs to cuda:" + std::to_string(sdev)));
     return CUBLAS_STATUS_EXECUTION_FAILED;
@@ -213,7 +226,7 @@ cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa, cubl
   if (no_product && be == 1.f) return CUBLAS_STATUS_SUCCESS;  // the reference BLAS quick return
 
   const int64_t m64 = m, n64 = n, k64 = k, lda64 = lda, ldb64 = ldb, ldc64 = ldc;
-  const cudaError_t e = dn_emu::enqueue(handle->stream, "cublasSgemm", [=] {
+  const cudaError_t e = dn_emu::enqueue(handle->stream, name, [=] {
     const size_t f = sizeof(float);
     if (!no_product) {
       dn_emu::check_device_access(device, A, f * extent(a_rows, ta ? m64 : k64, lda64), "A");
@@ -222,8 +235,60 @@ cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa, cubl
     dn_emu::check_device_access(device, C, f * extent(m64, n64, ldc64), "C");
     if (no_product)
       scale_ref(m64, n64, be, C, ldc64);
-    else
+    else if (prec == dropnet::Precision::FP32)
       sgemm_ref(ta, tb, m64, n64, k64, al, A, lda64, B, ldb64, be, C, ldc64);
+    else {
+      const std::vector<float> ar = rounded_copy(prec, A, a_rows, ta ? m64 : k64, lda64);
+      const std::vector<float> br = rounded_copy(prec, B, b_rows, tb ? k64 : n64, ldb64);
+      sgemm_ref(ta, tb, m64, n64, k64, al, ar.data(), a_rows, br.data(), b_rows, be, C, ldc64);
+    }
   });
   return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
+}
+
+}  // namespace
+
+cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
+                           int k, const float* alpha, const float* A, int lda, const float* B, int ldb,
+                           const float* beta, float* C, int ldc) {
+  if (handle == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
+  // CUBLAS_TF32_TENSOR_OP_MATH lets single-precision routines use TF32 tensor cores.
+  const int base = static_cast<int>(handle->math) & ~static_cast<int>(CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION);
+  const dropnet::Precision prec =
+      base == CUBLAS_TF32_TENSOR_OP_MATH ? dropnet::Precision::TF32 : dropnet::Precision::FP32;
+  return gemm_impl("cublasSgemm", handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, prec);
+}
+
+cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
+                            int k, const void* alpha, const void* A, cudaDataType Atype, int lda, const void* B,
+                            cudaDataType Btype, int ldb, const void* beta, void* C, cudaDataType Ctype, int ldc,
+                            cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
+  if (handle == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
+  if (Atype != CUDA_R_32F || Btype != CUDA_R_32F || Ctype != CUDA_R_32F) {
+    dn_emu::set_error(cudaErrorInvalidValue, "cublasGemmEx: the emulation supports CUDA_R_32F A, B and C only (got " +
+                                                 std::to_string(Atype) + ", " + std::to_string(Btype) + ", " +
+                                                 std::to_string(Ctype) + ")");
+    return CUBLAS_STATUS_NOT_SUPPORTED;
+  }
+  if (algo != CUBLAS_GEMM_DEFAULT && algo != CUBLAS_GEMM_DEFAULT_TENSOR_OP)
+    return invalid("cublasGemmEx: the emulation supports CUBLAS_GEMM_DEFAULT(_TENSOR_OP) only, got " +
+                   std::to_string(static_cast<int>(algo)));
+  const int base = static_cast<int>(handle->math) & ~static_cast<int>(CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION);
+  dropnet::Precision prec;
+  switch (computeType) {
+    case CUBLAS_COMPUTE_32F:
+      prec = base == CUBLAS_TF32_TENSOR_OP_MATH ? dropnet::Precision::TF32 : dropnet::Precision::FP32;
+      break;
+    case CUBLAS_COMPUTE_32F_PEDANTIC: prec = dropnet::Precision::FP32; break;
+    case CUBLAS_COMPUTE_32F_FAST_TF32: prec = dropnet::Precision::TF32; break;
+    case CUBLAS_COMPUTE_32F_FAST_16BF: prec = dropnet::Precision::BF16; break;
+    default:
+      dn_emu::set_error(cudaErrorInvalidValue, "cublasGemmEx: compute type " +
+                                                   std::to_string(static_cast<int>(computeType)) +
+                                                   " is not emulated for FP32 data");
+      return CUBLAS_STATUS_NOT_SUPPORTED;
+  }
+  return gemm_impl("cublasGemmEx", handle, transa, transb, m, n, k, static_cast<const float*>(alpha),
+                   static_cast<const float*>(A), lda, static_cast<const float*>(B), ldb,
+                   static_cast<const float*>(beta), static_cast<float*>(C), ldc, prec);
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "emu.h"
+#include "kernels/precision_math.h"
 
 struct cudnnContext {
   int device = 0;                 // the device current at cudnnCreate
@@ -333,8 +334,25 @@ void store_plane(const double* acc, int64_t rows, int64_t cols, double alpha, do
   }
 }
 
+// Tensor-op math (CUDNN_TENSOR_OP_MATH, _ALLOW_CONVERSION) on float data runs on TF32 tensor
+// cores: the operands are rounded to TF32 (kernels/precision_math.h, as dropnet's own kernels
+// round) before the products. CUDNN_DEFAULT_MATH and CUDNN_FMA_MATH compute in FP32.
+bool tensor_op_math(const Geom& g) {
+  return g.math == CUDNN_TENSOR_OP_MATH || g.math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+}
+// `p` replaced by a TF32-rounded copy of its `span` elements (same layout) under tensor-op math.
+void tf32_operand(const Geom& g, const float*& p, int64_t span, std::vector<float>& copy) {
+  if (!tensor_op_math(g)) return;
+  copy.resize(static_cast<size_t>(span));
+  for (int64_t i = 0; i < span; ++i) copy[i] = dropnet::precision::round_tf32(p[i]);
+  p = copy.data();
+}
+
 // y = alpha conv(x, w) + beta y
 void conv_forward_ref(const Geom& g, double alpha, const float* x, const float* w, double beta, float* y) {
+  std::vector<float> xr, wr;
+  tf32_operand(g, x, g.x.span(), xr);
+  tf32_operand(g, w, g.f.span(), wr);
   std::vector<double> acc(static_cast<size_t>(g.oh * g.ow));
   const bool contiguous = g.sw == 1 && g.x.s[3] == 1;  // the inner loop runs along a row of x
   for (int64_t b = 0; b < g.n; ++b) {
@@ -373,6 +391,9 @@ void conv_forward_ref(const Geom& g, double alpha, const float* x, const float* 
 
 // dx = alpha conv^T(dy, w) + beta dx (the gradient of the forward pass with respect to x)
 void conv_backward_data_ref(const Geom& g, double alpha, const float* w, const float* dy, double beta, float* dx) {
+  std::vector<float> wr, dyr;
+  tf32_operand(g, w, g.f.span(), wr);
+  tf32_operand(g, dy, g.y.span(), dyr);
   std::vector<double> acc(static_cast<size_t>(g.h * g.w));
   const bool contiguous = g.sw == 1 && g.y.s[3] == 1;  // the inner loop runs along a row of dy
   for (int64_t b = 0; b < g.n; ++b) {
@@ -413,6 +434,9 @@ void conv_backward_data_ref(const Geom& g, double alpha, const float* w, const f
 
 // dw = alpha corr(x, dy) + beta dw (the gradient of the forward pass with respect to w)
 void conv_backward_filter_ref(const Geom& g, double alpha, const float* x, const float* dy, double beta, float* dw) {
+  std::vector<float> xr, dyr;
+  tf32_operand(g, x, g.x.span(), xr);
+  tf32_operand(g, dy, g.y.span(), dyr);
   std::vector<double> part(static_cast<size_t>(g.ow));
   const bool contiguous = g.sw == 1 && g.x.s[3] == 1 && g.y.s[3] == 1;
   for (int64_t oc = 0; oc < g.k; ++oc) {

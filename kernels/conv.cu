@@ -46,10 +46,11 @@ __global__ void chunk_transpose_kernel(const float* __restrict__ src, float* __r
   }
 }
 
-void gemm(bool use_cublas, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-          const float* b, int64_t ldb, float beta, float* c, int64_t ldc, Stream s) {
-  if (use_cublas) sgemm_cublas(ta, tb, m, n, k, 1.f, a, lda, b, ldb, beta, c, ldc, s);
-  else sgemm_cuda(ta, tb, m, n, k, 1.f, a, lda, b, ldb, beta, c, ldc, s);
+// The column buffer holds x (or receives d(col)) unrounded: the GEMMs round their operands.
+void gemm(bool use_cublas, Precision prec, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, Stream s) {
+  if (use_cublas) sgemm_cublas_prec(ta, tb, m, n, k, 1.f, a, lda, b, ldb, beta, c, ldc, prec, s);
+  else sgemm_cuda_prec(ta, tb, m, n, k, 1.f, a, lda, b, ldb, beta, c, ldc, prec, s);
 }
 
 constexpr int64_t kMaxColFloats = 64 << 20;  // 256 MB column buffer at most
@@ -88,7 +89,7 @@ void conv_forward_cuda(const ConvParams& p, const float* x, const float* w, cons
     im2col_cuda(p, x + n0 * p.c * p.h * p.w, b, s.col.data(), stream);
     float* yt = b == 1 ? y + n0 * p.out_c * ohw : s.ytmp.data();
     for (int g = 0; g < p.group; ++g)
-      gemm(use_cublas, false, false, og, cols, kg, w + g * og * kg, kg, s.col.data() + g * kg * cols, cols, 0.f,
+      gemm(use_cublas, p.prec, false, false, og, cols, kg, w + g * og * kg, kg, s.col.data() + g * kg * cols, cols, 0.f,
            yt + g * og * cols, cols, stream);
     if (b > 1) {
       DN_LAUNCH(chunk_transpose_kernel, grid_for(b * p.out_c * ohw), 256, 0, stream, yt, y + n0 * p.out_c * ohw, b,
@@ -115,11 +116,11 @@ void conv_backward_cuda(const ConvParams& p, const float* x, const float* w, con
       dyt = s.ytmp.data();
     }
     for (int g = 0; g < p.group; ++g)
-      gemm(use_cublas, false, true, og, kg, cols, dyt + g * og * cols, cols, s.col.data() + g * kg * cols, cols, 1.f,
-           dw + g * og * kg, kg, stream);
+      gemm(use_cublas, p.prec, false, true, og, kg, cols, dyt + g * og * cols, cols, s.col.data() + g * kg * cols,
+           cols, 1.f, dw + g * og * kg, kg, stream);
     if (dx != nullptr) {
       for (int g = 0; g < p.group; ++g)
-        gemm(use_cublas, true, false, kg, cols, og, w + g * og * kg, kg, dyt + g * og * cols, cols, 0.f,
+        gemm(use_cublas, p.prec, true, false, kg, cols, og, w + g * og * kg, kg, dyt + g * og * cols, cols, 0.f,
              s.col.data() + g * kg * cols, cols, stream);
       col2im_cuda(p, s.col.data(), b, beta, dx + n0 * p.c * p.h * p.w, stream);
     }

@@ -208,8 +208,8 @@ void conv_forward_cpu(const ConvParams& p, const float* x, const float* w, const
       }
       float* yb = y + (b * p.out_c + o0) * ohw;
       for (int g = 0; g < p.group; ++g)
-        sgemm_cpu(false, false, og, ohw, kg, 1.f, w + (o0 + g * og) * kg, kg, cb + g * kg * ohw, ohw, 0.f,
-                  yb + g * og * ohw, ohw);
+        sgemm_cpu_prec(false, false, og, ohw, kg, 1.f, w + (o0 + g * og) * kg, kg, cb + g * kg * ohw, ohw, 0.f,
+                  yb + g * og * ohw, ohw, p.prec);
       bias_forward_cpu(1, oc.end - oc.begin, ohw, bias != nullptr ? bias + o0 : nullptr, yb, act);
     }
   }
@@ -250,19 +250,19 @@ void conv_backward_cpu(const ConvParams& p, const float* x, const float* w, cons
         cb = col;
       }
       for (int g = 0; g < p.group; ++g)
-        sgemm_cpu(false, true, og, kg, ohw, 1.f, dyb + g * og * ohw, ohw, cb + g * kg * ohw, ohw, 1.f,
-                  dwt + g * og * kg, kg);
+        sgemm_cpu_prec(false, true, og, kg, ohw, 1.f, dyb + g * og * ohw, ohw, cb + g * kg * ohw, ohw, 1.f,
+                  dwt + g * og * kg, kg, p.prec);
       if (dx != nullptr) {
         float* dxb = dx + b * in_plane;
         if (pointwise) {
           // d(col) is dx itself.
           for (int g = 0; g < p.group; ++g)
-            sgemm_cpu(true, false, kg, ohw, og, 1.f, w + g * og * kg, kg, dyb + g * og * ohw, ohw, beta,
-                      dxb + g * kg * ohw, ohw);
+            sgemm_cpu_prec(true, false, kg, ohw, og, 1.f, w + g * og * kg, kg, dyb + g * og * ohw, ohw, beta,
+                      dxb + g * kg * ohw, ohw, p.prec);
         } else {
           for (int g = 0; g < p.group; ++g)
-            sgemm_cpu(true, false, kg, ohw, og, 1.f, w + g * og * kg, kg, dyb + g * og * ohw, ohw, 0.f,
-                      col + g * kg * ohw, ohw);
+            sgemm_cpu_prec(true, false, kg, ohw, og, 1.f, w + g * og * kg, kg, dyb + g * og * ohw, ohw, 0.f,
+                      col + g * kg * ohw, ohw, p.prec);
           col2im_cpu(p, col, 1, beta, dxb);
         }
       }

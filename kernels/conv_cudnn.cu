@@ -18,6 +18,7 @@
 
 #include "core/cuda_check.h"
 #include "core/error.h"
+#include "core/launch.cuh"
 #include "core/tensor.h"
 #include "kernels/eltwise.h"
 
@@ -141,8 +142,10 @@ struct Plan {
                                                    CUDNN_DATA_FLOAT));
     DN_CUDNN_CHECK(cudnnSetConvolutionGroupCount(conv, p.group));
     // CUDNN_DEFAULT_MATH permits TF32 tensor cores on Ampere and later; FMA math forbids them,
-    // so results stay FP32 and comparable with the native engine.
-    DN_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, CUDNN_FMA_MATH));
+    // so fp32 results stay FP32 and comparable with the native engine. tf32 / bf16 ask for the
+    // tensor cores (bf16 operands arrive rounded: see Bf16Operand).
+    DN_CUDNN_CHECK(
+        cudnnSetConvolutionMathType(conv, p.prec == Precision::FP32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH));
     // Our output size must be cuDNN's (same floor formula); a mismatch would corrupt memory.
     int n = 0, c = 0, h = 0, ww = 0;
     DN_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(conv, x, w, &n, &c, &h, &ww));
@@ -161,10 +164,11 @@ struct Plan {
   Plan& operator=(const Plan&) = delete;
 };
 
-using PlanKey = std::array<int64_t, 15>;
+using PlanKey = std::array<int64_t, 16>;
 
 PlanKey key_of(int device, const ConvParams& p) {
-  return {device, p.n, p.c, p.h, p.w, p.out_c, p.out_h, p.out_w, p.kh, p.kw, p.sh, p.sw, p.ph, p.pw, p.group};
+  return {device, p.n,  p.c,  p.h,  p.w,  p.out_c, p.out_h, p.out_w, p.kh, p.kw, p.sh, p.sw, p.ph, p.pw, p.group,
+          static_cast<int64_t>(p.prec)};
 }
 
 struct Registry {
@@ -185,21 +189,24 @@ size_t workspace_limit(const CudnnConvOptions& o) {
   return std::min<size_t>(size_t(1) << 30, free_b / 4);
 }
 
-// Whether a search result may be chosen: it ran, fits the workspace, uses FP32 FMA math (never
-// tensor-core math) and is deterministic when that is required.
+// Whether a search result may be chosen: it ran, fits the workspace, uses FP32 FMA math at fp32
+// (never tensor-core math; at tf32 / bf16 either) and is deterministic when that is required.
 template <typename Perf>
-bool acceptable(const Perf& r, size_t limit, const CudnnConvOptions& o) {
+bool acceptable(const Perf& r, size_t limit, const CudnnConvOptions& o, Precision prec) {
   if (r.status != CUDNN_STATUS_SUCCESS || r.memory > limit) return false;
-  if (r.mathType == CUDNN_TENSOR_OP_MATH || r.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) return false;
+  if (prec == Precision::FP32 &&
+      (r.mathType == CUDNN_TENSOR_OP_MATH || r.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION))
+    return false;
   if (o.deterministic && r.determinism != CUDNN_DETERMINISTIC) return false;
   return true;
 }
 
 [[noreturn]] void no_algorithm(const char* direction, const ConvParams& p, size_t limit, int returned,
                                const CudnnConvOptions& o) {
-  input_error("conv engine 'cudnn': no {} algorithm qualifies for {} ({} candidates, workspace limit {}, FMA math{}); "
+  input_error("conv engine 'cudnn': no {} algorithm qualifies for {} ({} candidates, workspace limit {}, {} math{}); "
               "use the native or cublas engine",
-              direction, shape_str(p), returned, bytes_str(limit), o.deterministic ? ", deterministic" : "");
+              direction, shape_str(p), returned, bytes_str(limit),
+              p.prec == Precision::FP32 ? "FMA" : "tensor-op or FMA", o.deterministic ? ", deterministic" : "");
 }
 
 // Plans are found under the registry lock; the returned pointer stays valid until the options change.
@@ -235,7 +242,7 @@ void choose_fwd(Plan& pl, const ConvParams& p, cudnnHandle_t h, int device, cons
   }
   // Results come sorted best first (measured time, or the heuristic's ranking).
   for (int i = 0; i < returned; ++i) {
-    if (!acceptable(res[i], limit, o)) continue;
+    if (!acceptable(res[i], limit, o, p.prec)) continue;
     pl.fwd = res[i].algo;
     DN_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, pl.x, pl.w, pl.conv, pl.y, pl.fwd, &pl.fwd_ws));
     pl.has_fwd = true;
@@ -270,7 +277,7 @@ void choose_bwd_data(Plan& pl, const ConvParams& p, cudnnHandle_t h, int device,
                                                                res.data()));
   }
   for (int i = 0; i < returned; ++i) {
-    if (!acceptable(res[i], limit, o)) continue;
+    if (!acceptable(res[i], limit, o, p.prec)) continue;
     pl.bwd_data = res[i].algo;
     DN_CUDNN_CHECK(
         cudnnGetConvolutionBackwardDataWorkspaceSize(h, pl.w, pl.y, pl.conv, pl.x, pl.bwd_data, &pl.bwd_data_ws));
@@ -307,7 +314,7 @@ void choose_bwd_filter(Plan& pl, const ConvParams& p, cudnnHandle_t h, int devic
                                                                  res.data()));
   }
   for (int i = 0; i < returned; ++i) {
-    if (!acceptable(res[i], limit, o)) continue;
+    if (!acceptable(res[i], limit, o, p.prec)) continue;
     pl.bwd_filter = res[i].algo;
     DN_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, pl.x, pl.y, pl.conv, pl.w, pl.bwd_filter,
                                                                   &pl.bwd_filter_ws));
@@ -337,8 +344,48 @@ std::string cudnn_version_string() {
   return fmt::format("{}.{}.{}", v / 10000, (v / 100) % 100, v % 100);
 }
 
-void conv_forward_cudnn(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
+namespace {
+
+__global__ void round_bf16_kernel(const float* __restrict__ in, int64_t n, float* __restrict__ out) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = precision::round_bf16(in[i]);
+}
+
+// An operand as cuDNN gets it at bf16: FP32 tensors cannot ask cuDNN to round to BF16, so it
+// reads a rounded copy (stream-ordered scratch, freed at scope exit). A BF16 value is exact in
+// TF32 and FP32, so whatever math the chosen algorithm uses, the products are those of the BF16
+// operands, as on the other engines. At fp32 / tf32 the operand itself.
+class Bf16Operand {
+ public:
+  Bf16Operand(const ConvParams& p, const float* x, int64_t n, cudaStream_t s) : p_(x), s_(s) {
+    if (p.prec != Precision::BF16 || x == nullptr) return;
+    copy_ = static_cast<float*>(stream_scratch_alloc(sizeof(float) * n, s));
+    DN_LAUNCH(round_bf16_kernel, grid_for(n), 256, 0, s, x, n, copy_);
+    p_ = copy_;
+  }
+  ~Bf16Operand() {
+    if (copy_ != nullptr) stream_scratch_free(copy_, s_);
+  }
+  Bf16Operand(const Bf16Operand&) = delete;
+  Bf16Operand& operator=(const Bf16Operand&) = delete;
+  const float* get() const { return p_; }
+
+ private:
+  const float* p_;
+  float* copy_ = nullptr;
+  cudaStream_t s_;
+};
+
+int64_t x_count(const ConvParams& p) { return p.n * p.c * p.h * p.w; }
+int64_t w_count(const ConvParams& p) { return p.out_c * (p.c / p.group) * p.kh * p.kw; }
+int64_t y_count(const ConvParams& p) { return p.n * p.out_c * p.out_h * p.out_w; }
+
+}  // namespace
+
+void conv_forward_cudnn(const ConvParams& p, const float* x_in, const float* w_in, const float* bias, float* y,
                         Stream stream, Activation act) {
+  const Bf16Operand xo(p, x_in, x_count(p), stream), wo(p, w_in, w_count(p), stream);
+  const float *x = xo.get(), *w = wo.get();
   const int device = current_device();
   cudnnHandle_t h = handle_for(device, stream);
   Registry& r = registry();
@@ -353,8 +400,13 @@ void conv_forward_cudnn(const ConvParams& p, const float* x, const float* w, con
   else if (bias != nullptr) DN_CUDNN_CHECK(cudnnAddTensor(h, &one, pl.bias, bias, &one, pl.y, y));
 }
 
-void conv_backward_cudnn(const ConvParams& p, const float* x, const float* w, const float* dy, float* dw, float* db,
-                         float beta, float* dx, Stream stream) {
+void conv_backward_cudnn(const ConvParams& p, const float* x_in, const float* w_in, const float* dy_in, float* dw,
+                         float* db, float beta, float* dx, Stream stream) {
+  // db sums dy unrounded (a reduction, not a product); the products read rounded operands at bf16.
+  const float* dy_full = dy_in;
+  const Bf16Operand xo(p, x_in, x_count(p), stream), dyo(p, dy_in, y_count(p), stream);
+  const Bf16Operand wo(p, dx != nullptr ? w_in : nullptr, w_count(p), stream);
+  const float *x = xo.get(), *w = wo.get(), *dy = dyo.get();
   const int device = current_device();
   cudnnHandle_t h = handle_for(device, stream);
   Registry& r = registry();
@@ -366,7 +418,7 @@ void conv_backward_cudnn(const ConvParams& p, const float* x, const float* w, co
   // One workspace request for both calls, so the buffer is not regrown between them.
   void* ws = workspace(device, std::max(pl.bwd_filter_ws, dx != nullptr ? pl.bwd_data_ws : size_t(0)));
   const float one = 1.f;
-  if (db != nullptr) DN_CUDNN_CHECK(cudnnConvolutionBackwardBias(h, &one, pl.y, dy, &one, pl.bias, db));
+  if (db != nullptr) DN_CUDNN_CHECK(cudnnConvolutionBackwardBias(h, &one, pl.y, dy_full, &one, pl.bias, db));
   DN_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &one, pl.x, x, pl.y, dy, pl.conv, pl.bwd_filter, ws,
                                                 pl.bwd_filter_ws, &one, pl.w, dw));
   if (dx != nullptr)

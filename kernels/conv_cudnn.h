@@ -1,6 +1,10 @@
 // The cuDNN convolution engine (`engine: cudnn` on a conv layer): the same Caffe semantics as
 // kernels/conv.h (cross-correlation, weights (out_c, c / group, kh, kw), optional bias), computed
-// by cuDNN's legacy convolution API in FP32 with FMA math only (no TF32 tensor cores).
+// by cuDNN's legacy convolution API in FP32 with FMA math only (no TF32 tensor cores) at
+// precision fp32. At tf32 the convolution descriptor asks for tensor-op math (cuDNN rounds FP32
+// operands to TF32 in the algorithms that use tensor cores; it may still pick an FMA one); at
+// bf16 likewise, on copies of x, w and dy rounded to BF16 first (one pass each: cuDNN has no
+// BF16 rounding of FP32 tensors), so every algorithm multiplies the BF16 operands.
 //
 // Per (device, shape) the descriptors and the chosen algorithms are cached process-wide: each
 // direction (forward, backward-data, backward-filter) is searched once, on first use, either by

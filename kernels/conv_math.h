@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "core/hostdev.h"
+#include "kernels/precision_math.h"
 
 namespace dropnet {
 
@@ -11,6 +12,9 @@ struct ConvParams {
   int64_t n, c, h, w;           // input
   int64_t out_c, out_h, out_w;  // output
   int kh, kw, sh, sw, ph, pw, group;
+  // Rounding of the operands of every product (the `precision` key): x, w and dy as they enter the
+  // forward, backward-data and backward-filter GEMMs; accumulation stays FP32.
+  Precision prec = Precision::FP32;
 };
 
 // floor((in + 2 pad - kernel) / stride) + 1

@@ -25,6 +25,7 @@ CublasApi load() {
   api.set_math_mode = &cublasSetMathMode;
   api.set_stream = &cublasSetStream;
   api.sgemm = &cublasSgemm;
+  api.gemm_ex = &cublasGemmEx;
   api.status_string = &cublasGetStatusString;
 #else
   const std::string soname = "libcublas.so." + std::to_string(CUBLAS_VER_MAJOR);
@@ -51,6 +52,7 @@ CublasApi load() {
   api.set_math_mode = reinterpret_cast<decltype(api.set_math_mode)>(resolve(DN_CUBLAS_NAME(cublasSetMathMode)));
   api.set_stream = reinterpret_cast<decltype(api.set_stream)>(resolve(DN_CUBLAS_NAME(cublasSetStream)));
   api.sgemm = reinterpret_cast<decltype(api.sgemm)>(resolve(DN_CUBLAS_NAME(cublasSgemm)));
+  api.gemm_ex = reinterpret_cast<decltype(api.gemm_ex)>(resolve(DN_CUBLAS_NAME(cublasGemmEx)));
   api.status_string = reinterpret_cast<decltype(api.status_string)>(resolve(DN_CUBLAS_NAME(cublasGetStatusString)));
 #endif
   g_loaded.store(true);

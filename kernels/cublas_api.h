@@ -15,6 +15,7 @@ struct CublasApi {
   decltype(&cublasSetMathMode) set_math_mode;
   decltype(&cublasSetStream) set_stream;
   decltype(&cublasSgemm) sgemm;
+  decltype(&cublasGemmEx) gemm_ex;  // tf32 / bf16 compute types on FP32 data
   decltype(&cublasGetStatusString) status_string;
 };
 

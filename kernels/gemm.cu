@@ -44,20 +44,20 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 template <int BM, int BN, bool TA, bool TB, bool VA, bool VB>
 void launch_tiled(dim3 grid, cudaStream_t s, int m, int n, int k, int kps, float alpha, const float* a,
                   int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, int64_t split_stride,
-                  bool vec_c) {
+                  bool vec_c, Precision prec) {
   DN_LAUNCH(sgemm_tiled_kernel<BM, BN, TA, TB, VA, VB>, grid, kThreads, 0, s, m, n, k, kps, alpha, a, lda, b, ldb,
-            beta, c, ldc, split_stride, vec_c);
+            beta, c, ldc, split_stride, vec_c, prec);
 }
 
 // Runtime flags -> template instantiation.
 template <int BM, int BN>
 void dispatch_tiled(bool ta, bool tb, bool va, bool vb, dim3 grid, cudaStream_t s, int m, int n, int k, int kps,
                     float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                    int64_t ldc, int64_t split_stride, bool vec_c) {
+                    int64_t ldc, int64_t split_stride, bool vec_c, Precision prec) {
 #define DN_GEMM_CASE(TA, TB, VA, VB)                                                                  \
   if (ta == TA && tb == TB && va == VA && vb == VB)                                                   \
     return launch_tiled<BM, BN, TA, TB, VA, VB>(grid, s, m, n, k, kps, alpha, a, lda, b, ldb, beta, c, ldc, \
-                                                split_stride, vec_c);
+                                                split_stride, vec_c, prec);
   DN_GEMM_CASE(false, false, false, false)
   DN_GEMM_CASE(false, false, false, true)
   DN_GEMM_CASE(false, false, true, false)
@@ -81,6 +81,12 @@ void dispatch_tiled(bool ta, bool tb, bool va, bool vb, dim3 grid, cudaStream_t 
 
 void sgemm_cuda(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, Stream stream) {
+  sgemm_cuda_prec(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, Precision::FP32, stream);
+}
+
+void sgemm_cuda_prec(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                     int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, Precision prec,
+                     Stream stream) {
   gemm_check_args("sgemm_cuda", trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, /*int32_sizes=*/true);
   if (m == 0 || n == 0) return;
   cudaStream_t s = stream;
@@ -116,10 +122,10 @@ void sgemm_cuda(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
   const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
   if (big)
     dispatch_tiled<128, 128>(trans_a, trans_b, va, vb, grid, s, mi, ni, ki, kps, out_alpha, a, lda, b, ldb,
-                             out_beta, out, out_ld, split_stride, out_vec);
+                             out_beta, out, out_ld, split_stride, out_vec, prec);
   else
     dispatch_tiled<64, 64>(trans_a, trans_b, va, vb, grid, s, mi, ni, ki, kps, out_alpha, a, lda, b, ldb,
-                           out_beta, out, out_ld, split_stride, out_vec);
+                           out_beta, out, out_ld, split_stride, out_vec, prec);
   if (splits > 1) {
     DN_LAUNCH(splitk_reduce_kernel, grid_for(m * n), 256, 0, s, m, n, splits, out, alpha, beta, c, ldc);
     stream_scratch_free(out, s);
@@ -147,6 +153,12 @@ cublasHandle_t cublas_handle(int device) {
 
 void sgemm_cublas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                   int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, Stream stream) {
+  sgemm_cublas_prec(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, Precision::FP32, stream);
+}
+
+void sgemm_cublas_prec(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                       int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, Precision prec,
+                       Stream stream) {
   gemm_check_args("sgemm_cublas", trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, /*int32_sizes=*/true);
   if (m == 0 || n == 0) return;
   cudaStream_t s = stream;
@@ -160,9 +172,20 @@ void sgemm_cublas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
   DN_CUBLAS_CHECK(cublas().set_stream(h, s));
   // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: the stored row-major
   // matrices, read column-major, are already the transposes cuBLAS needs.
-  DN_CUBLAS_CHECK(cublas().sgemm(h, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                 static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha, b,
-                                 static_cast<int>(ldb), a, static_cast<int>(lda), &beta, c, static_cast<int>(ldc)));
+  const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const int ni = static_cast<int>(n), mi = static_cast<int>(m), ki = static_cast<int>(k);
+  if (prec == Precision::FP32) {
+    DN_CUBLAS_CHECK(cublas().sgemm(h, op_b, op_a, ni, mi, ki, &alpha, b, static_cast<int>(ldb), a,
+                                   static_cast<int>(lda), &beta, c, static_cast<int>(ldc)));
+    return;
+  }
+  // FP32 data and accumulation; the compute type lets the tensor cores round the operands to
+  // TF32 / BF16 (per call: the handle's math mode stays FP32 for the fp32 layers sharing it).
+  const cublasComputeType_t compute =
+      prec == Precision::TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F_FAST_16BF;
+  DN_CUBLAS_CHECK(cublas().gemm_ex(h, op_b, op_a, ni, mi, ki, &alpha, b, CUDA_R_32F, static_cast<int>(ldb), a,
+                                   CUDA_R_32F, static_cast<int>(lda), &beta, c, CUDA_R_32F, static_cast<int>(ldc),
+                                   compute, CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace dropnet

@@ -13,6 +13,11 @@
 // instantiated for its row count; the last column panel runs the one for its vector count with a
 // lane mask on C.
 //
+// Reduced precision (tf32 / bf16, kernels/precision_math.h): each packed B panel is rounded right
+// after it is packed, while it is in L1; A, read in place at FP32, is instead packed into a
+// rounded, row-major MC x KC copy per block (a pass over A per NC columns of C). The micro-kernels
+// are the FP32 ones: the rounded operands are floats, products and sums stay FP32.
+//
 // Threading: outside an OpenMP parallel region C is split over N and/or M into chunks handed out
 // dynamically (each runs the serial algorithm, packing its own B), or, when C is too small to
 // split evenly and K is long (weight gradients: 20 x 25 x 36864), K is split into per-thread
@@ -29,9 +34,11 @@
 #include <cstring>
 #include <limits>
 #include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "kernels/gemm.h"
+#include "kernels/precision_math.h"
 #include "kernels/gemm_check.h"
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
@@ -302,6 +309,8 @@ class AlignedBuffer {
 
 // Packed B, one per thread (OpenMP workers keep theirs across calls).
 thread_local AlignedBuffer t_bpack;
+// Rounded A blocks (tf32 / bf16 only), one per thread.
+thread_local AlignedBuffer t_apack;
 // Per-thread partial products of the K-split, owned by the calling thread.
 thread_local AlignedBuffer t_ksplit;
 
@@ -309,10 +318,36 @@ thread_local AlignedBuffer t_ksplit;
 
 int64_t round_up(int64_t x, int64_t q) { return (x + q - 1) / q * q; }
 
+// Rounds n floats in place to `prec` (a packed panel, still in L1).
+void round_floats(Precision prec, float* x, int64_t n) {
+  if (prec == Precision::TF32) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) x[i] = precision::round_tf32(x[i]);
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) x[i] = precision::round_bf16(x[i]);
+  }
+}
+
+// op(A) rows [0, mc), k [0, kc) of the block at `a` (strides rsa, csa), rounded to `prec`, into
+// `out` row-major (row stride kc).
+void pack_a_rounded(Precision prec, const float* a, int64_t rsa, int64_t csa, int64_t mc, int64_t kc, float* out) {
+  for (int64_t i = 0; i < mc; ++i) {
+    const float* src = a + i * rsa;
+    float* dst = out + i * kc;
+    if (prec == Precision::TF32)
+      for (int64_t p = 0; p < kc; ++p) dst[p] = precision::round_tf32(src[p * csa]);
+    else
+      for (int64_t p = 0; p < kc; ++p) dst[p] = precision::round_bf16(src[p * csa]);
+  }
+}
+
 // C = alpha * op(A) op(B) + beta * C on one thread; m, n, k > 0.
 void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  const int64_t rsa = ta ? 1 : lda, csa = ta ? lda : 1;
+                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+                 Precision prec) {
+  const bool rounded = prec != Precision::FP32;
+  const int64_t a_rs = ta ? 1 : lda, a_cs = ta ? lda : 1;
   const int64_t kc_max = std::min(k, kKc);
   const int64_t nc_max = std::min(n, kNc);
   // Row blocks of at most MC rows, of equal size (in MR multiples) so that none is thin.
@@ -322,6 +357,7 @@ void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
   // otherwise the whole KC x NC block is packed up front.
   const bool fused = nmc == 1;
   float* bpack = t_bpack.get(static_cast<size_t>(kc_max * (fused ? kNr : (nc_max + kNr - 1) / kNr * kNr)));
+  float* apack = rounded ? t_apack.get(static_cast<size_t>(std::min(m, mc_step) * kc_max)) : nullptr;
 
   for (int64_t jc = 0; jc < n; jc += kNc) {
     const int64_t nc = std::min(kNc, n - jc);
@@ -333,12 +369,20 @@ void gemm_serial(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
         const int64_t nr = std::min(kNr, nc - jr);
         if (tb) pack_panel_b_t(bblk + jr * ldb, ldb, kc, nr, dst);
         else pack_panel_b_n(bblk + jr, ldb, kc, nr, dst);
+        if (rounded) round_floats(prec, dst, kc * panel_vectors(nr) * kW);
       };
       if (!fused)
         for (int64_t jr = 0; jr < nc; jr += kNr) pack_panel(jr, bpack + (jr / kNr) * kc * kNr);
       for (int64_t ic = 0; ic < m; ic += mc_step) {
         const int64_t mc = std::min(mc_step, m - ic);
         const float* ablk = ta ? a + pc * lda + ic : a + ic * lda + pc;
+        int64_t rsa = a_rs, csa = a_cs;
+        if (rounded) {
+          pack_a_rounded(prec, ablk, a_rs, a_cs, mc, kc, apack);
+          ablk = apack;
+          rsa = kc;
+          csa = 1;
+        }
         for (int64_t jr = 0; jr < nc; jr += kNr) {
           const int64_t nr = std::min(kNr, nc - jr);
           const int64_t nv = panel_vectors(nr);
@@ -434,6 +478,12 @@ CpuGemmImpl cpu_gemm_impl() { return g_cpu_gemm_impl.load(); }
 void sgemm_native_cpu(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                       const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
                       float* c, int64_t ldc) {
+  sgemm_native_cpu_prec(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, Precision::FP32);
+}
+
+void sgemm_native_cpu_prec(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                           const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                           float* c, int64_t ldc, Precision prec) {
   gemm_check_args("sgemm_native_cpu", trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc);
   if (m == 0 || n == 0) return;
   if (k == 0 || alpha == 0.f) {
@@ -442,12 +492,12 @@ void sgemm_native_cpu(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
   }
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   if (threads <= 1 || 2.0 * double(m) * double(n) * double(k) < kMinParallelFlops) {
-    gemm_serial(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    gemm_serial(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, prec);
     return;
   }
   const Plan plan = make_plan(threads, m, n, k);
   if (plan.tm * plan.tn == 1 && !plan.ksplit) {
-    gemm_serial(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    gemm_serial(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, prec);
     return;
   }
 
@@ -466,7 +516,7 @@ void sgemm_native_cpu(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
       const int64_t mb = std::min(plan.mchunk, m - i0), nb = std::min(nchunk, n - j0);
       const float* ab = trans_a ? a + i0 : a + i0 * lda;
       const float* bb = trans_b ? b + j0 * ldb : b + j0;
-      gemm_serial(trans_a, trans_b, mb, nb, k, alpha, ab, lda, bb, ldb, beta, c + i0 * ldc + j0, ldc);
+      gemm_serial(trans_a, trans_b, mb, nb, k, alpha, ab, lda, bb, ldb, beta, c + i0 * ldc + j0, ldc, prec);
     }
     return;
   }
@@ -482,7 +532,7 @@ void sgemm_native_cpu(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
     if (kb > 0) {
       const float* ab = trans_a ? a + k0 * lda : a + k0;
       const float* bb = trans_b ? b + k0 : b + k0 * ldb;
-      gemm_serial(trans_a, trans_b, m, n, kb, 1.f, ab, lda, bb, ldb, 0.f, pt, n);
+      gemm_serial(trans_a, trans_b, m, n, kb, 1.f, ab, lda, bb, ldb, 0.f, pt, n, prec);
     } else {
       std::fill(pt, pt + m * n, 0.f);
     }
@@ -497,6 +547,27 @@ void sgemm_native_cpu(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
       }
     }
   }
+}
+
+void sgemm_openblas_prec(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                         const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                         int64_t ldc, Precision prec) {
+  if (prec == Precision::FP32 || m == 0 || n == 0 || k == 0) {
+    sgemm_openblas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  gemm_check_args("sgemm_openblas", trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc);
+  // OpenBLAS cannot round as it packs: multiply rounded, contiguous copies of the stored A and B.
+  const auto rounded_copy = [prec](const float* x, int64_t rows, int64_t cols, int64_t ld) {
+    std::vector<float> out(static_cast<size_t>(rows * cols));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t q = 0; q < cols; ++q) out[r * cols + q] = precision::round(prec, x[r * ld + q]);
+    return out;
+  };
+  const int64_t a_cols = trans_a ? m : k, b_cols = trans_b ? k : n;
+  const std::vector<float> ar = rounded_copy(a, trans_a ? k : m, a_cols, lda);
+  const std::vector<float> br = rounded_copy(b, trans_b ? n : k, b_cols, ldb);
+  sgemm_openblas(trans_a, trans_b, m, n, k, alpha, ar.data(), a_cols, br.data(), b_cols, beta, c, ldc);
 }
 
 void sgemm_openblas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -525,10 +596,15 @@ void sgemm_openblas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
 
 void sgemm_cpu(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  sgemm_cpu_prec(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, Precision::FP32);
+}
+
+void sgemm_cpu_prec(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                    int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, Precision prec) {
   if (cpu_gemm_impl() == CpuGemmImpl::OpenBlas)
-    sgemm_openblas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    sgemm_openblas_prec(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, prec);
   else
-    sgemm_native_cpu(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    sgemm_native_cpu_prec(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, prec);
 }
 
 }  // namespace dropnet

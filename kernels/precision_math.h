@@ -57,4 +57,10 @@ DN_HD float round(Precision p, float x) {
 }
 
 }  // namespace precision
+
+// The config spelling: "fp32", "tf32", "bf16".
+constexpr const char* precision_name(Precision p) {
+  return p == Precision::TF32 ? "tf32" : p == Precision::BF16 ? "bf16" : "fp32";
+}
+
 }  // namespace dropnet

@@ -45,6 +45,7 @@ class ConvLayer : public Layer {
     if (s.c() % group_ != 0) input_error("layer '{}': input channels {} not divisible by group {}", name(), s.c(), group_);
     p_ = ConvParams{s.n(), s.c(), s.h(), s.w(), num_output_, conv_out_size(s.h(), kh_, sh_, ph_),
                     conv_out_size(s.w(), kw_, sw_, pw_), kh_, kw_, sh_, sw_, ph_, pw_, group_};
+    p_.prec = info_.precision;
     if (p_.out_h <= 0 || p_.out_w <= 0)
       input_error("layer '{}': kernel {}x{} (pad {}x{}) does not fit the input {}", name(), kh_, kw_, ph_, pw_, s.str());
     const int64_t fan_in = (s.c() / group_) * kh_ * kw_;

@@ -39,7 +39,9 @@ class FcLayer : public Layer {
     const float* x = bottom[0]->value.data();
     const float* w = params_[0].value.data();
     float* y = top[0]->value.data();
-    DN_DISPATCH(device(), sgemm_cpu(false, true, n_, num_output_, k_, 1.f, x, k_, w, k_, 0.f, y, num_output_),
+    DN_DISPATCH(device(),
+                sgemm_cpu_prec(false, true, n_, num_output_, k_, 1.f, x, k_, w, k_, 0.f, y, num_output_,
+                               info_.precision),
                 gemm_cuda(false, true, n_, num_output_, k_, x, k_, w, k_, 0.f, y, num_output_));
     const float* b = bias_ ? params_[1].value.data() : nullptr;
     DN_DISPATCH(device(), bias_forward_cpu(n_, num_output_, 1, b, y, act_),
@@ -57,7 +59,9 @@ class FcLayer : public Layer {
     const float* dy = top[0]->grad.data();
     float* dw = params_[0].grad.data();
     // dW (num_output, K) += dy^T (num_output, N) x (N, K)
-    DN_DISPATCH(device(), sgemm_cpu(true, false, num_output_, k_, n_, 1.f, dy, num_output_, x, k_, 1.f, dw, k_),
+    DN_DISPATCH(device(),
+                sgemm_cpu_prec(true, false, num_output_, k_, n_, 1.f, dy, num_output_, x, k_, 1.f, dw, k_,
+                               info_.precision),
                 gemm_cuda(true, false, num_output_, k_, n_, dy, num_output_, x, k_, 1.f, dw, k_));
     if (bias_) {
       float* db = params_[1].grad.data();
@@ -67,7 +71,9 @@ class FcLayer : public Layer {
     if (bg[0].needed) {
       float* dx = bottom[0]->grad.data();
       // dx (N, K) = dy (N, num_output) W (num_output, K) + beta dx
-      DN_DISPATCH(device(), sgemm_cpu(false, false, n_, k_, num_output_, 1.f, dy, num_output_, w, k_, bg[0].beta, dx, k_),
+      DN_DISPATCH(device(),
+                  sgemm_cpu_prec(false, false, n_, k_, num_output_, 1.f, dy, num_output_, w, k_, bg[0].beta, dx,
+                                 k_, info_.precision),
                   gemm_cuda(false, false, n_, k_, num_output_, dy, num_output_, w, k_, bg[0].beta, dx, k_));
     }
   }
@@ -83,8 +89,9 @@ class FcLayer : public Layer {
 #if DROPNET_HAVE_CUDA
   void gemm_cuda(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
                  int64_t ldb, float beta, float* c, int64_t ldc) {
-    if (info_.engine == "cublas") sgemm_cublas(ta, tb, m, n, k, 1.f, a, lda, b, ldb, beta, c, ldc, cuda_stream());
-    else sgemm_cuda(ta, tb, m, n, k, 1.f, a, lda, b, ldb, beta, c, ldc, cuda_stream());
+    if (info_.engine == "cublas")
+      sgemm_cublas_prec(ta, tb, m, n, k, 1.f, a, lda, b, ldb, beta, c, ldc, info_.precision, cuda_stream());
+    else sgemm_cuda_prec(ta, tb, m, n, k, 1.f, a, lda, b, ldb, beta, c, ldc, info_.precision, cuda_stream());
   }
 #endif
   int64_t num_output_, n_ = 0, k_ = 0;

@@ -14,6 +14,7 @@
 #include "core/phase.h"
 #include "core/tensor.h"
 #include "kernels/eltwise_math.h"
+#include "kernels/precision_math.h"
 
 namespace dropnet {
 
@@ -103,6 +104,7 @@ struct LayerInfo {
   std::vector<std::string> tops;
   Device device;
   std::string engine = "native";  // native | cublas | cudnn
+  Precision precision = Precision::FP32;  // of the matrix products (conv, fc): the net's `precision`
   std::string phase = "both";     // train | test | both: the nets the layer is in
   uint32_t rng_stream = 0;        // hash of the name: the layer's RNG stream id
 };

@@ -79,6 +79,7 @@ void Net::build(const LoadedConfig& cfg) {
   std::set<std::string> consumed;  // blobs some layer reads
   for (ConfigNode& node : nodes) {
     LayerInfo info = read_layer_info(node, opts_.device, opts_.default_engine, &names);
+    info.precision = opts_.precision;
     if (!in_phase(info, opts_.phase)) continue;  // its common keys were checked all the same
     std::unique_ptr<Layer> layer = create_layer(info, node);
     check_arity(*layer, info, node);

@@ -23,6 +23,8 @@ struct NetOptions {
   int rank = 0, world = 1;
   const class Net* share_from = nullptr;  // TEST nets: share the TRAIN net's parameters
   std::string default_engine = "native";
+  // The top-level `precision` key: operand rounding of every conv and fc product (precision_math.h).
+  Precision precision = Precision::FP32;
   // Per-phase batch size override for every data section (0 = as configured).
   int64_t batch_override = 0;
   // Compute gradients for every blob, data layer outputs included (Caffe's force_backward; used

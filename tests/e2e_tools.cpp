@@ -146,6 +146,18 @@ TEST(SummaryCli, NeedsNoData) {
   EXPECT_TRUE(contains(k.err, "shufle")) << k.err;
 }
 
+// The `precision` key from the command line: bf16 is accepted, an unknown value is a config error
+// (exit 2) naming the key and the value.
+TEST(TrainCli, PrecisionBf16OverrideAndUnknownValueExits2) {
+  const std::string cfg = kSrc + "/configs/lenet.yaml";
+  ProcResult ok = run(tool("dropnet-train") + " " + cfg + " --dry-run precision=bf16");
+  EXPECT_EQ(ok.rc, 0) << ok.err;
+  ProcResult bad = run(tool("dropnet-train") + " " + cfg + " --dry-run precision=fp16");
+  EXPECT_EQ(bad.rc, 2) << bad.err;
+  EXPECT_TRUE(contains(bad.err, "precision")) << bad.err;
+  EXPECT_TRUE(contains(bad.err, "'fp16' is not one of: fp32, tf32, bf16")) << bad.err;
+}
+
 TEST(SummaryCli, MarkdownBatchAndErrors) {
   const std::string cfg = kSrc + "/configs/lenet10.yaml";
   ProcResult m = run(tool("dropnet-summary") + " " + cfg + " --markdown --synthetic --batch 2 --no-defaults");

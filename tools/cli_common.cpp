@@ -76,9 +76,19 @@ NetOptions net_options(const RunSettings& run, Device dev, Phase phase, int64_t 
   no.seed = run.seed;
   no.source_factory = make_batch_source;
   no.default_engine = run.engine;
+  no.precision = run.precision;
   no.batch_override = batch_override;
   return no;
 }
+
+namespace {
+
+Precision parse_precision(ConfigNode& root) {
+  const std::string s = root.get_choice("precision", {"fp32", "tf32", "bf16"}, "fp32");
+  return s == "tf32" ? Precision::TF32 : s == "bf16" ? Precision::BF16 : Precision::FP32;
+}
+
+}  // namespace
 
 RunSettings read_run_settings(const LoadedConfig& cfg) {
   ConfigNode root = cfg.node();
@@ -89,6 +99,7 @@ RunSettings read_run_settings(const LoadedConfig& cfg) {
   s.seed = static_cast<uint64_t>(seed);
   s.device = root.get_string("device", "auto");
   s.engine = root.get_choice("engine", {"native", "cublas", "cudnn"}, "native");
+  s.precision = parse_precision(root);
   root.optional_child("vars");  // consumed by the loader
   ConfigNode data = root.optional_child("data");
   if (data.valid()) {

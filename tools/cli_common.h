@@ -40,6 +40,7 @@ struct RunSettings {
   uint64_t seed = 1;
   std::string device = "auto";
   std::string engine = "native";
+  Precision precision = Precision::FP32;  // `precision: fp32 | tf32 | bf16`
   // `weights_map: {conv1: conv1_1}`: the file's layer conv1 initializes the net's conv1_1 when the
   // run starts from --weights (WeightsMapEntry); each entry's origin is its file:line.
   std::vector<WeightsMapEntry> weights_map;

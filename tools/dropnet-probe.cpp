@@ -45,6 +45,7 @@ struct Common {
   int64_t iterations = 0, test_iter = 0, batch = 0;
   Device device;
   std::string engine;
+  Precision precision = Precision::FP32;
   uint64_t seed = 1;
   std::string json;
 };
@@ -89,6 +90,7 @@ SolverOptions solver_options(const Common& c, uint64_t seed) {
   so.net.seed = seed;
   so.net.source_factory = make_batch_source;
   so.net.default_engine = c.engine;
+  so.net.precision = c.precision;
   so.net.batch_override = c.batch;
   so.quiet = true;
   return so;
@@ -416,6 +418,7 @@ int probe_main(int argc, char** argv) {
   c.device = parse_device(device_arg.empty() ? run.device : device_arg);
   if (c.device.is_cuda()) cuda_set_device(c.device.index);
   c.engine = run.engine;
+  c.precision = run.precision;
   c.seed = run.seed;
   return mode == "depth" ? depth_main(c, seeds, length) : width_main(c, layer, points, from, to, tol);
 }

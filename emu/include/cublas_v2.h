@@ -20,8 +20,16 @@
 //     increasing k. As in the reference BLAS: m == 0 or n == 0 does nothing; alpha == 0 or
 //     k == 0 reads neither A nor B; beta == 0 does not read C (NaN there is overwritten); and
 //     (alpha == 0 or k == 0) with beta == 1 returns without queuing anything.
-//   - cublasSetMathMode validates and stores the mode; the emulation always computes in FP32
-//     (no TF32 rounding), so the mode does not change results.
+//   - cublasSetMathMode validates and stores the mode. With CUBLAS_TF32_TENSOR_OP_MATH,
+//     cublasSgemm (and cublasGemmEx at CUBLAS_COMPUTE_32F) rounds every element of A and B to
+//     TF32 before the products, as the tensor cores do (dropnet::precision::round_tf32,
+//     kernels/precision_math.h); otherwise it computes in FP32.
+//   - cublasGemmEx takes CUDA_R_32F A, B and C only (other types: CUBLAS_STATUS_NOT_SUPPORTED),
+//     algo CUBLAS_GEMM_DEFAULT or CUBLAS_GEMM_DEFAULT_TENSOR_OP, and the compute types
+//     CUBLAS_COMPUTE_32F (FP32, or TF32 under CUBLAS_TF32_TENSOR_OP_MATH), _32F_PEDANTIC (FP32),
+//     _32F_FAST_TF32 and _32F_FAST_16BF (A and B rounded to TF32 / BF16 with kernels/
+//     precision_math.h, FP32 accumulation); others are CUBLAS_STATUS_NOT_SUPPORTED. Otherwise it
+//     is cublasSgemm (same checks, same order of accumulation).
 //   - cublasDestroy synchronizes the handle's device (as the real one calls
 //     cudaDeviceSynchronize) and frees the handle.
 // C++ linkage on purpose (like emu/include/cuda_runtime.h): never collides with libcublas.
@@ -68,6 +76,35 @@ typedef enum {
   CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION = 16,
 } cublasMath_t;
 
+// library_types.h (the FP32 subset and the types named beside it).
+typedef enum cudaDataType_t {
+  CUDA_R_32F = 0,
+  CUDA_R_64F = 1,
+  CUDA_R_16F = 2,
+  CUDA_R_16BF = 14,
+} cudaDataType;
+
+typedef enum {
+  CUBLAS_COMPUTE_16F = 64,
+  CUBLAS_COMPUTE_16F_PEDANTIC = 65,
+  CUBLAS_COMPUTE_32F = 68,
+  CUBLAS_COMPUTE_32F_PEDANTIC = 69,
+  CUBLAS_COMPUTE_32F_FAST_16F = 74,
+  CUBLAS_COMPUTE_32F_FAST_16BF = 75,
+  CUBLAS_COMPUTE_32F_FAST_TF32 = 77,
+  CUBLAS_COMPUTE_64F = 70,
+  CUBLAS_COMPUTE_64F_PEDANTIC = 71,
+  CUBLAS_COMPUTE_32I = 72,
+  CUBLAS_COMPUTE_32I_PEDANTIC = 73,
+} cublasComputeType_t;
+
+typedef enum {
+  CUBLAS_GEMM_DFALT = -1,
+  CUBLAS_GEMM_DEFAULT = -1,
+  CUBLAS_GEMM_DEFAULT_TENSOR_OP = 99,
+  CUBLAS_GEMM_DFALT_TENSOR_OP = 99,
+} cublasGemmAlgo_t;
+
 cublasStatus_t cublasCreate(cublasHandle_t* handle);
 cublasStatus_t cublasDestroy(cublasHandle_t handle);
 cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream);
@@ -80,3 +117,7 @@ const char* cublasGetStatusString(cublasStatus_t status);
 cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
                            int k, const float* alpha, const float* A, int lda, const float* B, int ldb,
                            const float* beta, float* C, int ldc);
+cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
+                            int k, const void* alpha, const void* A, cudaDataType Atype, int lda, const void* B,
+                            cudaDataType Btype, int ldb, const void* beta, void* C, cudaDataType Ctype, int ldc,
+                            cublasComputeType_t computeType, cublasGemmAlgo_t algo);

@@ -25,7 +25,9 @@
 //     pointer's extent (dn_emu::check_device_access: a bad one faults the device with
 //     cudaErrorIllegalAddress at the next synchronization), overwrites the algorithm's workspace
 //     need with 0xff bytes (the workspace is scratch, nothing survives in it), and computes with
-//     double accumulation: y = alpha conv(x, w) + beta y, dx = alpha conv^T(dy, w) + beta dx,
+//     double accumulation (under CUDNN_TENSOR_OP_MATH or _ALLOW_CONVERSION the operands x, w, dy
+//     first rounded to TF32 as tensor cores round float data, with kernels/precision_math.h;
+//     CUDNN_DEFAULT_MATH computes in FP32 here): y = alpha conv(x, w) + beta y, dx = alpha conv^T(dy, w) + beta dx,
 //     dw = alpha corr(x, dy) + beta dw, db = alpha sum(dy) + beta db, C = alpha A + beta C (A
 //     broadcast over its dimensions of size 1). beta == 0 never reads the output.
 //   - Algorithms emulated (all compute the same values; the others are NOT_SUPPORTED):
