@@ -19,6 +19,7 @@
 #include "core/device_array.h"
 #include "core/error.h"
 #include "core/tensor.h"
+#include "kernels/conv_cudnn.h"
 #include "kernels/sgd.h"
 #include "kernels/step_check.h"
 #include "optim/solver.h"
@@ -28,8 +29,8 @@
 namespace dropnet {
 namespace {
 
-// display and the classes of the data are the knobs; the net has 4 outputs.
-std::string net_yaml(int display, int data_classes = 4) {
+// display, the classes of the data and the conv engine are the knobs; the net has 4 outputs.
+std::string net_yaml(int display, int data_classes = 4, const std::string& engine = "native") {
   return fmt::format(R"(name: datapath
 seed: 3
 data:
@@ -37,13 +38,16 @@ data:
 solver: {{base_lr: 0.05, momentum: 0.9, max_iter: 1000, display: {}, average_loss: 3}}
 layers:
   - {{name: data, type: data, top: [data, label]}}
-  - {{name: conv1, type: conv, bottom: data, top: conv1, num_output: 4, kernel: 3, weight_filler: {{type: xavier}}}}
+  - {{name: conv1, type: conv, bottom: data, top: conv1, num_output: 4, kernel: 3, weight_filler: {{type: xavier}},
+      engine: {}}}
   - {{name: relu1, type: relu, bottom: conv1, top: relu1}}
-  - {{name: fc1, type: fc, bottom: relu1, top: fc1, num_output: 4, weight_filler: {{type: xavier}}}}
+  - {{name: pool1, type: pool, bottom: relu1, top: pool1, method: max, kernel: 2, stride: 2}}
+  - {{name: drop1, type: dropout, bottom: pool1, top: drop1, ratio: 0.2}}
+  - {{name: fc1, type: fc, bottom: drop1, top: fc1, num_output: 4, weight_filler: {{type: xavier}}}}
   - {{name: acc, type: accuracy, bottom: [fc1, label], top: acc}}
   - {{name: loss, type: softmax_loss, bottom: [fc1, label], top: loss}}
 )",
-                     data_classes, display);
+                     data_classes, display, engine);
 }
 
 std::unique_ptr<Solver> make(const std::string& yaml, Device dev) {
@@ -86,10 +90,12 @@ std::vector<uint64_t> syncs_per_iteration(Solver& s, int iterations) {
   return per;
 }
 
-TEST(CudaDataPath, NoHostSynchronizationBetweenDisplayIterations) {
+class CudaDataPathEngines : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaDataPathEngines, NoHostSynchronizationBetweenDisplayIterations) {
   DN_REQUIRE_CUDA();
   constexpr int display = 4, iters = 13;
-  const auto s = make(net_yaml(display), Device::cuda());
+  const auto s = make(net_yaml(display, 4, GetParam()), Device::cuda());
   const std::vector<uint64_t> per = syncs_per_iteration(*s, iters);
   ASSERT_EQ(per.size(), static_cast<size_t>(iters));
   for (int i = 0; i < iters - 1; ++i) {  // the last one also holds step()'s final read-back
@@ -103,6 +109,15 @@ TEST(CudaDataPath, NoHostSynchronizationBetweenDisplayIterations) {
   const auto cpu = make(net_yaml(display), Device::cpu());
   for (uint64_t n : syncs_per_iteration(*cpu, 5)) EXPECT_EQ(n, 0u);
 }
+
+std::vector<std::string> engines() {
+  std::vector<std::string> e = {"native", "cublas"};
+  if (cudnn_compiled()) e.push_back("cudnn");
+  return e;
+}
+
+INSTANTIATE_TEST_SUITE_P(ConvEngines, CudaDataPathEngines, ::testing::ValuesIn(engines()),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
 // The displayed records and the loss window of a run read back only at display iterations are
 // those of a run read back after every iteration (step(1) at a time, as every iteration was before).
