@@ -329,7 +329,7 @@ void Solver::step(int64_t n) {
           // the net's StepCheck (read_back()).
           train_->forward_queued(ctx);
           train_->record_losses(static_cast<int>(k), cfg_.check_finite,
-                                loss_records_.data() + (records_ * cfg_.iter_size + k) * train_->num_loss_layers());
+                                loss_records_.data() + records_ * cfg_.iter_size * train_->num_loss_layers());
           if (cfg_.check_finite) train_->scan_tops(static_cast<int>(k));
         } else {
           float l = train_->forward(ctx);

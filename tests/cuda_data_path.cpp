@@ -124,7 +124,10 @@ INSTANTIATE_TEST_SUITE_P(ConvEngines, CudaDataPathEngines, ::testing::ValuesIn(e
 TEST(CudaDataPath, DeferredReadBackGivesTheSameRecords) {
   DN_REQUIRE_CUDA();
   auto run = [](bool one_at_a_time) {
-    const auto s = make(net_yaml(3), Device::cuda());
+    // iter_size 2: two loss values per record.
+    std::string yaml = net_yaml(3);
+    yaml.replace(yaml.find("average_loss: 3"), 15, "average_loss: 3, iter_size: 2");
+    const auto s = make(yaml, Device::cuda());
     std::vector<std::pair<int64_t, std::vector<std::pair<std::string, double>>>> records;
     std::vector<std::vector<float>> windows;
     s->on_record = [&](const TrainRecord& r) {
