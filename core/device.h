@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 struct CUstream_st;
@@ -43,6 +44,16 @@ void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, siz
 void device_synchronize(Device d);
 // The compute stream of the current CUDA device (all kernels of a net run on it).
 Stream cuda_stream();
+// The upload stream of the current CUDA device: HostStaging's host-to-device copies run on it,
+// beside the compute stream, fenced by events.
+Stream cuda_copy_stream();
+// Blocks the host until `s` has run everything queued on it (counted by cuda_host_syncs).
+void cuda_stream_wait_host(Stream s);
+// Counters of this process, for tests and benchmarks: the times the host blocked on the GPU
+// (stream, event or device synchronize, and copies to host memory, which wait for their stream),
+// and the uploads queued on a copy stream (HostStaging::copy_to). Both 0 without CUDA.
+uint64_t cuda_host_syncs();
+uint64_t cuda_copy_stream_uploads();
 // Names what the calling thread is running (a layer), for the errors of kernel launches
 // (core/launch.cuh); returns the previous name. The pointer must outlive its use.
 const char* set_launch_context(const char* what);
@@ -50,10 +61,15 @@ const char* set_launch_context(const char* what);
 size_t cuda_bytes_in_use();
 size_t cuda_bytes_cached();
 
-// Host staging for host-to-device copies (the data layer's batches). For a CUDA target the buffer
-// is page-locked (cudaHostAlloc), so the copy queued on the compute stream is asynchronous, and an
-// event fences it: acquire() waits until the GPU has read the previous contents before handing
-// the buffer out again. For a CPU target: plain memory, no fence.
+// Host staging for host-to-device copies (the data layer's batches). For a CUDA target there are
+// two slots, each a page-locked host buffer (cudaHostAlloc) and a device buffer. copy_to queues
+// the upload (page-locked -> device slot) on the copy stream and records an event; the compute
+// stream waits on that event and copies the slot into the destination. So the upload of the next
+// batch runs while the compute stream still works on the previous one (whose kernels read the
+// destination, never the slot), and nothing blocks the host: acquire() hands out a slot whose
+// previous upload has completed (it asks the event, and waits only if it has not fired), and the
+// copy stream waits on the compute stream's event before overwriting a slot's device buffer.
+// For a CPU target: one plain buffer, no fence.
 class HostStaging {
  public:
   HostStaging() = default;
@@ -63,16 +79,23 @@ class HostStaging {
 
   // A buffer of at least n floats that no queued copy still reads.
   float* acquire(size_t n, Device target);
-  // Queues the copy of the buffer's first n floats to dst (on the target device) and fences it.
+  // Queues the copy of the acquired buffer's first n floats to dst (on the target device): it
+  // reaches dst in the compute stream's order.
   void copy_to(float* dst, size_t n);
 
  private:
+  struct Slot {
+    float* host = nullptr;    // page-locked (CUDA) or plain (CPU)
+    float* device = nullptr;  // CUDA: the upload's landing buffer
+    void* uploaded = nullptr;  // cudaEvent_t: the upload from host has completed (copy stream)
+    void* consumed = nullptr;  // cudaEvent_t: the copy out of `device` has completed (compute stream)
+    bool upload_pending = false, consume_recorded = false;
+  };
   void release();
-  float* data_ = nullptr;
+  Slot slots_[2];
+  int current_ = 0;  // the slot acquire() handed out
   size_t capacity_ = 0;
   Device target_;
-  void* event_ = nullptr;  // cudaEvent_t of the last queued copy
-  bool pending_ = false;
 };
 
 }  // namespace dropnet

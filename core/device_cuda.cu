@@ -5,6 +5,7 @@
 // Everything allocates on, and queues work to, the device the memory belongs to; the calling
 // thread's current device is restored afterwards (DeviceGuard), so an allocation never moves a
 // thread to another GPU behind its back.
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <map>
@@ -21,6 +22,8 @@
 namespace dropnet {
 
 namespace {
+
+std::atomic<uint64_t> g_host_syncs{0}, g_copy_stream_uploads{0};
 
 int current_device_index() {
   int d = 0;
@@ -128,6 +131,7 @@ struct CachingAllocator {
   static void trim_pool(int device) {
     cudaMemPool_t pool;
     if (cudaDeviceGetDefaultMemPool(&pool, device) == cudaSuccess) {
+      g_host_syncs.fetch_add(1, std::memory_order_relaxed);
       (void)cudaDeviceSynchronize();
       (void)cudaMemPoolTrimTo(pool, 0);
     }
@@ -140,9 +144,21 @@ CachingAllocator& allocator() {
   return *a;
 }
 
-// The compute stream of this thread on `device` (created on first use, never destroyed).
-cudaStream_t stream_on(int device) {
-  static thread_local std::vector<cudaStream_t> streams;
+// Every blocking wait of the host on the GPU goes through these two (cuda_host_syncs counts them).
+cudaError_t sync_stream(cudaStream_t s) {
+  g_host_syncs.fetch_add(1, std::memory_order_relaxed);
+  return cudaStreamSynchronize(s);
+}
+cudaError_t sync_event(cudaEvent_t e) {
+  g_host_syncs.fetch_add(1, std::memory_order_relaxed);
+  return cudaEventSynchronize(e);
+}
+
+// The compute stream (copy = false) or the upload stream (copy = true) of this thread on `device`
+// (created on first use, never destroyed).
+cudaStream_t stream_on(int device, bool copy = false) {
+  static thread_local std::vector<cudaStream_t> compute_streams, copy_streams;
+  std::vector<cudaStream_t>& streams = copy ? copy_streams : compute_streams;
   if (device >= static_cast<int>(streams.size())) streams.resize(static_cast<size_t>(device) + 1, nullptr);
   cudaStream_t& s = streams[static_cast<size_t>(device)];
   if (s == nullptr) {
@@ -183,6 +199,10 @@ void cuda_set_device(int index) { DN_CUDA_CHECK(cudaSetDevice(index)); }
 int cuda_current_device() { return current_device_index(); }
 
 Stream cuda_stream() { return stream_on(current_device_index()); }
+Stream cuda_copy_stream() { return stream_on(current_device_index(), true); }
+void cuda_stream_wait_host(Stream s) { DN_CUDA_CHECK(sync_stream(s)); }
+uint64_t cuda_host_syncs() { return g_host_syncs.load(std::memory_order_relaxed); }
+uint64_t cuda_copy_stream_uploads() { return g_copy_stream_uploads.load(std::memory_order_relaxed); }
 
 const char* set_launch_context(const char* what) {
   const char* prev = t_launch_context;
@@ -201,7 +221,7 @@ void check_launch(const char* kernel, cudaError_t launch_error, cudaStream_t s) 
                      fmt::format("kernel {} launched on cuda:{} into a stream of cuda:{}{}", kernel,
                                  current_device_index(), stream_device,
                                  t_launch_context ? fmt::format(" (layer {})", t_launch_context) : ""));
-    e = cudaStreamSynchronize(s);
+    e = sync_stream(s);
   }
   if (e == cudaSuccess) return;
   (void)cudaGetLastError();
@@ -230,12 +250,12 @@ void cuda_copy(void* dst, int dst_dev, const void* src, int src_dev, size_t byte
   // destination's stream.
   if (dst_dev >= 0 && src_dev >= 0 && dst_dev != src_dev) {
     DeviceGuard guard(src_dev);
-    DN_CUDA_CHECK(cudaStreamSynchronize(stream_on(src_dev)));
+    DN_CUDA_CHECK(sync_stream(stream_on(src_dev)));
   }
   const int device = dst_dev >= 0 ? dst_dev : src_dev;
   DeviceGuard guard(device);
   DN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, stream_on(device)));
-  if (dst_dev < 0) DN_CUDA_CHECK(cudaStreamSynchronize(stream_on(device)));
+  if (dst_dev < 0) DN_CUDA_CHECK(sync_stream(stream_on(device)));
 }
 void* cuda_pinned_alloc(size_t bytes) {
   void* p = nullptr;
@@ -251,17 +271,36 @@ void* cuda_event_create(int device) {
   return e;
 }
 void cuda_event_destroy(void* e) {  // after the fenced work is done
-  (void)cudaEventSynchronize(static_cast<cudaEvent_t>(e));
+  (void)sync_event(static_cast<cudaEvent_t>(e));
   (void)cudaEventDestroy(static_cast<cudaEvent_t>(e));
 }
 void cuda_event_record(int device, void* e) {
   DeviceGuard guard(device);
   DN_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(e), stream_on(device)));
 }
-void cuda_event_wait_host(void* e) { DN_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(e))); }
+void cuda_event_wait_host(void* e) {
+  const cudaError_t q = cudaEventQuery(static_cast<cudaEvent_t>(e));
+  if (q == cudaSuccess) return;
+  if (q != cudaErrorNotReady) DN_CUDA_CHECK(q);
+  DN_CUDA_CHECK(sync_event(static_cast<cudaEvent_t>(e)));
+}
+void cuda_staged_upload(int device, float* dst, float* device_buf, const float* host, size_t bytes, void* uploaded,
+                        void* consumed, bool wait_consumed) {
+  DeviceGuard guard(device);
+  const cudaStream_t copy = stream_on(device, true), compute = stream_on(device);
+  const auto up = static_cast<cudaEvent_t>(uploaded), used = static_cast<cudaEvent_t>(consumed);
+  // The slot's device buffer is free once the compute stream has copied its previous batch out.
+  if (wait_consumed) DN_CUDA_CHECK(cudaStreamWaitEvent(copy, used, 0));
+  DN_CUDA_CHECK(cudaMemcpyAsync(device_buf, host, bytes, cudaMemcpyHostToDevice, copy));
+  DN_CUDA_CHECK(cudaEventRecord(up, copy));
+  g_copy_stream_uploads.fetch_add(1, std::memory_order_relaxed);
+  DN_CUDA_CHECK(cudaStreamWaitEvent(compute, up, 0));
+  DN_CUDA_CHECK(cudaMemcpyAsync(dst, device_buf, bytes, cudaMemcpyDeviceToDevice, compute));
+  DN_CUDA_CHECK(cudaEventRecord(used, compute));
+}
 void cuda_sync(int device) {
   DeviceGuard guard(device);
-  DN_CUDA_CHECK(cudaStreamSynchronize(stream_on(device)));
+  DN_CUDA_CHECK(sync_stream(stream_on(device)));
 }
 size_t cuda_bytes_in_use() {
   std::lock_guard<std::mutex> lock(allocator().mu);

@@ -1,4 +1,5 @@
 // Host memory paths of the device API, and the CUDA entry points of a build without CUDA.
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -78,52 +79,69 @@ void device_synchronize(Device d) {
 HostStaging::~HostStaging() { release(); }
 
 void HostStaging::release() {
-  if (data_ == nullptr) return;
+  for (Slot& s : slots_) {
+    if (s.host == nullptr) continue;
 #if DROPNET_HAVE_CUDA
-  if (target_.is_cuda()) {
-    cuda_event_destroy(event_);  // waits for a queued copy first
-    cuda_pinned_free(data_);
-    event_ = nullptr;
-    pending_ = false;
-    data_ = nullptr;
-    return;
-  }
+    if (target_.is_cuda()) {
+      cuda_event_destroy(s.uploaded);  // each waits for its fenced work first
+      cuda_event_destroy(s.consumed);
+      cuda_pinned_free(s.host);
+      device_free(target_, s.device, capacity_ * sizeof(float));
+      s = Slot{};
+      continue;
+    }
 #endif
-  std::free(data_);
-  data_ = nullptr;
+    std::free(s.host);
+    s = Slot{};
+  }
+  current_ = 0;
 }
 
 float* HostStaging::acquire(size_t n, Device target) {
-  if (data_ != nullptr && (n > capacity_ || !(target == target_))) release();
-  if (data_ == nullptr) {
+  if (slots_[0].host != nullptr && (n > capacity_ || !(target == target_))) release();
+  if (slots_[0].host == nullptr) {
     target_ = target;
     capacity_ = n;
 #if DROPNET_HAVE_CUDA
     if (target.is_cuda()) {
-      data_ = static_cast<float*>(cuda_pinned_alloc(n * sizeof(float)));
-      event_ = cuda_event_create(target.index);
-      return data_;
+      for (Slot& s : slots_) {
+        s.host = static_cast<float*>(cuda_pinned_alloc(std::max<size_t>(n, 1) * sizeof(float)));
+        s.device = static_cast<float*>(device_alloc(target, std::max<size_t>(n, 1) * sizeof(float)));
+        s.uploaded = cuda_event_create(target.index);
+        s.consumed = cuda_event_create(target.index);
+      }
+      current_ = 0;
+      return slots_[0].host;
     }
 #endif
-    data_ = static_cast<float*>(host_alloc(n * sizeof(float)));
-    return data_;
+    slots_[0].host = static_cast<float*>(host_alloc(n * sizeof(float)));
+    current_ = 0;
+    return slots_[0].host;
   }
 #if DROPNET_HAVE_CUDA
-  if (pending_) cuda_event_wait_host(event_);
-  pending_ = false;
+  if (target_.is_cuda()) {
+    Slot& s = slots_[current_];
+    if (s.upload_pending) cuda_event_wait_host(s.uploaded);  // normally fired long ago
+    s.upload_pending = false;
+  }
 #endif
-  return data_;
+  return slots_[current_].host;
 }
 
 void HostStaging::copy_to(float* dst, size_t n) {
-  DN_CHECK(data_ != nullptr && n <= capacity_, "HostStaging::copy_to: {} floats from a buffer of {}", n, capacity_);
-  device_copy(dst, target_, data_, Device::cpu(), n * sizeof(float));
+  Slot& s = slots_[current_];
+  DN_CHECK(s.host != nullptr && n <= capacity_, "HostStaging::copy_to: {} floats from a buffer of {}", n, capacity_);
 #if DROPNET_HAVE_CUDA
   if (target_.is_cuda()) {
-    cuda_event_record(target_.index, event_);
-    pending_ = true;
+    if (n > 0)
+      cuda_staged_upload(target_.index, dst, s.device, s.host, n * sizeof(float), s.uploaded, s.consumed,
+                         s.consume_recorded);
+    if (n > 0) s.upload_pending = s.consume_recorded = true;
+    current_ ^= 1;
+    return;
   }
 #endif
+  device_copy(dst, target_, s.host, Device::cpu(), n * sizeof(float));
 }
 
 #if !DROPNET_HAVE_CUDA
@@ -132,6 +150,10 @@ int cuda_device_count() { return 0; }
 void cuda_set_device(int) { input_error("this build has no CUDA support (DROPNET_CUDA=OFF)"); }
 int cuda_current_device() { return 0; }
 Stream cuda_stream() { return nullptr; }
+Stream cuda_copy_stream() { return nullptr; }
+void cuda_stream_wait_host(Stream) {}
+uint64_t cuda_host_syncs() { return 0; }
+uint64_t cuda_copy_stream_uploads() { return 0; }
 const char* set_launch_context(const char*) { return nullptr; }
 size_t cuda_bytes_in_use() { return 0; }
 size_t cuda_bytes_cached() { return 0; }

@@ -23,7 +23,12 @@ void cuda_pinned_free(void* p);
 void* cuda_event_create(int device);
 void cuda_event_destroy(void* e);
 void cuda_event_record(int device, void* e);
-void cuda_event_wait_host(void* e);
+void cuda_event_wait_host(void* e);  // returns at once when the event has fired (not counted)
+// HostStaging's pipeline: on the copy stream, wait for `consumed` (may be null), copy `bytes` from
+// page-locked `host` to `device_buf`, record `uploaded`; then on the compute stream, wait for
+// `uploaded`, copy `device_buf` to `dst`, record `consumed`.
+void cuda_staged_upload(int device, float* dst, float* device_buf, const float* host, size_t bytes, void* uploaded,
+                        void* consumed, bool wait_consumed);
 #endif
 
 }  // namespace dropnet

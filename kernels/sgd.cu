@@ -19,7 +19,8 @@ __global__ void sgd_kernel(int64_t n, float lr, float momentum, float wd, float*
 constexpr int kSegTile = 512;
 
 __global__ void sgd_arena_kernel(const SgdSegment* segs, int nsegs, double lr, float momentum, double wd,
-                                 float grad_scale, float clip_scale, float* w, float* g, float* v) {
+                                 float grad_scale, float clip_scale, float* w, float* g, float* v, const int* halt) {
+  if (halt != nullptr && *halt != 0) return;  // the same for every thread: no barrier is left waiting
   __shared__ int64_t begin[kSegTile], end[kSegTile];
   __shared__ float seg_lr[kSegTile], seg_wd[kSegTile];
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
@@ -91,7 +92,7 @@ double reduce(int64_t n, const float* x, int mode, Stream stream) {
   DN_LAUNCH(sum_partials, 1, 1, 0, stream, buf, kBlocks, buf + kBlocks);
   double out = 0.0;
   DN_CUDA_CHECK(cudaMemcpyAsync(&out, buf + kBlocks, sizeof(double), cudaMemcpyDeviceToHost, stream));
-  DN_CUDA_CHECK(cudaStreamSynchronize(stream));
+  cuda_stream_wait_host(stream);
   device_free(dev, buf, (kBlocks + 1) * sizeof(double));
   return out;
 }
@@ -105,9 +106,9 @@ void sgd_update_cuda(int64_t n, float lr, float momentum, float weight_decay, fl
 
 void sgd_update_arena_cuda(const SgdSegment* device_segs, int nsegs, int64_t n, double lr, float momentum,
                            double weight_decay, float grad_scale, float clip_scale, float* w, float* g, float* v,
-                           Stream stream) {
+                           Stream stream, const int* halt) {
   DN_LAUNCH(sgd_arena_kernel, grid_for(n), 256, 0, stream, device_segs, nsegs, lr, momentum, weight_decay, grad_scale,
-            clip_scale, w, g, v);
+            clip_scale, w, g, v, halt);
 }
 
 void scale_cuda(int64_t n, float alpha, float* x, Stream stream) {

@@ -38,10 +38,11 @@ double sumsq_cuda(int64_t n, const float* x, Stream stream);
 int64_t count_nonfinite_cuda(int64_t n, const float* x, Stream stream);
 // sgd_update_arena_cpu in one kernel launch. `device_segs` is the segment table in device memory
 // (SgdSegmentTable), in arena order and disjoint (not checked here); `n`, the arena's size, sizes
-// the grid.
+// the grid. `halt` (device memory, may be null): when *halt is nonzero the kernel changes nothing
+// (the solver's device-side checks found a non-finite loss or gradient, or a bad label).
 void sgd_update_arena_cuda(const SgdSegment* device_segs, int nsegs, int64_t n, double lr, float momentum,
                            double weight_decay, float grad_scale, float clip_scale, float* w, float* g, float* v,
-                           Stream stream);
+                           Stream stream, const int* halt = nullptr);
 #endif
 
 // The segment table of sgd_update_arena_cuda on a device, uploaded (on the compute stream, so

@@ -6,14 +6,43 @@ namespace dropnet {
 
 namespace {
 
+// The host's rule (layers/loss_layers.cpp): the ignore label, or an integer in [0, classes).
+__device__ bool label_ok(const SoftmaxParams& p, float l) {
+  if (p.has_ignore && static_cast<int>(l) == p.ignore_label) return true;
+  return l >= 0.f && l < static_cast<float>(p.classes) && l == static_cast<float>(static_cast<int>(l));
+}
+
+// One block: the first bad position (a block-wide minimum), recorded unless the run has halted.
+__global__ void check_labels_kernel(SoftmaxParams p, const float* labels, StepCheck* check) {
+  const int64_t n = p.outer * p.inner;
+  __shared__ long long first[256];
+  long long f = LLONG_MAX;
+  for (int64_t j = threadIdx.x; j < n && f == LLONG_MAX; j += blockDim.x)
+    if (!label_ok(p, labels[j])) f = j;
+  first[threadIdx.x] = f;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+    if (threadIdx.x < w) first[threadIdx.x] = min(first[threadIdx.x], first[threadIdx.x + w]);
+    __syncthreads();
+  }
+  if (threadIdx.x == 0 && first[0] != LLONG_MAX && check->halt == kStepOk) {
+    check->halt = kStepLabel;
+    check->label_pos = static_cast<int>(first[0]);
+    check->label_value = labels[first[0]];
+    check->label_classes = static_cast<int>(p.classes);
+  }
+}
+
 // Per position: softmax into prob, loss term into scratch[pos], validity encoded as
 // scratch[n + pos] (so a single reduction gives both the sum and the count).
 __global__ void softmax_loss_fwd_kernel(SoftmaxParams p, const float* __restrict__ x,
                                         const float* __restrict__ labels, float* prob, float* scratch) {
   const int64_t n = p.outer * p.inner;
   for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x) {
-    int valid = 0;
-    float l = softmax_loss_position(p, x, labels, prob, j / p.inner, j % p.inner, &valid);
+    int valid = 1;
+    // A bad label (check_labels_kernel halts the run) reads no probability out of bounds.
+    float l = label_ok(p, labels[j]) ? softmax_loss_position(p, x, labels, prob, j / p.inner, j % p.inner, &valid)
+                                     : __int_as_float(0x7fc00000);
     scratch[j] = l;
     scratch[n + j] = static_cast<float>(valid);
   }
@@ -74,12 +103,18 @@ __global__ void accuracy_kernel(SoftmaxParams p, int k, const float* __restrict_
     int64_t o = j / p.inner, i = j % p.inner;
     int label = static_cast<int>(labels[j]);
     bool ignored = p.has_ignore && label == p.ignore_label;
-    scratch[j] = ignored ? 0.f : static_cast<float>(topk_correct(x + o * p.classes * p.inner + i, p.classes, p.inner, label, k));
+    scratch[j] = ignored || !label_ok(p, labels[j])
+                     ? 0.f
+                     : static_cast<float>(topk_correct(x + o * p.classes * p.inner + i, p.classes, p.inner, label, k));
     scratch[n + j] = ignored ? 0.f : 1.f;
   }
 }
 
 }  // namespace
+
+void check_labels_cuda(const SoftmaxParams& p, const float* labels, StepCheck* check, Stream stream) {
+  DN_LAUNCH(check_labels_kernel, 1, 256, 0, stream, p, labels, check);
+}
 
 void softmax_loss_forward_cuda(const SoftmaxParams& p, const float* x, const float* labels, float* prob,
                                float* scratch, float* loss, Stream stream) {

@@ -4,6 +4,7 @@
 
 #include "core/device.h"
 #include "kernels/softmax_loss_math.h"
+#include "kernels/step_check.h"
 
 namespace dropnet {
 
@@ -14,6 +15,12 @@ void softmax_loss_backward_cpu(const SoftmaxParams& p, const float* prob, const 
 void accuracy_forward_cpu(const SoftmaxParams& p, int top_k, const float* x, const float* labels, float* accuracy);
 
 #if DROPNET_HAVE_CUDA
+// The label check of the CUDA path: when the run has not halted and some label is neither an
+// integer in [0, classes) nor the ignore label, halts it with kStepLabel and records the first
+// such position, its value and the number of classes (the host reads it back and raises the
+// error). The forward kernels below give a bad label's position a NaN loss and no accuracy hit
+// instead of reading out of bounds.
+void check_labels_cuda(const SoftmaxParams& p, const float* labels, StepCheck* check, Stream stream);
 // `scratch` holds 2 * outer * inner floats (per-position losses / hits and validity), reduced
 // deterministically.
 void softmax_loss_forward_cuda(const SoftmaxParams& p, const float* x, const float* labels, float* prob,

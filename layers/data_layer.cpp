@@ -27,8 +27,9 @@ void DataLayer::forward(const std::vector<Blob*>&, const std::vector<Blob*>& top
     source_->next_batch(data.data(), top.size() > 1 ? top[1]->value.data() : host_label_.data());
     return;
   }
-  // CUDA: the batch lands in page-locked staging and is copied asynchronously on the compute
-  // stream (the staging is not refilled before the GPU has read it).
+  // CUDA: the batch lands in page-locked staging, is uploaded on the copy stream (overlapping the
+  // compute stream's work on the previous batch) and reaches the tops in the compute stream's
+  // order (HostStaging: double-buffered, fenced by events, no host wait).
   const auto nd = static_cast<size_t>(data.count()), nl = static_cast<size_t>(source_->batch_size());
   float* hd = staged_data_.acquire(nd, data.device());
   float* hl = staged_label_.acquire(nl, data.device());

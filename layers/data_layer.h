@@ -26,7 +26,7 @@ class DataLayer : public Layer {
  private:
   std::unique_ptr<BatchSource> source_;
   std::vector<float> host_label_;             // labels of a CPU net without a label top
-  HostStaging staged_data_, staged_label_;     // CUDA nets: page-locked, fenced
+  HostStaging staged_data_, staged_label_;     // CUDA nets: page-locked, double-buffered, fenced
 };
 
 }  // namespace dropnet

@@ -18,12 +18,17 @@
 
 namespace dropnet {
 
+struct StepCheck;  // kernels/step_check.h
+
 // What a forward/backward call needs to know about the run.
 struct RunContext {
   Phase phase = Phase::Train;
   int64_t iter = 0;      // solver iteration (DropIn schedules)
   uint64_t seed = 0;     // run seed (RNG key)
   uint32_t rng_step = 0;  // RNG counter for masks: distinct per forward pass (iter * iter_size + k)
+  // A CUDA net's device-side checks (set by the Net): loss layers check their labels into it on the
+  // device instead of reading them back. Null: the labels are checked on the host.
+  StepCheck* check = nullptr;
 };
 
 struct FillerSpec {

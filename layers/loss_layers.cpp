@@ -31,6 +31,21 @@ void read_labels_checked(const Tensor& labels, const SoftmaxParams& p, std::vect
   }
 }
 
+// The CPU kernels check their labels themselves. A CUDA layer in a net checks them on the device
+// (the net reads the result back: Net::forward, the solver's read-back points); outside a net, on
+// the host.
+void check_labels_on(const Tensor& labels, const SoftmaxParams& p, const RunContext& ctx) {
+  if (!labels.device().is_cuda()) return;
+#if DROPNET_HAVE_CUDA
+  if (ctx.check != nullptr) {
+    check_labels_cuda(p, labels.data(), ctx.check, cuda_stream());
+    return;
+  }
+#endif
+  std::vector<float> host;
+  read_labels_checked(labels, p, &host);
+}
+
 class SoftmaxLossLayer : public Layer {
  public:
   SoftmaxLossLayer(LayerInfo info, ConfigNode& cfg) : Layer(std::move(info)) {
@@ -55,17 +70,16 @@ class SoftmaxLossLayer : public Layer {
     return {Shape({1})};
   }
 
-  void forward(const std::vector<Blob*>& bottom, const std::vector<Blob*>& top, const RunContext&) override {
+  void forward(const std::vector<Blob*>& bottom, const std::vector<Blob*>& top, const RunContext& ctx) override {
     const float* x = bottom[0]->value.data();
     const float* labels = bottom[1]->value.data();
     float* loss = top[0]->value.data();
-    if (device().is_cuda()) {
-      std::vector<float> host;
-      read_labels_checked(bottom[1]->value, p_, &host);
-    }
+    check_labels(bottom[1]->value, ctx);
     DN_DISPATCH(device(), softmax_loss_forward_cpu(p_, x, labels, prob_.data(), loss),
                 softmax_loss_forward_cuda(p_, x, labels, prob_.data(), scratch_.data(), loss, cuda_stream()));
   }
+
+  void check_labels(const Tensor& labels, const RunContext& ctx) const { check_labels_on(labels, p_, ctx); }
 
   void backward(const std::vector<Blob*>&, const std::vector<Blob*>& bottom, const std::vector<BottomGrad>& bg,
                 const RunContext&) override {
@@ -111,19 +125,17 @@ class AccuracyLayer : public Layer {
     return {Shape({1})};
   }
 
-  void forward(const std::vector<Blob*>& bottom, const std::vector<Blob*>& top, const RunContext&) override {
+  void forward(const std::vector<Blob*>& bottom, const std::vector<Blob*>& top, const RunContext& ctx) override {
     const float* x = bottom[0]->value.data();
     const float* labels = bottom[1]->value.data();
     float* acc = top[0]->value.data();
-    if (device().is_cuda()) {
-      std::vector<float> host;
-      read_labels_checked(bottom[1]->value, p_, &host);
-    }
+    check_labels(bottom[1]->value, ctx);
     DN_DISPATCH(device(), accuracy_forward_cpu(p_, top_k_, x, labels, acc),
                 accuracy_forward_cuda(p_, top_k_, x, labels, scratch_.data(), acc, cuda_stream()));
   }
   void backward(const std::vector<Blob*>&, const std::vector<Blob*>&, const std::vector<BottomGrad>&,
                 const RunContext&) override {}
+  void check_labels(const Tensor& labels, const RunContext& ctx) const { check_labels_on(labels, p_, ctx); }
 
  private:
   int top_k_;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <set>
 
 #include "core/error.h"
@@ -104,6 +105,75 @@ void Net::build(const LoadedConfig& cfg) {
   if (opts_.skip_unused && !opts_.shapes_only)
     for (const auto& b : blobs_)
       if (!b->value.is_view()) b->value.zero();
+  if (opts_.device.is_cuda() && !opts_.shapes_only) setup_device_check();
+}
+
+void Net::setup_device_check() {
+  check_.resize(1, opts_.device);
+  clear_device_check();
+  std::vector<const float*> tops;
+  std::vector<float> weights;
+  for (int li : loss_layers_) {
+    tops.push_back(top_[li][0]->value.data());
+    weights.push_back(layers_[li]->loss_weight());
+  }
+  std::vector<TopRef> table;
+  for (size_t i = 0; i < layers_.size(); ++i)
+    for (size_t t = 0; t < top_[i].size(); ++t)
+      if (!top_[i][t]->value.empty()) {
+        table.push_back({top_[i][t]->value.data(), top_[i][t]->value.count()});
+        top_table_.emplace_back(static_cast<int>(i), static_cast<int>(t));
+      }
+  auto upload = [&](auto& arr, const auto& host) {
+    arr.resize(static_cast<int64_t>(std::max<size_t>(host.size(), 1)), opts_.device);
+    if (!host.empty()) device_copy(arr.data(), opts_.device, host.data(), Device::cpu(), host.size() * sizeof(host[0]));
+  };
+  upload(loss_tops_dev_, tops);
+  upload(loss_weights_dev_, weights);
+  upload(top_table_dev_, table);
+}
+
+StepCheck Net::read_device_check() const {
+  StepCheck c = step_check_clear();
+  if (check_.data() != nullptr) device_copy(&c, Device::cpu(), check_.data(), opts_.device, sizeof(StepCheck));
+  return c;
+}
+
+void Net::clear_device_check() {
+  const StepCheck c = step_check_clear();
+  device_copy(check_.data(), opts_.device, &c, Device::cpu(), sizeof(StepCheck));
+}
+
+void Net::record_losses(int k, bool check_finite, float* out) {
+#if DROPNET_HAVE_CUDA
+  record_losses_cuda(loss_tops_dev_.data(), loss_weights_dev_.data(), num_loss_layers(), k, check_finite, out,
+                     check_.data(), cuda_stream());
+#else
+  (void)k, (void)check_finite, (void)out;
+#endif
+}
+
+void Net::scan_tops(int k) {
+#if DROPNET_HAVE_CUDA
+  scan_tops_cuda(top_table_dev_.data(), static_cast<int>(top_table_.size()), k, check_.data(), cuda_stream());
+#else
+  (void)k;
+#endif
+}
+
+float Net::objective(const float* loss_values) const {
+  float loss = 0.f;
+  for (size_t j = 0; j < loss_layers_.size(); ++j) loss += layers_[loss_layers_[j]]->loss_weight() * loss_values[j];
+  return loss;
+}
+
+std::string Net::top_description(int t) const {
+  const auto [i, k] = top_table_.at(static_cast<size_t>(t));
+  return fmt::format("layer '{}' (top '{}')", layers_[i]->name(), top_[i][k]->name);
+}
+
+void Net::throw_label_error(const StepCheck& c) const {
+  input_error("label {} at position {} is not a class index in [0, {})", c.label_value, c.label_pos, c.label_classes);
 }
 
 // The layer of the type's factory, with the net's settings; its own keys are all read here.
@@ -423,6 +493,12 @@ void Net::forward_layer(int i, const RunContext& ctx) {
   if (forward_fused_[i] || !plan.active[i]) return;
   LayerScope scope(opts_.device, layers_[i]->name());
   layers_[i]->top_use_ = plan.top_use[i];
+  if (check_.data() != nullptr && ctx.check == nullptr) {
+    RunContext c = ctx;
+    c.check = check_.data();
+    layers_[i]->forward(bottom_[i], top_[i], c);
+    return;
+  }
   layers_[i]->forward(bottom_[i], top_[i], ctx);
 }
 
@@ -434,13 +510,24 @@ void Net::backward_layer(int i, const RunContext& ctx) {
   layers_[i]->backward(top_[i], bottom_[i], plan.grads[i], ctx);
 }
 
-float Net::forward(const RunContext& ctx) {
+void Net::forward_queued(const RunContext& ctx) {
   for (int i = 0; i < num_layers(); ++i) forward_layer(i, ctx);
+}
+
+float Net::forward(const RunContext& ctx) {
+  forward_queued(ctx);
   float loss = 0.f;
   for (int li : loss_layers_) {
     float v = 0.f;
     device_copy(&v, Device::cpu(), top_[li][0]->value.data(), opts_.device, sizeof(float));
     loss += layers_[li]->loss_weight() * v;
+  }
+  if (check_.data() != nullptr) {
+    const StepCheck c = read_device_check();
+    if (c.halt != kStepOk) {
+      clear_device_check();
+      if (c.halt == kStepLabel) throw_label_error(c);
+    }
   }
   return loss;
 }

@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "core/batch_source.h"
+#include "core/device_array.h"
+#include "kernels/step_check.h"
 #include "layers/layer.h"
 
 namespace dropnet {
@@ -69,8 +71,28 @@ class Net {
   Net(const LoadedConfig& cfg, const NetOptions& opts);
   ~Net();
 
-  // Runs every layer's forward; returns the objective (sum of loss_weight * loss).
+  // Runs every layer's forward; returns the objective (sum of loss_weight * loss). On a CUDA net
+  // it waits for the GPU, and a bad label found on the device is raised here.
   float forward(const RunContext& ctx);
+  // forward() without reading anything back: on a CUDA net the work is only queued, and the
+  // labels are checked into device_check() (the solver reads it back when it needs to).
+  void forward_queued(const RunContext& ctx);
+
+  // CUDA nets: the device-side checks (kernels/step_check.h) of the net's passes, and the kernels
+  // the solver queues after each forward: the loss values into out[k * num_loss_layers() + j]
+  // (with the loss check), then the scan that names the first non-finite top.
+  StepCheck* device_check() { return check_.data(); }
+  StepCheck read_device_check() const;  // waits for the GPU
+  void clear_device_check();
+  void record_losses(int k, bool check_finite, float* out);
+  void scan_tops(int k);
+  int num_loss_layers() const { return static_cast<int>(loss_layers_.size()); }
+  // The objective of one pass from its loss values (in loss-layer order), summed as forward() sums it.
+  float objective(const float* loss_values) const;
+  // "layer 'conv1' (top 'conv1')" for an index of the scanned top table.
+  std::string top_description(int t) const;
+  // The error of a label failure read back from the device (same text as the host's check).
+  [[noreturn]] void throw_label_error(const StepCheck& c) const;
   // Runs backward in reverse order; parameter grads are accumulated into the arena.
   void backward(const RunContext& ctx);
   void forward_layer(int i, const RunContext& ctx);
@@ -161,6 +183,13 @@ class Net {
   std::vector<std::vector<int>> bottom_index_, top_index_;  // blob indices (into blobs_) per layer
   std::vector<int> output_index_;                            // of outputs_
   mutable PassPlan plan_;  // a cache (plan_for)
+  // CUDA nets: device-side checks, the loss tops and weights, every (layer, top) for the scan.
+  void setup_device_check();
+  DeviceArray<StepCheck> check_;
+  DeviceArray<const float*> loss_tops_dev_;
+  DeviceArray<float> loss_weights_dev_;
+  DeviceArray<TopRef> top_table_dev_;
+  std::vector<std::pair<int, int>> top_table_;  // (layer, top) of each entry
 };
 
 }  // namespace dropnet

@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cmath>
 
 #include "core/error.h"
 #include "kernels/sgd.h"
+#include "kernels/step_check.h"
 #include "layers/dispatch.h"
 
 namespace dropnet {
@@ -132,6 +134,13 @@ Solver::Solver(const LoadedConfig& cfg, const SolverOptions& opts) : opts_(opts)
   }
   if (opts.reducer && opts.reducer->world() > 1)
     opts.reducer->broadcast(train_->param_values().data(), train_->param_values().count(), opts.net.device);
+  deferred_ = opts.net.device.is_cuda() && !opts.net.shapes_only;
+  if (deferred_) {
+    // Read back at least every display iterations (display iterations read back anyway).
+    record_capacity_ = std::clamp<int64_t>(cfg_.display > 0 ? cfg_.display : 1000, 1, 10000);
+    const int64_t per = std::max<int64_t>(cfg_.iter_size * train_->num_loss_layers(), 1);
+    loss_records_ = Tensor(Shape({record_capacity_, per}), opts.net.device);
+  }
 }
 
 Solver::~Solver() = default;
@@ -210,7 +219,8 @@ void Solver::apply_update() {
       opts_.net.device,
       sgd_update_arena_cpu(segments_.data(), nsegs, lr, mu, cfg_.weight_decay, grad_scale, clip_scale, wp, gp, vp),
       sgd_update_arena_cuda(device_segments_.upload(segments_, opts_.net.device), nsegs, g.count(), lr, mu,
-                            cfg_.weight_decay, grad_scale, clip_scale, wp, gp, vp, cuda_stream()));
+                            cfg_.weight_decay, grad_scale, clip_scale, wp, gp, vp, cuda_stream(),
+                            deferred_ ? &train_->device_check()->halt : nullptr));
 }
 
 void Solver::check_finite_or_throw(float loss) {
@@ -245,6 +255,50 @@ void Solver::check_finite_or_throw(float loss) {
   }
 }
 
+void Solver::read_back() {
+  if (!deferred_ || records_ == 0) return;
+  const auto t0 = std::chrono::steady_clock::now();
+  const int nloss = train_->num_loss_layers();
+  const int64_t per = cfg_.iter_size * nloss, n = records_;
+  std::vector<float> values(static_cast<size_t>(n * per));
+  if (!values.empty())
+    device_copy(values.data(), Device::cpu(), loss_records_.data(), opts_.net.device, values.size() * sizeof(float));
+  const StepCheck c = train_->read_device_check();
+  records_ = 0;
+  seconds_since_display_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t it = records_begin_ + r;
+    const bool failed = c.halt != kStepOk && c.record == r;
+    if (failed && c.halt == kStepLabel) {
+      iter_ = it;
+      train_->throw_label_error(c);
+    }
+    double loss = 0;
+    for (int64_t k = 0; k < cfg_.iter_size; ++k) {
+      const float l = train_->objective(values.data() + (r * cfg_.iter_size + k) * nloss);
+      if (cfg_.check_finite && (!std::isfinite(l) || (failed && c.halt == kStepLoss && c.k == k))) {
+        iter_ = it;
+        const bool named = failed && c.halt == kStepLoss && c.first_top != INT_MAX;
+        diverged_error("divergence: the loss is {} at iteration {}; {}", l, iter_,
+                       named ? "first non-finite output: " + train_->top_description(c.first_top)
+                             : std::string("no layer output is non-finite"));
+      }
+      loss += l;
+    }
+    if (failed && c.halt == kStepGrad) {
+      iter_ = it;
+      std::string where;
+      for (const ParamRef& p : train_->params())
+        if (c.first_grad >= p.offset && c.first_grad < p.offset + p.count) where = p.name;
+      diverged_error("divergence: non-finite gradient at iteration {} in parameter '{}'", iter_, where);
+    }
+    DN_CHECK(!failed, "the device halted the run at iteration {} (check {}) for no reason the host finds", it, c.halt);
+    loss /= static_cast<double>(cfg_.iter_size);
+    if (static_cast<int64_t>(losses_.size()) >= cfg_.average_loss) losses_.erase(losses_.begin());
+    losses_.push_back(static_cast<float>(loss));
+  }
+}
+
 void Solver::step(int64_t n) {
   using clock = std::chrono::steady_clock;
   const int world = opts_.reducer ? opts_.reducer->world() : 1;
@@ -253,35 +307,68 @@ void Solver::step(int64_t n) {
   // The update, reduction and checks run on the net's GPU (cuda_stream() is per device).
   if (opts_.net.device.is_cuda()) cuda_set_device(opts_.net.device.index);
   while (iter_ < stop) {
-    if (should_stop && should_stop()) return;
+    if (should_stop && should_stop()) {
+      read_back();
+      return;
+    }
     if (test_ && cfg_.test_interval > 0 && iter_ % cfg_.test_interval == 0 &&
         (iter_ > 0 || cfg_.test_initialization)) {
+      read_back();
       report_test();
       if (should_stop && should_stop()) return;  // a signal during the test: no iteration after it
     }
     auto t0 = clock::now();
     train_->zero_param_grads();
     double loss = 0;
-    for (int64_t k = 0; k < cfg_.iter_size; ++k) {
-      RunContext ctx{Phase::Train, iter_, opts_.net.seed, static_cast<uint32_t>(iter_ * cfg_.iter_size + k)};
-      float l = train_->forward(ctx);
-      if (cfg_.check_finite && !std::isfinite(l)) check_finite_or_throw(l);
-      if (opts_.reducer && k + 1 == cfg_.iter_size)
-        backward_and_reduce(ctx);
-      else
-        train_->backward(ctx);
-      loss += l;
+    if (deferred_ && records_ == 0) records_begin_ = iter_;
+    try {
+      for (int64_t k = 0; k < cfg_.iter_size; ++k) {
+        RunContext ctx{Phase::Train, iter_, opts_.net.seed, static_cast<uint32_t>(iter_ * cfg_.iter_size + k)};
+        if (deferred_) {
+          // Nothing is read back: the loss values go into this iteration's record, the checks into
+          // the net's StepCheck (read_back()).
+          train_->forward_queued(ctx);
+          train_->record_losses(static_cast<int>(k), cfg_.check_finite,
+                                loss_records_.data() + records_ * cfg_.iter_size * train_->num_loss_layers());
+          if (cfg_.check_finite) train_->scan_tops(static_cast<int>(k));
+        } else {
+          float l = train_->forward(ctx);
+          if (cfg_.check_finite && !std::isfinite(l)) check_finite_or_throw(l);
+          loss += l;
+        }
+        if (opts_.reducer && k + 1 == cfg_.iter_size)
+          backward_and_reduce(ctx);
+        else
+          train_->backward(ctx);
+      }
+    } catch (const Error& e) {
+      // Bad input in this iteration (a data source's error): a failure of an earlier, queued
+      // iteration is raised first, as it was before this one began.
+      if (deferred_ && e.kind() == ErrorKind::Input) read_back();
+      throw;
     }
-    loss /= static_cast<double>(cfg_.iter_size);
-    if (cfg_.check_finite) check_finite_or_throw(static_cast<float>(loss));
-    if (static_cast<int64_t>(losses_.size()) >= cfg_.average_loss) losses_.erase(losses_.begin());
-    losses_.push_back(static_cast<float>(loss));
+    if (deferred_) {
+#if DROPNET_HAVE_CUDA
+      Tensor& g = train_->param_grads();
+      check_grads_cuda(cfg_.check_finite ? g.count() : 0, g.data(), static_cast<int>(records_),
+                       train_->device_check(), cuda_stream());
+#endif
+      ++records_;
+    } else {
+      loss /= static_cast<double>(cfg_.iter_size);
+      if (cfg_.check_finite) check_finite_or_throw(static_cast<float>(loss));
+      if (static_cast<int64_t>(losses_.size()) >= cfg_.average_loss) losses_.erase(losses_.begin());
+      losses_.push_back(static_cast<float>(loss));
+    }
     const double lr = learning_rate(cfg_, iter_);
     apply_update();
-    device_synchronize(opts_.net.device);
+    if (!deferred_) device_synchronize(opts_.net.device);
     seconds_since_display_ += std::chrono::duration<double>(clock::now() - t0).count();
     images_since_display_ += static_cast<double>(train_->batch_size() * cfg_.iter_size * world);
-    if (root && cfg_.display > 0 && iter_ % cfg_.display == 0) {
+    const bool display = cfg_.display > 0 && iter_ % cfg_.display == 0;
+    // Every rank reads back at the same iterations (a data-parallel run at every one).
+    if (display || records_ == record_capacity_ || world > 1) read_back();
+    if (root && display) {
       const double ips = seconds_since_display_ > 0 ? images_since_display_ / seconds_since_display_ : 0.0;
       RunContext ctx{Phase::Train, iter_, opts_.net.seed, 0};
       TrainRecord rec{"train", iter_, {{"loss", smoothed_loss()}, {"lr", lr}, {"images_per_s", ips}}};
@@ -299,8 +386,12 @@ void Solver::step(int64_t n) {
       images_since_display_ = seconds_since_display_ = 0;
     }
     ++iter_;
-    if (cfg_.snapshot > 0 && iter_ % cfg_.snapshot == 0 && on_snapshot) on_snapshot(iter_);
+    if (cfg_.snapshot > 0 && iter_ % cfg_.snapshot == 0 && on_snapshot) {
+      read_back();
+      on_snapshot(iter_);
+    }
   }
+  read_back();
 }
 
 void Solver::solve() {

@@ -125,6 +125,8 @@ class Solver {
   Net* test_net() { return test_.get(); }
   Tensor& history() { return history_; }  // momentum buffer, arena layout
   uint64_t seed() const { return opts_.net.seed; }
+  // The mean of the loss window. On a CUDA net the losses are read back at display, test and
+  // snapshot points and when step() returns; in between, the window lags the queued iterations.
   double smoothed_loss() const;
   const std::vector<float>& loss_window() const { return losses_; }
   void restore_loss_window(const std::vector<float>& w) { losses_ = w; }
@@ -140,6 +142,12 @@ class Solver {
   void apply_update();
   void check_finite_or_throw(float loss);
   void backward_and_reduce(const RunContext& ctx);
+  // CUDA nets (deferred_checks()): an iteration queues its loss values into loss_records_ and its
+  // checks into the train net's StepCheck, and waits for nothing; read_back() waits for the GPU,
+  // takes the queued iterations' losses into the window in order and raises the first failure
+  // (iter() is then the failing iteration, whose update the device skipped).
+  bool deferred_checks() const { return deferred_; }
+  void read_back();
 
   SolverConfig cfg_;
   SolverOptions opts_;
@@ -151,6 +159,11 @@ class Solver {
   int64_t iter_ = 0;
   std::vector<float> losses_;  // last average_loss losses
   double images_since_display_ = 0, seconds_since_display_ = 0;
+  bool deferred_ = false;
+  Tensor loss_records_;         // (record_capacity_, iter_size * loss layers) on the device
+  int64_t record_capacity_ = 0;
+  int64_t records_ = 0;         // iterations queued since the last read-back
+  int64_t records_begin_ = 0;   // the iteration of record 0
 };
 
 }  // namespace dropnet
