@@ -1,4 +1,4 @@
-// Tensor-core implicit-GEMM convolution (kernels/conv_mma.h): forward and filter gradient.
+// Tensor-core implicit-GEMM convolution (kernels/conv_mma.h): forward, filter and data gradients.
 //
 // Forward, per group g:
 //   y[b, co, pix] = sum_k w[co][k] B[k][(b, pix)] + bias[co],  M = og, N = n * ohw, K = cg * kh * kw,
@@ -14,6 +14,14 @@
 // x[b, ci, oy sh - ph + ki, ox sw - pw + kj]: M = og, N = cg kh kw, K = n * ohw. Both operands are
 // gathered the same way: the dy tile by k lane (a (b, pix) counter per thread), the x tile by column
 // (its tap fixed) with a (b, oy, ox) counter stepped by carries.
+// A long K is split over grid.z (tile_plan::split_k in steps of BK, as the SIMT path plans it): each
+// split starts its counters at its own k and writes an unscaled partial tile, and
+// tile::splitk_reduce_kernel sums the partials in split order (deterministic).
+//
+// Compute skipping (ConvOutRange, group 1 only): output channels [co0, co0 + og) are computed in all
+// three directions; every row offset into w, bias, y, dy and dw starts at co0 (MmaGeom::co_base).
+// The forward epilogue fuses bias and Activation as conv_igemm.cuh does; the bias gradient of
+// conv_backward_mma_cuda is the SIMT path's FP32 bias_backward_cuda.
 #include <cuda_runtime.h>
 
 #include <cstdint>

@@ -4,6 +4,10 @@
 // block tiles, strides (3 with a kernel of 2: input pixels no tap reads), padding, a 1 x 1 kernel,
 // groups, a K not a multiple of 4 (4-byte weight copies), no bias; the gradients with beta 0 over
 // a NaN-filled output and with beta 1 (accumulation). Outputs start NaN-filled (beta 0), so an element not written fails.
+// Parity with the SIMT implicit GEMM: the fused ReLU (leaky too), output-channel ranges (full,
+// partial, the last channels; empty or partial-with-groups refused), conv_backward_mma_cuda with db
+// / dx null and beta 0 / 0.5 / 1, and the filter gradient's K split (long K over one or two tiles:
+// reference, run-to-run and range-vs-whole bit equality).
 //
 // Tolerance per element, as for the SGEMM (tests/cuda_gemm_mma.cpp): the products of rounded
 // operands are exact in FP32 and the error is the FP32 sum of K of them (forward: K = cg kh kw;
