@@ -1,4 +1,4 @@
-// Tensor-core implicit-GEMM convolution (kernels/conv_mma.h): forward and filter gradient.
+// Tensor-core implicit-GEMM convolution (kernels/conv_mma.h): forward, filter and data gradients.
 //
 // Forward, per group g:
 //   y[b, co, pix] = sum_k w[co][k] B[k][(b, pix)] + bias[co],  M = og, N = n * ohw, K = cg * kh * kw,
@@ -14,15 +14,27 @@
 // x[b, ci, oy sh - ph + ki, ox sw - pw + kj]: M = og, N = cg kh kw, K = n * ohw. Both operands are
 // gathered the same way: the dy tile by k lane (a (b, pix) counter per thread), the x tile by column
 // (its tap fixed) with a (b, oy, ox) counter stepped by carries.
+// A long K is split over grid.z (tile_plan::split_k in steps of BK, as the SIMT path plans it): each
+// split starts its counters at its own k and writes an unscaled partial tile, and
+// tile::splitk_reduce_kernel sums the partials in split order (deterministic).
+//
+// Compute skipping (ConvOutRange, group 1 only): output channels [co0, co0 + og) are computed in all
+// three directions; every row offset into w, bias, y, dy and dw starts at co0 (MmaGeom::co_base).
+// The forward epilogue fuses bias and Activation as conv_igemm.cuh does; the bias gradient of
+// conv_backward_mma_cuda is the SIMT path's FP32 bias_backward_cuda.
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <utility>
 
 #include "core/cuda_check.h"
 #include "core/error.h"
 #include "core/launch.cuh"
 #include "kernels/conv_mma.h"
+#include "kernels/eltwise.h"
 #include "kernels/gemm_mma.cuh"
+#include "kernels/gemm_tile.cuh"
+#include "kernels/tile_plan.h"
 
 namespace dropnet {
 
@@ -47,7 +59,12 @@ DN_HD QR divmod_floor(int v, int s) {
 struct MmaGeom {
   int n, c, h, w, out_c, out_h, out_w, kh, kw, sh, sw, ph, pw;
   int cg, og, hw, ohw, K, N;
-  int K2;  // the filter gradient's N (cg * kh * kw); its K is n * ohw
+  int K2;   // the filter gradient's N (cg * kh * kw); its K is n * ohw
+  // Compute skipping (ConvOutRange, group 1 only): output channels [co0, co0 + og) are computed;
+  // og is then the count, and out_c stays the stride between images.
+  int co0;
+  // First output channel of group g's computed rows: w, bias, y, dy and dw rows start here.
+  DN_HD int co_base(int g) const { return g * og + co0; }
   // Backward data: BK = step_co * khw + step_ki * kw + step_kj over K = og * kh * kw, and the
   // quotient / remainder by the stride of the window steps it takes.
   int step_co;
@@ -131,7 +148,7 @@ struct ImageGather {
 template <class T, Precision P>
 __global__ void __launch_bounds__(T::THREADS)
     conv_forward_mma_kernel(MmaGeom q, const float* __restrict__ x, const float* __restrict__ w, bool vw,
-                            const float* __restrict__ bias, float* __restrict__ y) {
+                            const float* __restrict__ bias, Activation act, float* __restrict__ y) {
   using SA = SmemOperand<true, T::BM, T::BK>;
   using SB = SmemOperand<false, T::BN, T::BK>;
   __shared__ __align__(16) float smem[T::STAGES * (SA::SIZE + SB::SIZE)];
@@ -141,7 +158,8 @@ __global__ void __launch_bounds__(T::THREADS)
   const int wm = (warp / T::WARPS_N) * T::WM, wn = (warp % T::WARPS_N) * T::WN;
   const int m0 = static_cast<int>(blockIdx.y) * T::BM, n0 = static_cast<int>(blockIdx.x) * T::BN;
   const int g = static_cast<int>(blockIdx.z);
-  const float* wg = w + static_cast<int64_t>(g) * q.og * q.K;  // (og, K) of this group
+  const int cb = q.co_base(g);
+  const float* wg = w + static_cast<int64_t>(cb) * q.K;  // (og, K) of this group and range
 
   ImageGather<T> gather(q, x, g, n0);
   float acc[T::MI][T::NI][4];
@@ -162,14 +180,14 @@ __global__ void __launch_bounds__(T::THREADS)
       const int nn = n0 + wn + 8 * j + 2 * t + h;
       if (nn >= q.N) continue;
       const int b = nn / q.ohw, pix = nn % q.ohw;
-      float* yb = y + (static_cast<int64_t>(b) * q.out_c + static_cast<int64_t>(g) * q.og) * q.ohw + pix;
+      float* yb = y + (static_cast<int64_t>(b) * q.out_c + cb) * q.ohw + pix;
 #pragma unroll
       for (int i = 0; i < T::MI; ++i)
 #pragma unroll
         for (int r = h; r < 4; r += 2) {
           const int co = m0 + wm + 16 * i + gi + (r >= 2 ? 8 : 0);
-          if (co < q.og)
-            yb[static_cast<int64_t>(co) * q.ohw] = acc[i][j][r] + (bias != nullptr ? bias[g * q.og + co] : 0.f);
+          if (co < q.og)  // the SIMT epilogue's arithmetic (conv_igemm.cuh)
+            yb[static_cast<int64_t>(co) * q.ohw] = act(acc[i][j][r] + (bias != nullptr ? bias[cb + co] : 0.f));
         }
     }
 }
@@ -208,17 +226,17 @@ template <class T>
 struct GradGather {
   static constexpr int LANES = T::THREADS / T::BK;  // rows filled at once
   static_assert(T::THREADS % T::BK == 0 && T::BM % LANES == 0, "whole rows per thread");
-  const float* dyg;  // dy at image 0, channel g og
+  const float* dyg;  // dy at image 0, channel g og + co0
   int kl, row0, k;
   Pixel px;
-  __device__ GradGather(const MmaGeom& q, const float* dy, int g) {
+  __device__ GradGather(const MmaGeom& q, const float* dy, int g, int k_begin) {
     const int tid = static_cast<int>(threadIdx.x);
     kl = tid % T::BK;
     row0 = tid / T::BK;
-    k = kl;
-    dyg = dy + static_cast<int64_t>(g) * q.og * q.ohw;
+    k = k_begin + kl;
+    dyg = dy + static_cast<int64_t>(q.co_base(g)) * q.ohw;
     const int ohw = q.ohw > 0 ? q.ohw : 1, ow = q.out_w > 0 ? q.out_w : 1;  // (no pixels: K = 0, never loaded)
-    px = {kl / ohw, (kl % ohw) / ow, kl % ow};  // once per thread
+    px = {k / ohw, (k % ohw) / ow, k % ow};  // once per thread
   }
   __device__ __forceinline__ void load(const MmaGeom& q, const float* dy, int m0, float* s) {
     using SA = SmemOperand<true, T::BM, T::BK>;
@@ -246,7 +264,7 @@ struct TapGather {
   int col, kr, k, ki, kj;
   bool col_valid;
   Pixel px;
-  __device__ TapGather(const MmaGeom& q, const float* x, int g, int n0) {
+  __device__ TapGather(const MmaGeom& q, const float* x, int g, int n0, int k_begin) {
     const int tid = static_cast<int>(threadIdx.x);
     col = tid % T::BN;
     kr = (tid / T::BN) * PER;
@@ -256,9 +274,9 @@ struct TapGather {
     ki = col_valid ? (nn % khw) / q.kw : 0;
     kj = col_valid ? nn % q.kw : 0;
     chan = x + (static_cast<int64_t>(g) * q.cg + ci) * q.hw;
-    k = kr;
+    k = k_begin + kr;
     const int ohw = q.ohw > 0 ? q.ohw : 1, ow = q.out_w > 0 ? q.out_w : 1;
-    px = {kr / ohw, (kr % ohw) / ow, kr % ow};  // once per thread
+    px = {k / ohw, (k % ohw) / ow, k % ow};  // once per thread
   }
   __device__ __forceinline__ void load(const MmaGeom& q, const float* x, float* s) {
     using SB = SmemOperand<false, T::BN, T::BK>;
@@ -278,11 +296,14 @@ struct TapGather {
 };
 
 // dw[g og + co][(ci, ki, kj)] = sum over (b, pix) of dy[b, g og + co, pix] x[b, g cg + ci, tap] + beta dw
-// (beta == 0 does not read dw). Here q.K is n * ohw and q.K2 = cg * kh * kw the GEMM's N.
+// (beta == 0 does not read dw). Here q.K is n * ohw and q.K2 = cg * kh * kw the GEMM's N. Group
+// blockIdx.z / splits, K split blockIdx.z % splits (k_per_split a multiple of BK): with one split
+// the tile goes to dw (rows from co0) as above; otherwise, unscaled, to partial[g splits + s]
+// (og x K2, dense), summed in split order into dw by tile::splitk_reduce_kernel.
 template <class T, Precision P>
 __global__ void __launch_bounds__(T::THREADS)
     conv_filter_grad_mma_kernel(MmaGeom q, const float* __restrict__ x, const float* __restrict__ dy, float beta,
-                                float* __restrict__ dw) {
+                                int splits, int k_per_split, float* __restrict__ dw, float* __restrict__ partial) {
   using SA = SmemOperand<true, T::BM, T::BK>;
   using SB = SmemOperand<false, T::BN, T::BK>;
   __shared__ __align__(16) float smem[T::STAGES * (SA::SIZE + SB::SIZE)];
@@ -291,17 +312,22 @@ __global__ void __launch_bounds__(T::THREADS)
   const int gi = lane / 4, t = lane % 4;
   const int wm = (warp / T::WARPS_N) * T::WM, wn = (warp % T::WARPS_N) * T::WN;
   const int m0 = static_cast<int>(blockIdx.y) * T::BM, n0 = static_cast<int>(blockIdx.x) * T::BN;
-  const int g = static_cast<int>(blockIdx.z);
+  const int g = static_cast<int>(blockIdx.z) / splits, sp = static_cast<int>(blockIdx.z) % splits;
+  const int k_begin = sp * k_per_split;
+  MmaGeom qs = q;  // this split's K range: [k_begin, qs.K)
+  qs.K = min(q.K, k_begin + k_per_split);
 
-  GradGather<T> ga(q, dy, g);
-  TapGather<T> gb(q, x, g, n0);
+  GradGather<T> ga(qs, dy, g, k_begin);
+  TapGather<T> gb(qs, x, g, n0, k_begin);
   float acc[T::MI][T::NI][4];
-  mma_gemm::mma_mainloop<T, P, true, false>(acc, smem, (q.K + T::BK - 1) / T::BK, lane, wm, wn,
+  mma_gemm::mma_mainloop<T, P, true, false>(acc, smem, (qs.K - k_begin + T::BK - 1) / T::BK, lane, wm, wn,
                                             [&](float* sa, float* sb, int) {
-                                              ga.load(q, dy, m0, sa);
-                                              gb.load(q, x, sb);
+                                              ga.load(qs, dy, m0, sa);
+                                              gb.load(qs, x, sb);
                                             });
-  float* dwg = dw + static_cast<int64_t>(g) * q.og * q.K2;
+  const bool whole = splits == 1;
+  float* dwg = whole ? dw + static_cast<int64_t>(q.co_base(g)) * q.K2
+                     : partial + (static_cast<int64_t>(g) * splits + sp) * q.og * q.K2;
 #pragma unroll
   for (int i = 0; i < T::MI; ++i)
 #pragma unroll
@@ -312,7 +338,7 @@ __global__ void __launch_bounds__(T::THREADS)
         const int nn = n0 + wn + 8 * j + 2 * t + (r & 1);
         if (co < q.og && nn < q.K2) {
           float* p = dwg + static_cast<int64_t>(co) * q.K2 + nn;
-          *p = beta == 0.f ? acc[i][j][r] : acc[i][j][r] + beta * *p;
+          *p = !whole || beta == 0.f ? acc[i][j][r] : acc[i][j][r] + beta * *p;
         }
       }
 }
@@ -379,14 +405,14 @@ template <class T>
 struct WeightGather {
   static constexpr int LANES = T::THREADS / T::BK;
   static_assert(T::THREADS % T::BK == 0 && T::BM % LANES == 0, "whole rows per thread");
-  const float* wg;  // w at output channel g og
+  const float* wg;  // w at output channel g og + co0
   int kl, row0, k, co, kk;
   __device__ WeightGather(const MmaGeom& q, const float* w, int g) {
     const int tid = static_cast<int>(threadIdx.x), khw = q.kh * q.kw;
     kl = tid % T::BK;
     row0 = tid / T::BK;
     k = kl;
-    wg = w + static_cast<int64_t>(g) * q.og * q.cg * khw;
+    wg = w + static_cast<int64_t>(q.co_base(g)) * q.cg * khw;
     co = kl / khw, kk = kl % khw;  // once per thread
   }
   __device__ __forceinline__ void load(const MmaGeom& q, const float* w, int m0, float* s) {
@@ -414,7 +440,7 @@ struct DyGather {
   static constexpr int LANES = T::THREADS / T::BN;
   static constexpr int PER = T::BK / LANES;
   static_assert(T::THREADS % T::BN == 0 && T::BK % LANES == 0, "whole rows per thread");
-  const float* dyb;  // dy at image b, channel g og
+  const float* dyb;  // dy at image b, channel g og + co0
   int col, kr, k;
   bool col_valid;
   DyTap tap;
@@ -427,7 +453,7 @@ struct DyGather {
     // Once per thread: the column's image and pixel, its first row's tap and output coordinates.
     const int b = col_valid ? nn / q.hw : 0, pix = col_valid ? nn % q.hw : 0;
     const int iy = pix / q.w, ix = pix % q.w;
-    dyb = dy + (static_cast<int64_t>(b) * q.out_c + static_cast<int64_t>(g) * q.og) * q.ohw;
+    dyb = dy + (static_cast<int64_t>(b) * q.out_c + q.co_base(g)) * q.ohw;
     k = kr;
     tap.co = kr / khw, tap.ki = (kr % khw) / q.kw, tap.kj = kr % q.kw;
     const QR y = divmod_floor(iy + q.ph - tap.ki, q.sh), x = divmod_floor(ix + q.pw - tap.kj, q.sw);
@@ -498,29 +524,35 @@ __global__ void __launch_bounds__(T::THREADS)
 
 template <class T>
 void launch_forward(Precision precision, const MmaGeom& q, int groups, const float* x, const float* w, bool vw,
-                    const float* bias, float* y, cudaStream_t s) {
+                    const float* bias, Activation act, float* y, cudaStream_t s) {
   const dim3 grid((q.N + T::BN - 1) / T::BN, (q.og + T::BM - 1) / T::BM, groups);
   if (precision == Precision::TF32)
-    DN_LAUNCH(conv_forward_mma_kernel<T, Precision::TF32>, grid, T::THREADS, 0, s, q, x, w, vw, bias, y);
+    DN_LAUNCH(conv_forward_mma_kernel<T, Precision::TF32>, grid, T::THREADS, 0, s, q, x, w, vw, bias, act, y);
   else
-    DN_LAUNCH(conv_forward_mma_kernel<T, Precision::BF16>, grid, T::THREADS, 0, s, q, x, w, vw, bias, y);
+    DN_LAUNCH(conv_forward_mma_kernel<T, Precision::BF16>, grid, T::THREADS, 0, s, q, x, w, vw, bias, act, y);
 }
 
 }  // namespace
 
 namespace {
 
-MmaGeom make_mma_geom(const char* who, const ConvParams& p) {
+// oc: the resolved output-channel range (conv_out_range); a partial one is group 1.
+MmaGeom make_mma_geom(const char* who, const ConvParams& p, ConvOutRange oc = {0, -1}) {
   DN_CHECK(p.group >= 1 && p.c % p.group == 0 && p.out_c % p.group == 0, "{}: bad groups", who);
   const int64_t k = p.c / p.group * p.kh * p.kw, ncols = p.n * p.out_h * p.out_w;
   DN_CHECK(p.n * p.c * p.h * p.w < INT32_MAX && p.n * p.out_c * p.out_h * p.out_w < INT32_MAX &&
                k * p.out_c < INT32_MAX && ncols < INT32_MAX,
            "{}: sizes beyond 32-bit indexing", who);
+  DN_CHECK(p.group <= 65535, "{}: {} groups exceed the grid", who, p.group);
   MmaGeom q{};
   q.n = static_cast<int>(p.n), q.c = static_cast<int>(p.c), q.h = static_cast<int>(p.h), q.w = static_cast<int>(p.w);
   q.out_c = static_cast<int>(p.out_c), q.out_h = static_cast<int>(p.out_h), q.out_w = static_cast<int>(p.out_w);
   q.kh = p.kh, q.kw = p.kw, q.sh = p.sh, q.sw = p.sw, q.ph = p.ph, q.pw = p.pw;
   q.cg = q.c / p.group, q.og = q.out_c / p.group, q.hw = q.h * q.w, q.ohw = q.out_h * q.out_w;
+  if (p.group == 1 && oc.end >= 0) {
+    q.co0 = static_cast<int>(oc.begin);
+    q.og = static_cast<int>(oc.end - oc.begin);
+  }
   q.K = static_cast<int>(k), q.N = static_cast<int>(ncols), q.K2 = static_cast<int>(k);
   const int khw = q.kh * q.kw, bk = mma_gemm::Tile64x64::BK;
   q.step_ci = bk / khw, q.step_ki = (bk % khw) / q.kw, q.step_kj = bk % q.kw;
@@ -538,13 +570,42 @@ ConvMmaTile pick_tile(ConvMmaTile tile, int og) {
 }
 
 template <class T>
-void launch_filter_grad(Precision precision, const MmaGeom& q, int groups, const float* x, const float* dy,
-                        float beta, float* dw, cudaStream_t s) {
-  const dim3 grid((q.K2 + T::BN - 1) / T::BN, (q.og + T::BM - 1) / T::BM, groups);
+dim3 filter_grad_grid(const MmaGeom& q, int64_t z) {
+  return dim3((q.K2 + T::BN - 1) / T::BN, (q.og + T::BM - 1) / T::BM, static_cast<unsigned>(z));
+}
+
+// The filter gradient's K split (tile_plan::split_k, as the SIMT path plans it, in steps of the
+// tile's BK) for the whole convolution's grid: a channel range splits as the whole does, so each
+// computed row is the whole computation's, bit for bit. Returns {splits, k per split}.
+std::pair<int, int> filter_grad_split(const ConvParams& p, ConvMmaTile tile) {
+  const MmaGeom whole = make_mma_geom("conv_filter_grad_mma_cuda", p);
+  const dim3 g = pick_tile(tile, whole.og) == ConvMmaTile::M32N128 ? filter_grad_grid<Tile32x128>(whole, p.group)
+                                                                   : filter_grad_grid<Tile64x64>(whole, p.group);
+  static_assert(Tile32x128::BK == Tile64x64::BK, "one K step");
+  return tile_plan::split_k(int64_t(g.x) * g.y * g.z, whole.N, current_sm_count(), Tile64x64::BK);
+}
+
+template <class T>
+void launch_filter_grad(Precision precision, const MmaGeom& q, int groups, std::pair<int, int> split, const float* x,
+                        const float* dy, float beta, float* dw, cudaStream_t s) {
+  const auto [splits, kps] = split;
+  const dim3 grid = filter_grad_grid<T>(q, int64_t(groups) * splits);
+  DN_CHECK(grid.z <= 65535, "conv_filter_grad_mma_cuda: {} groups x {} splits exceed the grid", groups, splits);
+  const int64_t mn = int64_t(q.og) * q.K2;
+  float* partial = nullptr;
+  if (splits > 1) partial = static_cast<float*>(stream_scratch_alloc(sizeof(float) * grid.z * mn, s));
   if (precision == Precision::TF32)
-    DN_LAUNCH(conv_filter_grad_mma_kernel<T, Precision::TF32>, grid, T::THREADS, 0, s, q, x, dy, beta, dw);
+    DN_LAUNCH(conv_filter_grad_mma_kernel<T, Precision::TF32>, grid, T::THREADS, 0, s, q, x, dy, beta, splits, kps,
+              dw, partial);
   else
-    DN_LAUNCH(conv_filter_grad_mma_kernel<T, Precision::BF16>, grid, T::THREADS, 0, s, q, x, dy, beta, dw);
+    DN_LAUNCH(conv_filter_grad_mma_kernel<T, Precision::BF16>, grid, T::THREADS, 0, s, q, x, dy, beta, splits, kps,
+              dw, partial);
+  if (splits > 1) {
+    for (int g = 0; g < groups; ++g)
+      DN_LAUNCH(tile::splitk_reduce_kernel, grid_for(mn), 256, 0, s, int64_t(q.og), int64_t(q.K2), splits,
+                partial + int64_t(g) * splits * mn, 1.f, beta, dw + int64_t(q.co_base(g)) * q.K2, int64_t(q.K2));
+    stream_scratch_free(partial, s);
+  }
 }
 
 template <class T>
@@ -557,49 +618,73 @@ void launch_data_grad(Precision precision, const MmaGeom& q, int groups, const f
     DN_LAUNCH(conv_data_grad_mma_kernel<T, Precision::BF16>, grid, T::THREADS, 0, s, q, w, dy, beta, dx);
 }
 
-}  // namespace
+void check_precision(Precision precision, const char* who) {
+  DN_CHECK(precision == Precision::TF32 || precision == Precision::BF16, "{}: precision must be tf32 or bf16", who);
+}
 
-void conv_data_grad_mma_cuda(Precision precision, const ConvParams& p, const float* w, const float* dy, float beta,
-                             float* dx, Stream stream, ConvMmaTile tile) {
-  DN_CHECK(precision == Precision::TF32 || precision == Precision::BF16,
-           "conv_data_grad_mma_cuda: precision must be tf32 or bf16");
-  MmaGeom q = make_mma_geom("conv_data_grad_mma_cuda", p);
-  q.K = q.og * q.kh * q.kw;  // the GEMM's K
+void data_grad(Precision precision, const ConvParams& p, ConvOutRange oc, const float* w, const float* dy, float beta,
+               float* dx, cudaStream_t s, ConvMmaTile tile) {
+  MmaGeom q = make_mma_geom("conv_data_grad_mma_cuda", p, oc);
+  q.K = q.og * q.kh * q.kw;  // the GEMM's K: the computed output channels' taps
   q.N = q.n * q.hw;          // and N: every input pixel
   if (q.N == 0 || q.cg == 0) return;
-  cudaStream_t s = stream;
   if (pick_tile(tile, q.cg) == ConvMmaTile::M32N128)
     launch_data_grad<Tile32x128>(precision, q, p.group, w, dy, beta, dx, s);
   else
     launch_data_grad<Tile64x64>(precision, q, p.group, w, dy, beta, dx, s);
 }
 
+void filter_grad(Precision precision, const ConvParams& p, ConvOutRange oc, const float* x, const float* dy,
+                 float beta, float* dw, cudaStream_t s, ConvMmaTile tile) {
+  MmaGeom q = make_mma_geom("conv_filter_grad_mma_cuda", p, oc);
+  if (q.og == 0 || q.K2 == 0) return;
+  q.K = q.N;  // the GEMM's K: every output pixel of every image (0: dw = beta dw)
+  const std::pair<int, int> split = filter_grad_split(p, tile);
+  if (pick_tile(tile, q.og) == ConvMmaTile::M32N128)
+    launch_filter_grad<Tile32x128>(precision, q, p.group, split, x, dy, beta, dw, s);
+  else
+    launch_filter_grad<Tile64x64>(precision, q, p.group, split, x, dy, beta, dw, s);
+}
+
+}  // namespace
+
+void conv_data_grad_mma_cuda(Precision precision, const ConvParams& p, const float* w, const float* dy, float beta,
+                             float* dx, Stream stream, ConvMmaTile tile) {
+  check_precision(precision, "conv_data_grad_mma_cuda");
+  data_grad(precision, p, {0, -1}, w, dy, beta, dx, stream, tile);
+}
+
 void conv_filter_grad_mma_cuda(Precision precision, const ConvParams& p, const float* x, const float* dy, float beta,
                                float* dw, Stream stream, ConvMmaTile tile) {
-  DN_CHECK(precision == Precision::TF32 || precision == Precision::BF16,
-           "conv_filter_grad_mma_cuda: precision must be tf32 or bf16");
-  MmaGeom q = make_mma_geom("conv_filter_grad_mma_cuda", p);
-  if (p.out_c == 0 || q.K2 == 0) return;
-  q.K = q.N;  // the GEMM's K: every output pixel of every image (0: dw = beta dw)
-  cudaStream_t s = stream;
-  if (pick_tile(tile, q.og) == ConvMmaTile::M32N128)
-    launch_filter_grad<Tile32x128>(precision, q, p.group, x, dy, beta, dw, s);
-  else
-    launch_filter_grad<Tile64x64>(precision, q, p.group, x, dy, beta, dw, s);
+  check_precision(precision, "conv_filter_grad_mma_cuda");
+  filter_grad(precision, p, {0, -1}, x, dy, beta, dw, stream, tile);
 }
 
 void conv_forward_mma_cuda(Precision precision, const ConvParams& p, const float* x, const float* w,
-                           const float* bias, float* y, Stream stream, ConvMmaTile tile) {
-  DN_CHECK(precision == Precision::TF32 || precision == Precision::BF16,
-           "conv_forward_mma_cuda: precision must be tf32 or bf16");
-  const MmaGeom q = make_mma_geom("conv_forward_mma_cuda", p);
-  if (q.N == 0 || p.out_c == 0) return;
+                           const float* bias, float* y, Stream stream, Activation act, ConvOutRange oc,
+                           ConvMmaTile tile) {
+  check_precision(precision, "conv_forward_mma_cuda");
+  oc = conv_out_range(p, oc);
+  const MmaGeom q = make_mma_geom("conv_forward_mma_cuda", p, oc);
+  if (q.N == 0 || q.og == 0) return;
+  // 16-byte weight rows: K % 4 == 0 keeps every row (the range's first included) aligned with w.
   const bool vw = reinterpret_cast<uintptr_t>(w) % 16 == 0 && q.K % 4 == 0;
   cudaStream_t s = stream;
   if (pick_tile(tile, q.og) == ConvMmaTile::M32N128)
-    launch_forward<Tile32x128>(precision, q, p.group, x, w, vw, bias, y, s);
+    launch_forward<Tile32x128>(precision, q, p.group, x, w, vw, bias, act, y, s);
   else
-    launch_forward<Tile64x64>(precision, q, p.group, x, w, vw, bias, y, s);
+    launch_forward<Tile64x64>(precision, q, p.group, x, w, vw, bias, act, y, s);
+}
+
+void conv_backward_mma_cuda(Precision precision, const ConvParams& p, const float* x, const float* w,
+                            const float* dy, float* dw, float* db, float beta, float* dx, Stream stream,
+                            ConvOutRange oc, ConvMmaTile tile) {
+  check_precision(precision, "conv_backward_mma_cuda");
+  oc = conv_out_range(p, oc);
+  // The bias gradient is a sum, not a product: the SIMT path's FP32 kernel, over every channel.
+  if (db != nullptr) bias_backward_cuda(p.n, p.out_c, p.out_h * p.out_w, dy, db, stream);
+  filter_grad(precision, p, oc, x, dy, 1.f, dw, stream, tile);  // dw accumulates
+  if (dx != nullptr) data_grad(precision, p, oc, w, dy, beta, dx, stream, tile);
 }
 
 }  // namespace dropnet

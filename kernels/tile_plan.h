@@ -15,9 +15,10 @@ namespace dropnet::tile_plan {
 
 constexpr int kPlanBk = 8;  // tile::kBk (gemm_tile.cuh): the K step splits are rounded to
 
-// K per split when K = k is cut into `splits` pieces: rounded up to the tile's K step.
-inline int k_per_split(int64_t k, int splits) {
-  return static_cast<int>(((k + splits - 1) / splits + kPlanBk - 1) / kPlanBk * kPlanBk);
+// K per split when K = k is cut into `splits` pieces: rounded up to the tile's K step (`step`:
+// kPlanBk for the SIMT tiles, 32 for the tensor-core tiles of gemm_mma.cuh).
+inline int k_per_split(int64_t k, int splits, int step = kPlanBk) {
+  return static_cast<int>(((k + splits - 1) / splits + step - 1) / step * step);
 }
 
 // How many splits of k_per_split cover K = k.
@@ -27,12 +28,13 @@ inline int splits_covering(int64_t k, int k_per_split) {
 
 // K split of a grid of `tiles` blocks over K = k: split while the grid covers less than ~2 waves
 // and every split keeps at least 256 k (32 steps) to amortize its partial tile, at most 64.
-// Returns {splits, k per split (a multiple of kPlanBk)}.
-inline std::pair<int, int> split_k(int64_t tiles, int64_t k, int sms) {
+// Returns {splits, k per split (a multiple of `step`)}.
+inline std::pair<int, int> split_k(int64_t tiles, int64_t k, int sms, int step = kPlanBk) {
   int splits = 1;
   if (tiles < 2 * sms && k >= 512)
     splits = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({(2 * sms + tiles - 1) / tiles, k / 256, 64})));
-  const int kps = k_per_split(k, splits);
+  if (k <= 0) return {1, 0};
+  const int kps = k_per_split(k, splits, step);
   return {splits_covering(k, kps), kps};
 }
 

@@ -4,6 +4,10 @@
 // block tiles, strides (3 with a kernel of 2: input pixels no tap reads), padding, a 1 x 1 kernel,
 // groups, a K not a multiple of 4 (4-byte weight copies), no bias; the gradients with beta 0 over
 // a NaN-filled output and with beta 1 (accumulation). Outputs start NaN-filled (beta 0), so an element not written fails.
+// Parity with the SIMT implicit GEMM: the fused ReLU (leaky too), output-channel ranges (full,
+// partial, the last channels; empty or partial-with-groups refused), conv_backward_mma_cuda with db
+// / dx null and beta 0 / 0.5 / 1, and the filter gradient's K split (long K over one or two tiles:
+// reference, run-to-run and range-vs-whole bit equality).
 //
 // Tolerance per element, as for the SGEMM (tests/cuda_gemm_mma.cpp): the products of rounded
 // operands are exact in FP32 and the error is the FP32 sum of K of them (forward: K = cg kh kw;
@@ -11,8 +15,10 @@
 //   |out - ref| <= 2 (K + 2) 2^-24 (sum |products| + |bias or beta dw|) + 1e-30.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -22,6 +28,7 @@
 #include "core/tensor.h"
 #include "kernels/conv_mma.h"
 #include "kernels/precision_math.h"
+#include "kernels/tile_plan.h"
 #include "tests/testing/harness.h"
 
 namespace dropnet {
@@ -57,7 +64,8 @@ std::string name(Precision pr, ConvMmaTile tile, const ConvParams& p, bool bias)
   dw.from_host(w);
   db.from_host(bias);
   dy.from_host(std::vector<float>(p.n * p.out_c * ohw, std::numeric_limits<float>::quiet_NaN()));
-  conv_forward_mma_cuda(pr, p, dx.data(), dw.data(), with_bias ? db.data() : nullptr, dy.data(), cuda_stream(), tile);
+  conv_forward_mma_cuda(pr, p, dx.data(), dw.data(), with_bias ? db.data() : nullptr, dy.data(), cuda_stream(), {}, {},
+                        tile);
   const std::vector<float> y = dy.to_host();
 
   const double K = static_cast<double>(cg * p.kh * p.kw), uu = std::ldexp(1.0, -24);
@@ -276,6 +284,295 @@ TEST(CudaConvMma, Tf32ForwardEveryTileAndLayerShape) {
 TEST(CudaConvMma, Bf16ForwardEveryTileAndLayerShape) {
   DN_REQUIRE_CUDA();
   sweep(Precision::BF16);
+}
+
+// ---- Parity with the SIMT implicit GEMM (conv_forward_igemm_cuda / conv_backward_igemm_cuda):
+// the fused activation, output-channel ranges, conv_backward_mma_cuda (db, dx optional, beta) and
+// the filter gradient's K split.
+
+std::vector<float> uniform(size_t size, std::mt19937_64& rng) {
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<float> v(size);
+  for (float& e : v) e = u(rng);
+  return v;
+}
+
+Tensor device(const std::vector<float>& v) {
+  Tensor t(Shape{static_cast<int64_t>(v.size())}, Device::cuda(0));
+  t.from_host(v);
+  return t;
+}
+
+// Worst |v - want| / tol of a set of elements, with its description.
+struct Worst {
+  double excess = 0;
+  std::string text;
+  void add(const std::string& what, double v, double want, double tol) {
+    const double e = std::isfinite(v) ? std::fabs(v - want) / tol : std::numeric_limits<double>::infinity();
+    if (!(e <= excess)) {
+      excess = e;
+      text = what + " = " + std::to_string(v) + ", want " + std::to_string(want) + " +- " + std::to_string(tol);
+    }
+  }
+  void fail(const std::string& what) {
+    if (excess != std::numeric_limits<double>::infinity()) excess = std::numeric_limits<double>::infinity(), text = what;
+  }
+  ::testing::AssertionResult result(const std::string& name) const {
+    if (excess > 1.0) return ::testing::AssertionFailure() << name << ": worst " << text << " (" << excess << " x the tolerance)";
+    return ::testing::AssertionSuccess();
+  }
+};
+
+std::string range_name(const ConvParams& p, ConvOutRange oc) {
+  return " oc=[" + std::to_string(oc.begin) + ", " + std::to_string(oc.end < 0 ? p.out_c : oc.end) + ")";
+}
+
+// Forward with act and a channel range: channels in the range against act(rounded double conv +
+// bias) (|act(a) - act(b)| <= |a - b| for a slope in [0, 1]), the others left NaN.
+::testing::AssertionResult check_forward_range(Precision pr, const ConvParams& p, Activation act, ConvOutRange oc,
+                                               uint64_t seed) {
+  const int64_t cg = p.c / p.group, og = p.out_c / p.group, ohw = p.out_h * p.out_w;
+  const int64_t b0 = oc.begin, e0 = oc.end < 0 ? p.out_c : oc.end;
+  std::mt19937_64 rng(seed);
+  const std::vector<float> x = uniform(p.n * p.c * p.h * p.w, rng), w = uniform(p.out_c * cg * p.kh * p.kw, rng),
+                           bias = uniform(p.out_c, rng);
+  Tensor tx = device(x), tw = device(w), tb = device(bias),
+         ty = device(std::vector<float>(p.n * p.out_c * ohw, std::numeric_limits<float>::quiet_NaN()));
+  conv_forward_mma_cuda(pr, p, tx.data(), tw.data(), tb.data(), ty.data(), cuda_stream(), act, oc);
+  const std::vector<float> y = ty.to_host();
+  const double K = static_cast<double>(cg * p.kh * p.kw), uu = std::ldexp(1.0, -24);
+  Worst worst;
+  for (int64_t b = 0; b < p.n; ++b)
+    for (int64_t co = 0; co < p.out_c; ++co)
+      for (int64_t pix = 0; pix < ohw; ++pix) {
+        const double v = y[(b * p.out_c + co) * ohw + pix];
+        const std::string what = "y(" + std::to_string(b) + ", " + std::to_string(co) + ", " + std::to_string(pix) + ")";
+        if (co < b0 || co >= e0) {
+          if (!std::isnan(v)) worst.fail(what + " outside the range written");
+          continue;
+        }
+        const int64_t g = co / og, oy = pix / p.out_w, ox = pix % p.out_w;
+        double sum = bias[co], mag = std::fabs(bias[co]);
+        for (int64_t ci = 0; ci < cg; ++ci)
+          for (int ki = 0; ki < p.kh; ++ki)
+            for (int kj = 0; kj < p.kw; ++kj) {
+              const int64_t iy = oy * p.sh - p.ph + ki, ix = ox * p.sw - p.pw + kj;
+              if (iy < 0 || iy >= p.h || ix < 0 || ix >= p.w) continue;
+              const double t = precision::round(pr, x[((b * p.c + g * cg + ci) * p.h + iy) * p.w + ix]) *
+                               precision::round(pr, w[((co * cg + ci) * p.kh + ki) * p.kw + kj]);
+              sum += t;
+              mag += std::fabs(t);
+            }
+        const double want = act.relu ? (sum > 0 ? sum : sum * act.slope) : sum;
+        worst.add(what, v, want, 2 * (K + 2) * uu * mag + 1e-30);
+      }
+  return worst.result(std::string(pr == Precision::TF32 ? "tf32" : "bf16") + " forward" + range_name(p, oc) +
+                      (act.relu ? " relu slope=" + std::to_string(act.slope) : ""));
+}
+
+struct BackwardCase {
+  ConvParams p;
+  ConvOutRange oc;
+  bool db, dx;
+  float beta;
+};
+
+// conv_backward_mma_cuda against the rounded double sums: dw += (rows in the range; others
+// unchanged, bit for bit), db += the FP32 channel sums of all of dy (the SIMT path's kernel),
+// dx = beta dx + the sum over the range's channels. Returns the outputs for the caller's own
+// comparisons (dw, db, dx in that order).
+::testing::AssertionResult check_backward(Precision pr, const BackwardCase& c, uint64_t seed,
+                                          std::vector<std::vector<float>>* out = nullptr) {
+  const ConvParams& p = c.p;
+  const int64_t cg = p.c / p.group, og = p.out_c / p.group, ohw = p.out_h * p.out_w, khw = p.kh * p.kw;
+  const int64_t b0 = c.oc.begin, e0 = c.oc.end < 0 ? p.out_c : c.oc.end;
+  std::mt19937_64 rng(seed);
+  const std::vector<float> x = uniform(p.n * p.c * p.h * p.w, rng), w = uniform(p.out_c * cg * khw, rng),
+                           dy = uniform(p.n * p.out_c * ohw, rng), dw0 = uniform(w.size(), rng),
+                           db0 = uniform(p.out_c, rng);
+  std::vector<float> dx0 = uniform(x.size(), rng);
+  if (c.beta == 0.f) dx0.assign(x.size(), std::numeric_limits<float>::quiet_NaN());
+  Tensor tx = device(x), tw = device(w), tdy = device(dy), tdw = device(dw0), tdb = device(db0), tdx = device(dx0);
+  conv_backward_mma_cuda(pr, p, tx.data(), tw.data(), tdy.data(), tdw.data(), c.db ? tdb.data() : nullptr, c.beta,
+                         c.dx ? tdx.data() : nullptr, cuda_stream(), c.oc);
+  const std::vector<float> dw = tdw.to_host(), db = tdb.to_host(), dx = tdx.to_host();
+  const double uu = std::ldexp(1.0, -24);
+  Worst worst;
+
+  // dw: K = n * ohw.
+  const double Kf = static_cast<double>(p.n * ohw);
+  for (int64_t co = 0; co < p.out_c; ++co)
+    for (int64_t ci = 0; ci < cg; ++ci)
+      for (int64_t r = 0; r < khw; ++r) {
+        const int64_t idx = (co * cg + ci) * khw + r, ki = r / p.kw, kj = r % p.kw, g = co / og;
+        const std::string what = "dw[" + std::to_string(idx) + "]";
+        if (co < b0 || co >= e0) {
+          if (std::memcmp(&dw[idx], &dw0[idx], sizeof(float)) != 0) worst.fail(what + " outside the range changed");
+          continue;
+        }
+        double sum = dw0[idx], mag = std::fabs(dw0[idx]);
+        for (int64_t b = 0; b < p.n; ++b)
+          for (int64_t oy = 0; oy < p.out_h; ++oy)
+            for (int64_t ox = 0; ox < p.out_w; ++ox) {
+              const int64_t iy = oy * p.sh - p.ph + ki, ix = ox * p.sw - p.pw + kj;
+              if (iy < 0 || iy >= p.h || ix < 0 || ix >= p.w) continue;
+              const double t = precision::round(pr, x[((b * p.c + g * cg + ci) * p.h + iy) * p.w + ix]) *
+                               precision::round(pr, dy[((b * p.out_c + co) * p.out_h + oy) * p.out_w + ox]);
+              sum += t;
+              mag += std::fabs(t);
+            }
+        worst.add(what, dw[idx], sum, 2 * (Kf + 2) * uu * mag + 1e-30);
+      }
+  // db: every channel (computed whole), FP32 operands.
+  for (int64_t co = 0; co < p.out_c; ++co) {
+    const std::string what = "db[" + std::to_string(co) + "]";
+    if (!c.db) {
+      if (std::memcmp(&db[co], &db0[co], sizeof(float)) != 0) worst.fail(what + " changed (db null)");
+      continue;
+    }
+    double sum = db0[co], mag = std::fabs(db0[co]);
+    for (int64_t b = 0; b < p.n; ++b)
+      for (int64_t pix = 0; pix < ohw; ++pix) {
+        sum += dy[(b * p.out_c + co) * ohw + pix];
+        mag += std::fabs(dy[(b * p.out_c + co) * ohw + pix]);
+      }
+    worst.add(what, db[co], sum, 2 * (Kf + 2) * uu * mag + 1e-30);
+  }
+  // dx: scatter of the range's channels; K = (e0 - b0) khw at most.
+  if (c.dx) {
+    std::vector<double> sum(x.size()), mag(x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      sum[i] = c.beta == 0.f ? 0.0 : c.beta * static_cast<double>(dx0[i]);
+      mag[i] = std::fabs(sum[i]);
+    }
+    for (int64_t b = 0; b < p.n; ++b)
+      for (int64_t co = b0; co < e0; ++co)
+        for (int64_t oy = 0; oy < p.out_h; ++oy)
+          for (int64_t ox = 0; ox < p.out_w; ++ox) {
+            const int64_t g = co / og;
+            const double dv = precision::round(pr, dy[((b * p.out_c + co) * p.out_h + oy) * p.out_w + ox]);
+            for (int64_t ci = 0; ci < cg; ++ci)
+              for (int ki = 0; ki < p.kh; ++ki)
+                for (int kj = 0; kj < p.kw; ++kj) {
+                  const int64_t iy = oy * p.sh - p.ph + ki, ix = ox * p.sw - p.pw + kj;
+                  if (iy < 0 || iy >= p.h || ix < 0 || ix >= p.w) continue;
+                  const double t = dv * precision::round(pr, w[((co * cg + ci) * p.kh + ki) * p.kw + kj]);
+                  const int64_t idx = ((b * p.c + g * cg + ci) * p.h + iy) * p.w + ix;
+                  sum[idx] += t;
+                  mag[idx] += std::fabs(t);
+                }
+          }
+    const double Kd = static_cast<double>(std::min(og, e0 - b0) * khw);
+    for (size_t i = 0; i < x.size(); ++i)
+      worst.add("dx[" + std::to_string(i) + "]", dx[i], sum[i], 2 * (Kd + 2) * uu * mag[i] + 1e-30);
+  } else {
+    for (size_t i = 0; i < x.size(); ++i)
+      if (std::memcmp(&dx[i], &dx0[i], sizeof(float)) != 0) worst.fail("dx[" + std::to_string(i) + "] changed (dx null)");
+  }
+  if (out != nullptr) *out = {dw, db, dx};
+  return worst.result(std::string(pr == Precision::TF32 ? "tf32" : "bf16") + " backward" + range_name(p, c.oc) +
+                      " n=" + std::to_string(p.n) + " c=" + std::to_string(p.c) + " out_c=" + std::to_string(p.out_c) +
+                      " group=" + std::to_string(p.group) + (c.db ? "" : " no db") + (c.dx ? "" : " no dx") +
+                      " beta=" + std::to_string(c.beta));
+}
+
+// A layer of 40 output channels (two row tiles of 32 x 128, one of 64 x 64 with a ragged edge).
+ConvParams range_layer() { return make(2, 6, 7, 6, 40, 3, 1, 1, 1); }
+
+void forward_parity(Precision pr) {
+  const ConvParams p = range_layer();
+  uint64_t seed = 200;
+  for (Activation act : {Activation{}, Activation{true, 0.f}, Activation{true, 0.125f}})
+    for (ConvOutRange oc : {ConvOutRange{}, ConvOutRange{0, 40}, ConvOutRange{5, 29}, ConvOutRange{33, 40}})
+      EXPECT_TRUE(check_forward_range(pr, p, act, oc, seed++));
+  // Grouped: the whole range only.
+  EXPECT_TRUE(check_forward_range(pr, make(2, 8, 7, 7, 12, 3, 2, 1, 2), Activation{true, 0.f}, {}, seed++));
+  // An empty range, or a partial one with groups, is refused as by the SIMT path (conv_out_range).
+  Tensor t(Shape{p.n * p.out_c * p.out_h * p.out_w + p.n * p.c * p.h * p.w}, Device::cuda(0));
+  EXPECT_ANY_THROW(conv_forward_mma_cuda(pr, p, t.data(), t.data(), nullptr, t.data(), cuda_stream(), {}, {7, 7}));
+  EXPECT_ANY_THROW(conv_forward_mma_cuda(pr, make(2, 8, 7, 7, 12, 3, 2, 1, 2), t.data(), t.data(), nullptr, t.data(),
+                                         cuda_stream(), {}, {0, 6}));
+}
+
+TEST(CudaConvMma, Tf32ForwardReluAndOutputRanges) {
+  DN_REQUIRE_CUDA();
+  forward_parity(Precision::TF32);
+}
+
+TEST(CudaConvMma, Bf16ForwardReluAndOutputRanges) {
+  DN_REQUIRE_CUDA();
+  forward_parity(Precision::BF16);
+}
+
+void backward_parity(Precision pr) {
+  const ConvParams p = range_layer();
+  uint64_t seed = 300;
+  for (bool db : {true, false})
+    for (bool dx : {true, false})
+      for (float beta : {0.f, 1.f}) EXPECT_TRUE(check_backward(pr, {p, {}, db, dx, beta}, seed++));
+  for (ConvOutRange oc : {ConvOutRange{0, 40}, ConvOutRange{5, 29}, ConvOutRange{33, 40}})
+    EXPECT_TRUE(check_backward(pr, {p, oc, true, true, 0.5f}, seed++));
+  EXPECT_TRUE(check_backward(pr, {make(2, 8, 7, 7, 12, 3, 2, 1, 2), {}, true, true, 1.f}, seed++));  // groups
+  std::vector<float> t(p.n * p.c * p.h * p.w + p.out_c * p.c * 9 + p.n * p.out_c * p.out_h * p.out_w);
+  Tensor d = device(t);
+  EXPECT_ANY_THROW(conv_backward_mma_cuda(pr, p, d.data(), d.data(), d.data(), d.data(), nullptr, 0.f, nullptr,
+                                          cuda_stream(), {40, 40}));
+}
+
+TEST(CudaConvMma, Tf32BackwardDbDxBetaAndOutputRanges) {
+  DN_REQUIRE_CUDA();
+  backward_parity(Precision::TF32);
+}
+
+TEST(CudaConvMma, Bf16BackwardDbDxBetaAndOutputRanges) {
+  DN_REQUIRE_CUDA();
+  backward_parity(Precision::BF16);
+}
+
+// Long K = n out_h out_w over one or two output tiles: the filter gradient splits K (tile_plan's
+// split_k in steps of 32, the emulator's 132 SMs). Checked against the reference, twice for bit
+// equality (partials reduced in a fixed order), and a range's rows against the whole computation's,
+// bit for bit (a range splits as the whole does).
+void split_k_parity(Precision pr) {
+  struct Case {
+    ConvParams p;
+    ConvOutRange oc;
+  };
+  const int n = testing::on_gpu_or_emulated(4, 4, 2);
+  const std::vector<Case> cases = {
+      {make(n, 4, 32, 32, 8, 3, 1, 1, 1), {}},      // K = n 1024 over one tile
+      {make(n, 4, 32, 32, 8, 3, 1, 1, 1), {2, 7}},  // a range of it
+      {make(2, 8, 16, 16, 8, 3, 1, 1, 2), {}},      // K = 512 over two groups of one tile
+  };
+  uint64_t seed = 400;
+  for (const Case& c : cases) {
+    const int64_t K = c.p.n * c.p.out_h * c.p.out_w, groups = c.p.group;
+    EXPECT_GT(tile_plan::split_k(groups, K, 132, 32).first, 1) << "the case should split K";
+    std::vector<std::vector<float>> a, b, whole;
+    EXPECT_TRUE(check_backward(pr, {c.p, c.oc, true, true, 0.f}, seed, &a));
+    EXPECT_TRUE(check_backward(pr, {c.p, c.oc, false, false, 1.f}, seed, &b));
+    EXPECT_EQ(0, std::memcmp(a[0].data(), b[0].data(), a[0].size() * sizeof(float))) << "dw not deterministic";
+    if (c.oc.end >= 0) {
+      EXPECT_TRUE(check_backward(pr, {c.p, {}, true, true, 0.f}, seed, &whole));
+      const int64_t row = a[0].size() / c.p.out_c;
+      EXPECT_EQ(0, std::memcmp(a[0].data() + c.oc.begin * row, whole[0].data() + c.oc.begin * row,
+                               (c.oc.end - c.oc.begin) * row * sizeof(float)))
+          << "a range's dw rows differ from the whole computation's";
+    }
+    ++seed;
+  }
+  // The public filter gradient splits too, with beta 0 over NaN and beta 1.
+  for (float beta : {0.f, 1.f}) EXPECT_TRUE(check_filter_grad(pr, ConvMmaTile::Auto, cases[0].p, beta, seed++));
+}
+
+TEST(CudaConvMma, Tf32FilterGradSplitK) {
+  DN_REQUIRE_CUDA();
+  split_k_parity(Precision::TF32);
+}
+
+TEST(CudaConvMma, Bf16FilterGradSplitK) {
+  DN_REQUIRE_CUDA();
+  split_k_parity(Precision::BF16);
 }
 
 }  // namespace
