@@ -15,7 +15,11 @@ struct CublasApi {
   decltype(&cublasSetMathMode) set_math_mode;
   decltype(&cublasSetStream) set_stream;
   decltype(&cublasSgemm) sgemm;
-  decltype(&cublasGemmEx) gemm_ex;  // tf32 / bf16 compute types on FP32 data
+  // tf32 / bf16 compute types on FP32 data. The type is spelt out: cuBLAS 13 also declares a C++
+  // overload taking a cudaDataType compute type (for old code), so &cublasGemmEx alone is ambiguous.
+  cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void*,
+                            const void*, cudaDataType, int, const void*, cudaDataType, int, const void*, void*,
+                            cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
   decltype(&cublasGetStatusString) status_string;
 };
 
