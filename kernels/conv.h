@@ -57,6 +57,8 @@ void conv_backward_cuda(const ConvParams& p, const float* x, const float* w, con
 // Implicit-GEMM convolution (conv_igemm.cuh): operand tiles gathered from x / dy / w, no column
 // buffer, bias and activation fused into the forward epilogue. Same contract as the CPU path,
 // output channel range `oc` included (results equal the whole computation's where computed).
+// p.prec fp32: the SIMT kernels (conv_igemm.cuh); tf32 / bf16: the tensor-core kernels
+// (conv_mma.h), the same contract.
 void conv_forward_igemm_cuda(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
                              Stream stream, Activation act = {}, ConvOutRange oc = {});
 void conv_backward_igemm_cuda(const ConvParams& p, const float* x, const float* w, const float* dy, float* dw,

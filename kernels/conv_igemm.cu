@@ -8,6 +8,7 @@
 #include "core/cuda_check.h"
 #include "core/launch.cuh"
 #include "kernels/conv.h"
+#include "kernels/conv_mma.h"
 #include "kernels/conv_igemm.cuh"
 #include "kernels/tile_plan.h"
 #include "kernels/eltwise.h"
@@ -42,6 +43,10 @@ ConvParams planned(const ConvParams& p, ConvOutRange oc) {
 
 void conv_forward_igemm_cuda(const ConvParams& p, const float* x, const float* w, const float* bias, float* y,
                              Stream stream, Activation act, ConvOutRange oc) {
+  if (p.prec != Precision::FP32) {  // tf32 / bf16: the tensor-core kernels (kernels/conv_mma.h)
+    conv_forward_mma_cuda(p.prec, p, x, w, bias, y, stream, act, oc);
+    return;
+  }
   check_sizes(p);
   oc = conv_out_range(p, oc);
   const int b = static_cast<int>(oc.begin), e = static_cast<int>(oc.end);
@@ -59,6 +64,10 @@ void conv_forward_igemm_cuda(const ConvParams& p, const float* x, const float* w
 
 void conv_backward_igemm_cuda(const ConvParams& p, const float* x, const float* w, const float* dy, float* dw,
                               float* db, float beta, float* dx, Stream stream, ConvOutRange oc) {
+  if (p.prec != Precision::FP32) {
+    conv_backward_mma_cuda(p.prec, p, x, w, dy, dw, db, beta, dx, stream, oc);
+    return;
+  }
   check_sizes(p);
   oc = conv_out_range(p, oc);
   const int b = static_cast<int>(oc.begin), e = static_cast<int>(oc.end);

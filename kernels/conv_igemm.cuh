@@ -14,9 +14,6 @@
 // count computed, every offset into w, bias, y and dy starts at channel co0, and out_c stays the
 // stride between images; dw rows outside the range are not touched.
 //
-// Precision (ConvParams::prec): the loaders round each operand element to TF32 / BF16 as they fetch
-// it, as the CPU path's GEMM does (kernels/precision_math.h); accumulation stays FP32.
-//
 // Every output element is written by one thread (the filter gradient's K splits go to partial
 // tiles reduced in order), so results are deterministic. Epilogues fuse the bias (forward) and
 // the beta accumulation (backward). Index arithmetic is 32-bit inside one image / weight tensor
@@ -77,18 +74,15 @@ struct GatherLoader {
   MAP map;
   bool valid;
   int k_end;
-  Precision prec;  // operand rounding (ConvParams::prec)
   float reg[kPer];
 
-  __device__ GatherLoader(const MAP& m, bool valid_, int k_end_, Precision prec_ = Precision::FP32)
-      : map(m), valid(valid_), k_end(k_end_), prec(prec_) {}
+  __device__ GatherLoader(const MAP& m, bool valid_, int k_end_) : map(m), valid(valid_), k_end(k_end_) {}
 
   __device__ __forceinline__ void load(int k0) {
 #pragma unroll
     for (int s = 0; s < kPer; ++s) {
       const int k = k0 + int(threadIdx.x) / ROWS + s * kLanes;
-      const float v = valid && k < k_end ? map.at(k) : 0.f;
-      reg[s] = prec == Precision::FP32 ? v : precision::round(prec, v);
+      reg[s] = valid && k < k_end ? map.at(k) : 0.f;
     }
   }
   __device__ __forceinline__ void store(float* __restrict__ sm) const {
@@ -194,8 +188,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int m = q.og, n = q.n * q.ohw, k = q.cg * q.khw;
   const int i0 = blockIdx.y * BM, j0 = blockIdx.x * BN;
   const int jr = j0 + int(threadIdx.x) % BN;
-  tile::DenseLoader<BM, true, VA> la(w + int64_t(q.co_base()) * k, k, i0, m, k, p.prec);
-  GatherLoader<BN, FwdInput> lb(FwdInput(q, x, jr, jr < n), jr < n, k, p.prec);
+  tile::DenseLoader<BM, true, VA> la(w + int64_t(q.co_base()) * k, k, i0, m, k);
+  GatherLoader<BN, FwdInput> lb(FwdInput(q, x, jr, jr < n), jr < n, k);
   Acc<BM, BN> acc;
   tile::mainloop<BM, BN>(la, lb, 0, k, acc, &as[0][0][0], &bs[0][0][0]);
   tile::for_each_output(acc, i0, j0, m, n, [&](int i, int j, float v) {
@@ -215,8 +209,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int m = q.cg, n = q.n * q.hw, k = q.og * q.khw;
   const int i0 = blockIdx.y * BM, j0 = blockIdx.x * BN;
   const int ir = i0 + int(threadIdx.x) % BM, jr = j0 + int(threadIdx.x) % BN;
-  GatherLoader<BM, BwdDataWeight> la(BwdDataWeight(q, w, ir, ir < m), ir < m, k, p.prec);
-  GatherLoader<BN, BwdDataGrad> lb(BwdDataGrad(q, dy, jr, jr < n), jr < n, k, p.prec);
+  GatherLoader<BM, BwdDataWeight> la(BwdDataWeight(q, w, ir, ir < m), ir < m, k);
+  GatherLoader<BN, BwdDataGrad> lb(BwdDataGrad(q, dy, jr, jr < n), jr < n, k);
   Acc<BM, BN> acc;
   tile::mainloop<BM, BN>(la, lb, 0, k, acc, &as[0][0][0], &bs[0][0][0]);
   tile::for_each_output(acc, i0, j0, m, n, [&](int i, int j, float v) {
@@ -242,8 +236,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int k_begin = s * k_per_split, k_end = min(k, k_begin + k_per_split);
   const int i0 = blockIdx.y * BM, j0 = blockIdx.x * BN;
   const int ir = i0 + int(threadIdx.x) % BM, jr = j0 + int(threadIdx.x) % BN;
-  GatherLoader<BM, BwdFilterGrad> la(BwdFilterGrad(q, dy, ir, ir < m), ir < m, k_end, p.prec);
-  GatherLoader<BN, BwdFilterInput> lb(BwdFilterInput(q, x, jr, jr < n), jr < n, k_end, p.prec);
+  GatherLoader<BM, BwdFilterGrad> la(BwdFilterGrad(q, dy, ir, ir < m), ir < m, k_end);
+  GatherLoader<BN, BwdFilterInput> lb(BwdFilterInput(q, x, jr, jr < n), jr < n, k_end);
   Acc<BM, BN> acc;
   tile::mainloop<BM, BN>(la, lb, k_begin, k_end, acc, &as[0][0][0], &bs[0][0][0]);
   float* out = splits == 1 ? dw + int64_t(q.co_base()) * n : partial + (int64_t(g) * splits + s) * m * n;

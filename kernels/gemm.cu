@@ -18,6 +18,7 @@
 #include "kernels/cublas_api.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm_check.h"
+#include "kernels/gemm_mma.h"
 #include "kernels/gemm_tile.cuh"
 #include "kernels/tile_plan.h"
 
@@ -44,20 +45,20 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 template <int BM, int BN, bool TA, bool TB, bool VA, bool VB>
 void launch_tiled(dim3 grid, cudaStream_t s, int m, int n, int k, int kps, float alpha, const float* a,
                   int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, int64_t split_stride,
-                  bool vec_c, Precision prec) {
+                  bool vec_c) {
   DN_LAUNCH(sgemm_tiled_kernel<BM, BN, TA, TB, VA, VB>, grid, kThreads, 0, s, m, n, k, kps, alpha, a, lda, b, ldb,
-            beta, c, ldc, split_stride, vec_c, prec);
+            beta, c, ldc, split_stride, vec_c);
 }
 
 // Runtime flags -> template instantiation.
 template <int BM, int BN>
 void dispatch_tiled(bool ta, bool tb, bool va, bool vb, dim3 grid, cudaStream_t s, int m, int n, int k, int kps,
                     float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                    int64_t ldc, int64_t split_stride, bool vec_c, Precision prec) {
+                    int64_t ldc, int64_t split_stride, bool vec_c) {
 #define DN_GEMM_CASE(TA, TB, VA, VB)                                                                  \
   if (ta == TA && tb == TB && va == VA && vb == VB)                                                   \
     return launch_tiled<BM, BN, TA, TB, VA, VB>(grid, s, m, n, k, kps, alpha, a, lda, b, ldb, beta, c, ldc, \
-                                                split_stride, vec_c, prec);
+                                                split_stride, vec_c);
   DN_GEMM_CASE(false, false, false, false)
   DN_GEMM_CASE(false, false, false, true)
   DN_GEMM_CASE(false, false, true, false)
@@ -89,6 +90,10 @@ void sgemm_cuda_prec(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k
                      Stream stream) {
   gemm_check_args("sgemm_cuda", trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, /*int32_sizes=*/true);
   if (m == 0 || n == 0) return;
+  if (prec != Precision::FP32) {  // tf32 / bf16: the tensor-core kernel (kernels/gemm_mma.h)
+    sgemm_mma_cuda(prec, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, stream);
+    return;
+  }
   cudaStream_t s = stream;
   if (k == 0 || alpha == 0.f) {
     DN_LAUNCH(scale_kernel, grid_for(m * n), 256, 0, s, m, n, beta, c, ldc);
@@ -122,10 +127,10 @@ void sgemm_cuda_prec(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k
   const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
   if (big)
     dispatch_tiled<128, 128>(trans_a, trans_b, va, vb, grid, s, mi, ni, ki, kps, out_alpha, a, lda, b, ldb,
-                             out_beta, out, out_ld, split_stride, out_vec, prec);
+                             out_beta, out, out_ld, split_stride, out_vec);
   else
     dispatch_tiled<64, 64>(trans_a, trans_b, va, vb, grid, s, mi, ni, ki, kps, out_alpha, a, lda, b, ldb,
-                           out_beta, out, out_ld, split_stride, out_vec, prec);
+                           out_beta, out, out_ld, split_stride, out_vec);
   if (splits > 1) {
     DN_LAUNCH(splitk_reduce_kernel, grid_for(m * n), 256, 0, s, m, n, splits, out, alpha, beta, c, ldc);
     stream_scratch_free(out, s);

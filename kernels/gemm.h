@@ -47,8 +47,9 @@ void sgemm_openblas_prec(bool trans_a, bool trans_b, int64_t m, int64_t n, int64
                          int64_t ldc, Precision prec);
 
 #if DROPNET_HAVE_CUDA
-// Hand-written tiled kernel (device pointers), on `stream`; tf32 / bf16 round in the tile
-// loaders as elements are fetched (no extra pass over memory).
+// Hand-written kernels (device pointers), on `stream`: fp32 the SIMT tiled kernel, tf32 / bf16
+// the tensor-core kernel (sgemm_mma_cuda, kernels/gemm_mma.h: operands rounded on the device as
+// precision::round rounds them, mma.sync, FP32 accumulation).
 void sgemm_cuda(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                 int64_t ldc, Stream stream);

@@ -8,9 +8,7 @@
 // What varies between users is how a tile of op(A) / op(B) is fetched from global memory: a
 // loader is any type with `load(k0)` (global -> registers, for k in [k0, k0 + kBk)) and
 // `store(sm)` (registers -> shared memory laid out [kBk][ROWS + kPad]); out-of-range elements
-// must load as 0. Loaders round what they fetch to the precision they are given (tf32 / bf16:
-// precision::round, as the CPU GEMM rounds its operands; fp32 leaves values as they are), so the
-// reduced-precision products cost no extra pass over memory.
+// must load as 0.
 //
 // Device code only, no CUDA headers: the .cu files include the CUDA runtime first; the CPU
 // emulation test (tests/testing/cuda_emu.h) includes its shim first and runs these kernels on the
@@ -18,8 +16,6 @@
 #pragma once
 
 #include <cstdint>
-
-#include "kernels/precision_math.h"
 
 namespace dropnet {
 namespace tile {
@@ -39,12 +35,10 @@ struct DenseLoader {
   const float* x;
   int64_t ld;
   int r0, r_end, k_end;
-  Precision prec;
   float4 reg[kPerThread];
 
-  __device__ DenseLoader(const float* x_, int64_t ld_, int r0_, int r_end_, int k_end_,
-                         Precision prec_ = Precision::FP32)
-      : x(x_), ld(ld_), r0(r0_), r_end(r_end_), k_end(k_end_), prec(prec_) {}
+  __device__ DenseLoader(const float* x_, int64_t ld_, int r0_, int r_end_, int k_end_)
+      : x(x_), ld(ld_), r0(r0_), r_end(r_end_), k_end(k_end_) {}
 
   __device__ __forceinline__ void load(int k0) {
 #pragma unroll
@@ -79,12 +73,6 @@ struct DenseLoader {
             }
           }
         }
-      }
-      if (prec != Precision::FP32) {
-        v.x = precision::round(prec, v.x);
-        v.y = precision::round(prec, v.y);
-        v.z = precision::round(prec, v.z);
-        v.w = precision::round(prec, v.w);
       }
       reg[s] = v;
     }
@@ -200,12 +188,12 @@ __device__ __forceinline__ void mainloop(LA& la, LB& lb, int k_begin, int k_end,
 }
 
 // C tile = alpha * op(A) op(B) over k in [z * k_per_split, ...) + beta * C (beta == 0: C is not
-// read). vec_c: C rows are 16-byte aligned, so full float4 stores. prec: operand rounding.
+// read). vec_c: C rows are 16-byte aligned, so full float4 stores.
 template <int BM, int BN, bool TA, bool TB, bool VA, bool VB>
 __global__ void __launch_bounds__(kThreads)
     sgemm_tiled_kernel(int m, int n, int k, int k_per_split, float alpha, const float* __restrict__ a,
                        int64_t lda, const float* __restrict__ b, int64_t ldb, float beta, float* __restrict__ c,
-                       int64_t ldc, int64_t split_stride, bool vec_c, Precision prec = Precision::FP32) {
+                       int64_t ldc, int64_t split_stride, bool vec_c) {
   __shared__ __align__(16) float as[2][kBk][BM + kPad];
   __shared__ __align__(16) float bs[2][kBk][BN + kPad];
   const int i0 = blockIdx.y * BM, j0 = blockIdx.x * BN;
@@ -213,8 +201,8 @@ __global__ void __launch_bounds__(kThreads)
   const int k_end = min(k, k_begin + k_per_split);
   c += blockIdx.z * split_stride;
 
-  DenseLoader<BM, !TA, VA> la(a, lda, i0, m, k_end, prec);
-  DenseLoader<BN, TB, VB> lb(b, ldb, j0, n, k_end, prec);
+  DenseLoader<BM, !TA, VA> la(a, lda, i0, m, k_end);
+  DenseLoader<BN, TB, VB> lb(b, ldb, j0, n, k_end);
   Acc<BM, BN> acc;
   mainloop<BM, BN>(la, lb, k_begin, k_end, acc, &as[0][0][0], &bs[0][0][0]);
 
