@@ -13,7 +13,10 @@
 // GFLOP/s counts 2 * N * out_c * out_h * out_w * (c / group) * kh * kw per direction.
 //
 // Own flags (before Google Benchmark's): --batch_alexnet=N (256), --batch_vgg=N (64),
-// --nets=alexnet,vgg16, --engines=native,im2col,cublas,cudnn. Without a GPU it prints a message and exits 0.
+// --nets=alexnet,alexnet13,vgg16 (alexnet13: the duplicated convs AlexNet-13 adds, conv1_2 ... conv5_2),
+// --engines=native,im2col,cublas,cudnn, --precision=fp32|tf32|bf16 (every engine at that precision:
+// native runs the tensor-core kernels at tf32 / bf16, cuBLAS and cuDNN their tensor-op math).
+// Without a GPU it prints a message and exits 0.
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 
@@ -50,6 +53,12 @@ const ConvShape kAlexnet[] = {
     {"alexnet", "conv3", 256, 13, 384, 3, 1, 1, 1},  {"alexnet", "conv4", 384, 13, 384, 3, 1, 1, 2},
     {"alexnet", "conv5", 384, 13, 256, 3, 1, 1, 2},
 };
+// The second conv of each AlexNet-13 pair: same width, kernel and group, stride 1, size-preserving pad.
+const ConvShape kAlexnet13[] = {
+    {"alexnet13", "conv1_2", 96, 55, 96, 11, 1, 5, 1},   {"alexnet13", "conv2_2", 256, 27, 256, 5, 1, 2, 2},
+    {"alexnet13", "conv3_2", 384, 13, 384, 3, 1, 1, 1},  {"alexnet13", "conv4_2", 384, 13, 384, 3, 1, 1, 2},
+    {"alexnet13", "conv5_2", 256, 13, 256, 3, 1, 1, 2},
+};
 const ConvShape kVgg16[] = {
     {"vgg16", "conv1_1", 3, 224, 64, 3, 1, 1, 1},    {"vgg16", "conv1_2", 64, 224, 64, 3, 1, 1, 1},
     {"vgg16", "conv2_1", 64, 112, 128, 3, 1, 1, 1},  {"vgg16", "conv2_2", 128, 112, 128, 3, 1, 1, 1},
@@ -60,9 +69,13 @@ const ConvShape kVgg16[] = {
     {"vgg16", "conv5_3", 512, 14, 512, 3, 1, 1, 1},
 };
 
+Precision g_precision = Precision::FP32;
+
 ConvParams params_of(const ConvShape& s, int64_t batch) {
   const int64_t o = conv_out_size(s.hw, s.k, s.s, s.p);
-  return ConvParams{batch, s.c, s.hw, s.hw, s.out, o, o, s.k, s.k, s.s, s.s, s.p, s.p, s.g};
+  ConvParams p{batch, s.c, s.hw, s.hw, s.out, o, o, s.k, s.k, s.s, s.s, s.p, s.p, s.g};
+  p.prec = g_precision;
+  return p;
 }
 
 double conv_flops(const ConvParams& p) {
@@ -214,6 +227,11 @@ int main(int argc, char** argv) {
   const int64_t batch_vgg = std::stoll(take_flag(&argc, argv, "batch_vgg", "64"));
   const std::vector<std::string> nets = split(take_flag(&argc, argv, "nets", "alexnet,vgg16"));
   std::vector<std::string> engines = split(take_flag(&argc, argv, "engines", "native,im2col,cublas,cudnn"));
+  const std::string precision = take_flag(&argc, argv, "precision", "fp32");
+  if (!parse_precision(precision, &g_precision)) {
+    std::fprintf(stderr, "bench_conv_cuda: unknown precision '%s' (fp32, tf32, bf16)\n", precision.c_str());
+    return 2;
+  }
   if (cuda_device_count() == 0) {
     std::printf("bench_conv_cuda: no CUDA device present, nothing to measure\n");
     return 0;
@@ -232,21 +250,24 @@ int main(int argc, char** argv) {
     }
   cudaDeviceProp prop{};
   DN_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("bench_conv_cuda: %s, %d SMs%s\n", prop.name, prop.multiProcessorCount,
-              cudnn_compiled() ? "" : " (no cuDNN)");
+  std::printf("bench_conv_cuda: %s, %d SMs%s, precision %s\n", prop.name, prop.multiProcessorCount,
+              cudnn_compiled() ? "" : " (no cuDNN)", precision.c_str());
 #if DROPNET_HAVE_CUDNN
-  std::printf("cuDNN %s, FMA math (no TF32), exhaustive algorithm search, deterministic algorithms only\n",
-              cudnn_version_string().c_str());
+  std::printf("cuDNN %s, %s, exhaustive algorithm search, deterministic algorithms only\n",
+              cudnn_version_string().c_str(),
+              g_precision == Precision::FP32 ? "FMA math (no TF32)" : "tensor-op math");
 #endif
 
   std::vector<std::pair<ConvShape, int64_t>> shapes;
   for (const std::string& n : nets) {
     if (n == "alexnet") {
       for (const ConvShape& s : kAlexnet) shapes.push_back({s, batch_alexnet});
+    } else if (n == "alexnet13") {
+      for (const ConvShape& s : kAlexnet13) shapes.push_back({s, batch_alexnet});
     } else if (n == "vgg16") {
       for (const ConvShape& s : kVgg16) shapes.push_back({s, batch_vgg});
     } else {
-      std::fprintf(stderr, "bench_conv_cuda: unknown net '%s' (alexnet, vgg16)\n", n.c_str());
+      std::fprintf(stderr, "bench_conv_cuda: unknown net '%s' (alexnet, alexnet13, vgg16)\n", n.c_str());
       return 2;
     }
   }

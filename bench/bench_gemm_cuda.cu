@@ -1,6 +1,7 @@
-// CUDA SGEMM throughput: the hand-written tiled kernel next to cuBLAS (FP32, no TF32) at 4096^3
-// and on the fully connected layers of AlexNet and VGG at batch 256 (forward: weights stored
-// (N, K), so op(B) is transposed). Timed with CUDA events on the compute stream; the `flops`
+// CUDA SGEMM throughput: the hand-written kernels next to cuBLAS at 4096^3 and on the fully
+// connected layers of AlexNet and VGG at batch 256 (forward: weights stored (N, K), so op(B) is
+// transposed), at each precision: fp32 (the SIMT kernel; cuBLAS without TF32), tf32 and bf16 (the
+// tensor-core kernel, kernels/gemm_mma.h; cuBLAS with the FAST_TF32 / FAST_16BF compute types). Timed with CUDA events on the compute stream; the `flops`
 // counter is a rate over that time. Without a GPU it prints a message and exits 0.
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
@@ -8,7 +9,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "bench/bench_cuda_util.cuh"
@@ -33,17 +33,17 @@ const GemmShape kShapes[] = {
     {"vgg_fc6", false, true, 256, 4096, 25088},
 };
 
-using CudaGemmFn = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
-                            int64_t, float, float*, int64_t, Stream);
-
-void bm_gemm_cuda(benchmark::State& state, CudaGemmFn fn, GemmShape s) {
+void bm_gemm_cuda(benchmark::State& state, bool cublas, Precision prec, GemmShape s) {
   const int64_t lda = s.ta ? s.m : s.k, ldb = s.tb ? s.k : s.n;
   Tensor a(Shape{s.m * s.k}, Device::cuda(0)), b(Shape{s.k * s.n}, Device::cuda(0));
   a.from_host(random_values(s.m * s.k, 1));
   b.from_host(random_values(s.k * s.n, 2));
   Tensor c(Shape{s.m * s.n}, Device::cuda(0));
   const Stream stream = cuda_stream();
-  auto run = [&] { fn(s.ta, s.tb, s.m, s.n, s.k, 1.f, a.data(), lda, b.data(), ldb, 0.f, c.data(), s.n, stream); };
+  auto run = [&] {
+    (cublas ? sgemm_cublas_prec : sgemm_cuda_prec)(s.ta, s.tb, s.m, s.n, s.k, 1.f, a.data(), lda, b.data(), ldb, 0.f,
+                                                   c.data(), s.n, prec, stream);
+  };
   bench::time_cuda_ms(state, run);  // warm-up inside: cuBLAS handle, workspace pool, instruction cache
   state.counters["flops"] =
       benchmark::Counter(2.0 * s.m * s.n * s.k, benchmark::Counter::kIsIterationInvariantRate);
@@ -56,12 +56,13 @@ int main(int argc, char** argv) {
     std::printf("bench_gemm_cuda: no CUDA device present, nothing to measure\n");
     return 0;
   }
-  for (const GemmShape& s : kShapes)
-    for (auto [impl, fn] : {std::pair<const char*, CudaGemmFn>{"native", sgemm_cuda},
-                            std::pair<const char*, CudaGemmFn>{"cublas", sgemm_cublas}}) {
-      const std::string name = std::string("gemm_cuda/") + impl + "/" + s.name;
-      benchmark::RegisterBenchmark(name.c_str(), bm_gemm_cuda, fn, s)->UseManualTime();
-    }
+  for (Precision prec : {Precision::FP32, Precision::TF32, Precision::BF16})
+    for (const GemmShape& s : kShapes)
+      for (bool cublas : {false, true}) {
+        const std::string name =
+            std::string("gemm_cuda/") + (cublas ? "cublas" : "native") + "/" + precision_name(prec) + "/" + s.name;
+        benchmark::RegisterBenchmark(name.c_str(), bm_gemm_cuda, cublas, prec, s)->UseManualTime();
+      }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

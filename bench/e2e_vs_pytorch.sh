@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # End-to-end training throughput on one GPU, in one run: dropnet with its native kernels, dropnet
 # with cuDNN convolutions (cuBLAS fc), and PyTorch eager (bench/torch_peer.py: the same net built
-# from the resolved config, FP32 with TF32 off, cudnn.benchmark on), on synthetic data.
+# from the resolved config, cudnn.benchmark on), on synthetic data, all at one precision:
+# --precision fp32 (default: dropnet fp32, PyTorch with TF32 off), tf32 (dropnet `precision: tf32`,
+# PyTorch with TF32 on for matmul and cuDNN) or bf16 (dropnet `precision: bf16`, PyTorch under
+# BF16 autocast).
 #
 #   bench/e2e_vs_pytorch.sh [--tools DIR] [--nets alexnet13,vgg16] [--iters N] [--warmup N]
-#                           [--python PY] [--device cuda|cpu]
+#                           [--python PY] [--device cuda|cpu] [--precision fp32|tf32|bf16]
 # --tools: where dropnet-train and dropnet-summary are (default build/tools). Prints one line per
 # run and a table with images/s and the ratio to PyTorch (> 1: dropnet is faster).
 # PYTHON_LD_LIBRARY_PATH, when set, is the library path of the PyTorch process (tools/gpu-check.sh
@@ -17,6 +20,7 @@ iters=40
 warmup=10
 py=python3
 device=cuda
+precision=fp32
 while [ $# -gt 0 ]; do
   case "$1" in
     --tools) tools="$2"; shift 2 ;;
@@ -25,10 +29,12 @@ while [ $# -gt 0 ]; do
     --warmup) warmup="$2"; shift 2 ;;
     --python) py="$2"; shift 2 ;;
     --device) device="$2"; shift 2 ;;
-    -h|--help) sed -n 2,9p "$0"; exit 0 ;;
+    --precision) precision="$2"; shift 2 ;;
+    -h|--help) sed -n 2,13p "$0"; exit 0 ;;
     *) echo "e2e_vs_pytorch.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
+case "$precision" in fp32|tf32|bf16) ;; *) echo "e2e_vs_pytorch.sh: --precision fp32|tf32|bf16, got '$precision'" >&2; exit 2 ;; esac
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -56,7 +62,7 @@ for l in yaml.safe_load(open(sys.argv[1]))["layers"]:
 EOF
 )
   common=("solver.max_iter=$((warmup + iters))" solver.test_interval=0 solver.test_iter=0 solver.snapshot=0
-    solver.display=1 --device "$device" --progress log)
+    solver.display=1 "precision=$precision" --device "$device" --progress log)
   for engine in native cudnn; do
     extra=()
     [ "$engine" = cudnn ] && extra=("${lib_engines[@]}")
@@ -69,7 +75,7 @@ EOF
     fi
     echo "dropnet $net $engine: ${result[$net,$engine]} img/s"
   done
-  if out=$(LD_LIBRARY_PATH="${PYTHON_LD_LIBRARY_PATH-${LD_LIBRARY_PATH:-}}" "$py" "$here/bench/torch_peer.py" "$cfg" --device "$device" --iters "$iters" --warmup "$warmup" 2>&1); then
+  if out=$(LD_LIBRARY_PATH="${PYTHON_LD_LIBRARY_PATH-${LD_LIBRARY_PATH:-}}" "$py" "$here/bench/torch_peer.py" "$cfg" --device "$device" --iters "$iters" --warmup "$warmup" --precision "$precision" 2>&1); then
     echo "$out" | head -1
     result[$net,torch]=$(echo "$out" | sed -n 's/^torch_img_per_s=//p')
   else
@@ -80,7 +86,7 @@ EOF
 done
 
 echo
-echo "end to end ($device, synthetic data, $iters timed iterations after $warmup): images/s, ratio to PyTorch"
+echo "end to end ($device, $precision, synthetic data, $iters timed iterations after $warmup): images/s, ratio to PyTorch"
 printf "%-10s %14s %14s %14s %12s %12s\n" net dropnet-native dropnet-cudnn pytorch native/pt cudnn/pt
 ratio() {  # a / b with two decimals, "-" when either is missing
   "$py" -c "import math, sys; a, b = float(sys.argv[1]), float(sys.argv[2]); \

@@ -6,11 +6,13 @@ expanded, vars and overrides applied, synthetic data), builds the same TRAIN-pha
 layer (conv, relu, pool with Caffe's ceil rounding, lrn, fc, dropout, gradual/regularizing
 dropin, softmax loss), and trains it with SGD (momentum, weight decay, per-parameter lr_mult) on
 one synthetic batch copied from pinned host memory every iteration, as dropnet's data layer feeds
-the device. CUDA: FP32 (TF32 off for matmul and cuDNN), cudnn.benchmark on. Prints
+the device. CUDA: cudnn.benchmark on; --precision fp32 (default: TF32 off for matmul and cuDNN),
+tf32 (TF32 on for both) or bf16 (FP32 weights, forward and backward under BF16 autocast). Prints
 `torch_img_per_s=<v>` (mean over the iterations after the warm-up, timed with a device sync at
 both ends).
 
   torch_peer.py RESOLVED.yaml [--device cuda|cpu] [--iters 50] [--warmup 10] [--dropin-iter T]
+                [--precision fp32|tf32|bf16]
 """
 import argparse
 import math
@@ -29,12 +31,13 @@ ap.add_argument("--warmup", type=int, default=10)
 ap.add_argument("--dropin-iter", type=int, default=None,
                 help="iteration whose DropIn p the gradual layers use (default: half their length)")
 ap.add_argument("--threads", type=int, default=0)
+ap.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32")
 a = ap.parse_args()
 
 dev = torch.device(a.device)
 if dev.type == "cuda":
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = a.precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = a.precision == "tf32"
     torch.backends.cudnn.benchmark = True
 if a.threads > 0:
     torch.set_num_threads(a.threads)
@@ -202,7 +205,8 @@ for it in range(a.warmup + a.iters):
     xb = x_host.to(dev, non_blocking=True)
     yb = y_host.to(dev, non_blocking=True)
     opt.zero_grad(set_to_none=True)
-    loss = net(xb, yb)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+        loss = net(xb, yb)
     loss.backward()
     opt.step()
 sync()

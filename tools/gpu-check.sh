@@ -324,6 +324,10 @@ run_step bench_gemm_cuda 45 "$BIN_BENCH/bench_gemm_cuda" --benchmark_min_time="$
 grep -E '^gemm_cuda/' "$OUT/bench_gemm_cuda.log" | awk '{printf "  %-36s %s %s\n", $1, $2, $NF}' | tee -a "$SUMMARY"
 run_step bench_conv_cuda 150 "$BIN_BENCH/bench_conv_cuda" --benchmark_min_time="$MIN_TIME"
 sed -n '/^conv summary/,$p' "$OUT/bench_conv_cuda.log" | sed 's/^/  /' | tee -a "$SUMMARY"
+# Tensor cores: AlexNet-13's duplicated convs at TF32, the native mma kernels next to cuDNN's tensor-op math.
+STEP_LOG=bench_conv_cuda run_step bench_conv_tf32 60 "$BIN_BENCH/bench_conv_cuda" --nets=alexnet13 --engines=native,cudnn \
+  --precision=tf32 --benchmark_min_time="$MIN_TIME"
+sed -n '/^conv summary/,$p' "$OUT/bench_conv_cuda.log" | tail -n +2 | sed -n '/^conv summary/,$p' | sed 's/^/  tf32 /' | tee -a "$SUMMARY"
 run_step bench_memory_cuda 45 "$BIN_BENCH/bench_memory_cuda" --benchmark_min_time="$MIN_TIME"
 grep -E '^bench_memory_cuda:' "$OUT/bench_memory_cuda.log" | sed 's/^/  /' | tee -a "$SUMMARY"
 sed -n '/^memory summary/,$p' "$OUT/bench_memory_cuda.log" | sed 's/^/  /' | tee -a "$SUMMARY"
@@ -384,6 +388,10 @@ if command -v python3 >/dev/null 2>&1 && LD_LIBRARY_PATH="$ORIG_LD_LIBRARY_PATH"
   PYTHON_LD_LIBRARY_PATH="$ORIG_LD_LIBRARY_PATH" STEP_LOG=train run_step e2e_vs_pytorch 240 bash "$ROOT/bench/e2e_vs_pytorch.sh" --tools "$BIN_TOOLS" \
     --iters "${GPU_CHECK_E2E_ITERS:-30}" --warmup 10
   sed -n '/^end to end/,$p' "$OUT/train.log" | sed 's/^/  /' | tee -a "$SUMMARY"
+  # The same at TF32 (dropnet `precision: tf32`, PyTorch with TF32 on), AlexNet-13 only.
+  PYTHON_LD_LIBRARY_PATH="$ORIG_LD_LIBRARY_PATH" STEP_LOG=train run_step e2e_vs_pytorch_tf32 120 bash "$ROOT/bench/e2e_vs_pytorch.sh" \
+    --tools "$BIN_TOOLS" --nets alexnet13 --precision tf32 --iters "${GPU_CHECK_E2E_ITERS:-30}" --warmup 10
+  sed -n '/^end to end (cuda, tf32/,$p' "$OUT/train.log" | sed 's/^/  /' | tee -a "$SUMMARY"
 else
   say "[SKIP] e2e_vs_pytorch: python3 with torch and yaml is not available"
 fi
