@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <string_view>
 
 #include "core/hostdev.h"
 
@@ -61,6 +62,16 @@ DN_HD float round(Precision p, float x) {
 // The config spelling: "fp32", "tf32", "bf16".
 constexpr const char* precision_name(Precision p) {
   return p == Precision::TF32 ? "tf32" : p == Precision::BF16 ? "bf16" : "fp32";
+}
+
+// The spelling back to the enum (host code); false for anything else.
+inline bool parse_precision(std::string_view s, Precision* p) {
+  for (Precision q : {Precision::FP32, Precision::TF32, Precision::BF16})
+    if (s == precision_name(q)) {
+      *p = q;
+      return true;
+    }
+  return false;
 }
 
 }  // namespace dropnet

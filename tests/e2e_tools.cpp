@@ -238,11 +238,19 @@ TEST(TimeCli, ModelsAlexnetAndVggWithoutData) {
         << m.out;
     EXPECT_TRUE(std::regex_search(m.out, std::regex("\nconv1_1 +conv +[0-9.]+ +[0-9.]+ +compute +[0-9.]+\n"))) << m.out;
   }
-  ProcResult a = run(tool("dropnet-time") + " " + kSrc + "/configs/alexnet13.yaml --model h200 --precision bf16");
+  // --device cpu: in the emulated build the default device is the emulated GPU, which would measure.
+  ProcResult a =
+      run(tool("dropnet-time") + " " + kSrc + "/configs/alexnet13.yaml --model h200 --precision bf16 --device cpu");
   ASSERT_EQ(a.rc, 0) << a.err;
   EXPECT_TRUE(contains(a.out, "modelled on H200 SXM at bf16")) << a.out;
+  // Without --precision the model takes the config's `precision`.
+  ProcResult t =
+      run(tool("dropnet-time") + " " + kSrc + "/configs/alexnet13.yaml precision=tf32 --model h100 --device cpu");
+  ASSERT_EQ(t.rc, 0) << t.err;
+  EXPECT_TRUE(contains(t.out, "modelled on H100 SXM at tf32")) << t.out;
   EXPECT_TRUE(std::regex_search(a.out, std::regex("\nconv1_2 +conv +skipped +skipped"))) << a.out;
-  ProcResult bad = run(tool("dropnet-time") + " " + kSrc + "/configs/alexnet13.yaml --model h100 --precision fp16");
+  ProcResult bad =
+      run(tool("dropnet-time") + " " + kSrc + "/configs/alexnet13.yaml --model h100 --precision fp16 --device cpu");
   EXPECT_EQ(bad.rc, 2);
   EXPECT_TRUE(contains(bad.err, "--precision must be fp32, tf32 or bf16")) << bad.err;
 }

@@ -58,5 +58,16 @@ TEST(Precision, SpecialValues) {
   EXPECT_EQ(precision::round(Precision::BF16, 1.0f + 0x1p-7f + 0x1p-20f), 1.0f + 0x1p-7f);
 }
 
+TEST(Precision, ConfigSpellingRoundTrips) {
+  for (Precision p : {Precision::FP32, Precision::TF32, Precision::BF16}) {
+    Precision q = Precision::FP32;
+    ASSERT_TRUE(parse_precision(precision_name(p), &q)) << precision_name(p);
+    EXPECT_EQ(q, p);
+  }
+  Precision q = Precision::TF32;
+  for (const char* bad : {"fp16", "TF32", "", "bf16 "}) EXPECT_FALSE(parse_precision(bad, &q)) << bad;
+  EXPECT_EQ(q, Precision::TF32);  // untouched on failure
+}
+
 }  // namespace
 }  // namespace dropnet

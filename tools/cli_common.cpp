@@ -83,9 +83,10 @@ NetOptions net_options(const RunSettings& run, Device dev, Phase phase, int64_t 
 
 namespace {
 
-Precision parse_precision(ConfigNode& root) {
-  const std::string s = root.get_choice("precision", {"fp32", "tf32", "bf16"}, "fp32");
-  return s == "tf32" ? Precision::TF32 : s == "bf16" ? Precision::BF16 : Precision::FP32;
+Precision config_precision(ConfigNode& root) {
+  Precision p = Precision::FP32;
+  parse_precision(root.get_choice("precision", {"fp32", "tf32", "bf16"}, "fp32"), &p);
+  return p;
 }
 
 }  // namespace
@@ -99,7 +100,7 @@ RunSettings read_run_settings(const LoadedConfig& cfg) {
   s.seed = static_cast<uint64_t>(seed);
   s.device = root.get_string("device", "auto");
   s.engine = root.get_choice("engine", {"native", "cublas", "cudnn"}, "native");
-  s.precision = parse_precision(root);
+  s.precision = config_precision(root);
   root.optional_child("vars");  // consumed by the loader
   ConfigNode data = root.optional_child("data");
   if (data.valid()) {

@@ -51,7 +51,7 @@ int time_main(int argc, char** argv) {
                    "  CONFIG          the net description (YAML)\n"
                    "  key.path=value  changes a setting of CONFIG");
   int64_t iterations = 50, batch = 0, at_iter = 0, threads = 0;
-  std::string device_arg, json, synthetic_shape, model, precision = "fp32";
+  std::string device_arg, json, synthetic_shape, model, precision;
   bool markdown = false, synthetic = false, no_skip = false;
   args.option("--iterations", iterations, "N", "timed iterations");
   args.device(device_arg);
@@ -64,12 +64,15 @@ int time_main(int argc, char** argv) {
   args.option("--synthetic-shape", synthetic_shape, "C,H,W", "the synthetic samples' shape (default: the source's)");
   args.flag("--no-skip", no_skip, "compute every layer whole (no DropIn compute skipping: the cost before it)");
   args.option("--model", model, "h100|h200", "model the net's iteration on that GPU (see above)");
-  args.option("--precision", precision, "fp32|tf32|bf16", "the precision the model assumes");
+  args.option("--precision", precision, "fp32|tf32|bf16",
+              "the precision the model assumes (default: the config's `precision`; the measured run follows the "
+              "config: override it with precision=...)");
   std::vector<std::string> pos = args.parse(argc, argv);
   const GpuSpec gpu = model.empty() ? GpuSpec{} : gpu_spec(model);
-  if (!model.empty() && precision != "fp32" && precision != "tf32" && precision != "bf16")
+  Precision model_precision = Precision::FP32;
+  if (!precision.empty() && !parse_precision(precision, &model_precision))
     input_error("--precision must be fp32, tf32 or bf16, got '{}'", precision);
-  if (model.empty() && precision != "fp32") input_error("--precision goes with --model");
+  if (model.empty() && !precision.empty()) input_error("--precision goes with --model");
   if (pos.empty()) input_error("missing CONFIG\n{}", args.usage());
   if (iterations <= 0) input_error("--iterations must be > 0, got {}", iterations);
   if (batch < 0) input_error("--batch must be > 0, got {}", batch);
@@ -83,6 +86,7 @@ int time_main(int argc, char** argv) {
   LoadedConfig cfg = load_config_file(pos[0], overrides);
   if (synthetic || !synthetic_shape.empty()) use_synthetic_data(cfg, synthetic_shape);
   cli::RunSettings run = cli::read_run_settings(cfg);
+  if (precision.empty()) model_precision = run.precision;
   const Device dev = parse_device(device_arg.empty() ? run.device : device_arg);
   if (dev.is_cuda()) cuda_set_device(dev.index);
   NetOptions no = cli::net_options(run, dev, Phase::Train, batch);
@@ -91,7 +95,7 @@ int time_main(int argc, char** argv) {
   no.shapes_only = model_only;
   Net net(cfg, no);
   if (model_only) {
-    const NetModel m = model_net(net, gpu, precision, at_iter);
+    const NetModel m = model_net(net, gpu, model_precision, at_iter);
     std::fflush(stderr);
     const std::string table = format_model(m);
     std::fwrite(table.data(), 1, table.size(), stdout);
@@ -106,7 +110,7 @@ int time_main(int argc, char** argv) {
   if (!model.empty()) {  // measured beside modelled (tools/gpu-check.sh)
     std::vector<MeasuredLayer> measured;
     for (const LayerTiming& l : t.layers) measured.push_back({l.forward_ms, l.backward_ms});
-    const std::string both = format_model(model_net(net, gpu, precision, at_iter), &measured);
+    const std::string both = format_model(model_net(net, gpu, model_precision, at_iter), &measured);
     std::fwrite(both.data(), 1, both.size(), stdout);
   }
   std::fflush(stdout);

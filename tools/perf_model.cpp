@@ -53,11 +53,10 @@ double tile_efficiency(const GemmExtent& g, int sms) {
 
 namespace {
 
-double peak_tflops(const GpuSpec& gpu, const std::string& precision) {
-  if (precision == "fp32") return gpu.fp32_tflops;
-  if (precision == "tf32") return gpu.tf32_tflops;
-  if (precision == "bf16") return gpu.bf16_tflops;
-  input_error("--precision must be fp32, tf32 or bf16, got '{}'", precision);
+double peak_tflops(const GpuSpec& gpu, Precision precision) {
+  return precision == Precision::TF32 ? gpu.tf32_tflops
+         : precision == Precision::BF16 ? gpu.bf16_tflops
+                                        : gpu.fp32_tflops;
 }
 
 // Time of one pass: its matrix products at the precision's peak and their tile efficiency,
@@ -84,12 +83,12 @@ ModelPass pass_time(const std::vector<GemmExtent>& gemms, double bytes, const Gp
 
 }  // namespace
 
-NetModel model_net(const Net& net, const GpuSpec& gpu, const std::string& precision, int64_t at_iter) {
+NetModel model_net(const Net& net, const GpuSpec& gpu, Precision precision, int64_t at_iter) {
   const double peak = peak_tflops(gpu, precision);
-  const double elem = precision == "bf16" ? 2.0 : 4.0;
+  const double elem = precision == Precision::BF16 ? 2.0 : 4.0;
   NetModel m;
   m.gpu = gpu.name;
-  m.precision = precision;
+  m.precision = precision_name(precision);
   m.peak_tflops = peak;
   m.hbm_gbps = gpu.hbm_gbps;
   m.batch = net.batch_size();

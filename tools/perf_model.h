@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/precision_math.h"
 #include "layers/net.h"
 
 namespace dropnet {
@@ -62,8 +63,7 @@ struct NetModel {
 // every wave full).
 double tile_efficiency(const GemmExtent& g, int sms);
 
-// precision: fp32 | tf32 | bf16 (an input error otherwise).
-NetModel model_net(const Net& net, const GpuSpec& gpu, const std::string& precision, int64_t at_iter);
+NetModel model_net(const Net& net, const GpuSpec& gpu, Precision precision, int64_t at_iter);
 
 // The table: per layer modelled forward / backward ms, what bounds it, the tile efficiency; totals.
 // With `measured` (dropnet-time on a GPU: the same net's per-layer ms, in layer order) a measured
