@@ -128,6 +128,40 @@ layers:
                      fmt::arg("fc", engine == "cudnn" ? "native" : engine));
 }
 
+std::string small_alexnet13_yaml(int iters) {
+  return fmt::format(R"(name: small_alexnet13
+data:
+  train: {{source: synthetic, shape: [3, 32, 32], num_classes: 4, num_samples: 8, batch_size: 8,
+          scale: 0.00390625}}
+solver: {{base_lr: 0.05, momentum: 0.9, weight_decay: 0.0005, max_iter: {iters}, display: 0}}
+layers:
+  - {{name: data, type: data, top: [data, label]}}
+  - {{name: conv1_1, type: conv, bottom: data, top: c1_1, num_output: 16, kernel: 5, stride: 2,
+      weight_filler: {{type: xavier}}}}
+  - {{name: relu1_1, type: relu, bottom: c1_1, top: x1_1}}
+  - {{name: conv1_2, type: conv, bottom: x1_1, top: c1_2, num_output: 16, kernel: 5, pad: 2,
+      weight_filler: {{type: xavier}}}}
+  - {{name: relu1_2, type: relu, bottom: c1_2, top: x1_2}}
+  - {{name: dropin1, type: dropin, bottom: [x1_1, x1_2], top: d1, length: {length}}}
+  - {{name: norm1, type: lrn, bottom: d1, top: n1, local_size: 5, alpha: 0.0001, beta: 0.75}}
+  - {{name: pool1, type: pool, bottom: n1, top: p1, method: max, kernel: 3, stride: 2}}
+  - {{name: conv2_1, type: conv, bottom: p1, top: c2_1, num_output: 32, kernel: 3, pad: 1, group: 2,
+      weight_filler: {{type: xavier}}}}
+  - {{name: relu2_1, type: relu, bottom: c2_1, top: x2_1}}
+  - {{name: conv2_2, type: conv, bottom: x2_1, top: c2_2, num_output: 32, kernel: 3, pad: 1, group: 2,
+      weight_filler: {{type: xavier}}}}
+  - {{name: relu2_2, type: relu, bottom: c2_2, top: x2_2}}
+  - {{name: dropin2, type: dropin, bottom: [x2_1, x2_2], top: d2, length: {length}}}
+  - {{name: pool2, type: pool, bottom: d2, top: p2, method: max, kernel: 3, stride: 2}}
+  - {{name: fc6, type: fc, bottom: p2, top: fc6, num_output: 64, weight_filler: {{type: xavier}}}}
+  - {{name: relu6, type: relu, bottom: fc6, top: r6}}
+  - {{name: drop6, type: dropout, bottom: r6, top: dr6, ratio: 0.1}}
+  - {{name: fc8, type: fc, bottom: dr6, top: fc8, num_output: 4, weight_filler: {{type: xavier}}}}
+  - {{name: loss, type: softmax_loss, bottom: [fc8, label], top: loss}}
+)",
+                     fmt::arg("iters", iters), fmt::arg("length", 2 * iters));
+}
+
 ::testing::AssertionResult curve_tracks(const std::vector<float>& ref, const std::vector<float>& got, double tol) {
   if (ref.size() != got.size()) return ::testing::AssertionFailure() << "lengths " << ref.size() << ", " << got.size();
   double worst = 0;

@@ -55,6 +55,11 @@ ConvRef conv(const ConvParams& p, const ConvData& d);
 // memorizes them, so the loss falls steadily), SGD with momentum, `iters` iterations; conv and fc
 // layers on `engine`.
 std::string lenet_yaml(int iters, const std::string& engine = "native");
+// A small AlexNet-13-shaped net (3 x 32 x 32 synthetic data, 8 samples, one batch: it memorizes
+// them): pairs of convs (a strided first conv, a grouped pair) each merged by a gradual DropIn whose
+// p rises to ~0.5 over the run (compute skipping narrows the second conv of each pair), LRN, max
+// pooling, fc + ReLU + dropout, softmax loss.
+std::string small_alexnet13_yaml(int iters);
 
 // The stated tolerance of the training tests: at every iteration |loss - fp32 loss| <= tol *
 // max(fp32 loss, 0.1).
