@@ -13,6 +13,7 @@
 
 #include "core/launch.cuh"
 #include "emu/emu.h"
+#include "emu/fiber.h"
 #include "kernels/mma.cuh"
 #include "kernels/precision_math.h"
 
@@ -264,6 +265,9 @@ TEST(EmulatorMma, CpAsyncZeroFillAndWaitGroups) {
 
 // A copy reading past its allocation is a fault (the ASan build would also see it byte by byte).
 TEST(EmulatorMma, CpAsyncPastAnAllocationIsAFault) {
+  // Under TSan the emulator leaves the allocation lookup out (its lock would order the fibers and
+  // hide their races: emu/runtime.cpp, cp_async).
+  if (DN_EMU_TSAN) GTEST_SKIP() << "cp.async's allocation check is off under TSan";
   float* src = to_device(std::vector<float>(8, 1.f));
   float* out = to_device(std::vector<float>(1, 0.f));
   DN_LAUNCH(cp_async_from, dim3(1), dim3(1), 0, nullptr, src, 4, out);  // the last 16 bytes: fine

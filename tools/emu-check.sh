@@ -29,7 +29,8 @@ done
 
 # Sanitizer builds at -O1 with line tables only (-g1): reports keep file:line, builds are faster.
 light=("-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG")
-tsan_targets=(cuda_emulator cuda_gemm cuda_conv cuda_softmax_sgd cuda_eltwise emu_gemm emu_conv_igemm)
+tsan_targets=(cuda_emulator cuda_gemm cuda_conv cuda_softmax_sgd cuda_eltwise emu_gemm emu_conv_igemm
+  cuda_emulator_mma cuda_gemm_mma cuda_conv_mma)
 for mode in "${modes[@]}"; do
   selection=(-L "cuda|emu")
   mode_targets=("${targets[@]}")
