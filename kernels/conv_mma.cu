@@ -73,30 +73,29 @@ struct MmaGeom {
   int step_b, step_oy, step_ox;   // BK = step_b * ohw + step_oy * out_w + step_ox
 };
 
+// Adds the digits (dh, dm, dl) to the mixed-radix number (h, m, l), m in [0, nm), l in [0, nl),
+// carrying; the step's own digits are reduced (dm < nm, dl < nl). The gathers walk K this way
+// instead of dividing every k.
+__device__ __forceinline__ void carry_add(int& h, int& m, int& l, int nm, int nl, int dh, int dm, int dl) {
+  l += dl;
+  if (l >= nl) {
+    l -= nl;
+    ++m;
+  }
+  m += dm;
+  if (m >= nm) {
+    m -= nm;
+    ++h;
+  }
+  h += dh;
+}
+
 // (ci, ki, kj) of a k, stepped by carries.
 struct Tap {
   int ci, ki, kj;
-  __device__ __forceinline__ void next(const MmaGeom& q) {
-    if (++kj == q.kw) {
-      kj = 0;
-      if (++ki == q.kh) {
-        ki = 0;
-        ++ci;
-      }
-    }
-  }
+  __device__ __forceinline__ void next(const MmaGeom& q) { carry_add(ci, ki, kj, q.kh, q.kw, 0, 0, 1); }
   __device__ __forceinline__ void advance(const MmaGeom& q) {  // += BK
-    kj += q.step_kj;
-    if (kj >= q.kw) {
-      kj -= q.kw;
-      ++ki;
-    }
-    ki += q.step_ki;
-    if (ki >= q.kh) {
-      ki -= q.kh;
-      ++ci;
-    }
-    ci += q.step_ci;
+    carry_add(ci, ki, kj, q.kh, q.kw, q.step_ci, q.step_ki, q.step_kj);
   }
 };
 
@@ -195,27 +194,9 @@ __global__ void __launch_bounds__(T::THREADS)
 // (b, oy, ox) of a k of the filter gradient's K = n * ohw, stepped by carries.
 struct Pixel {
   int b, oy, ox;
-  __device__ __forceinline__ void next(const MmaGeom& q) {
-    if (++ox == q.out_w) {
-      ox = 0;
-      if (++oy == q.out_h) {
-        oy = 0;
-        ++b;
-      }
-    }
-  }
+  __device__ __forceinline__ void next(const MmaGeom& q) { carry_add(b, oy, ox, q.out_h, q.out_w, 0, 0, 1); }
   __device__ __forceinline__ void advance(const MmaGeom& q) {  // += BK
-    ox += q.step_ox;
-    if (ox >= q.out_w) {
-      ox -= q.out_w;
-      ++oy;
-    }
-    oy += q.step_oy;
-    if (oy >= q.out_h) {
-      oy -= q.out_h;
-      ++b;
-    }
-    b += q.step_b;
+    carry_add(b, oy, ox, q.out_h, q.out_w, q.step_b, q.step_oy, q.step_ox);
   }
 };
 
