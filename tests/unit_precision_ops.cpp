@@ -106,12 +106,7 @@ TEST(GemmPrecisionTf32Bf16, Bf16AlphaBetaKeepCUnrounded) {
 
 // ---- convolution --------------------------------------------------------------------------
 
-struct ConvCase {
-  const char* name;
-  int64_t n, c, h, w, out;
-  int k, s, pad, group;
-};
-
+using pref::ConvCase;
 const ConvCase kConvCases[] = {
     {"odd_3x3_pad1", 2, 5, 13, 11, 7, 3, 1, 1, 1},
     {"k5_s2", 3, 3, 17, 15, 6, 5, 2, 0, 1},
@@ -119,12 +114,7 @@ const ConvCase kConvCases[] = {
     {"pointwise", 2, 16, 7, 7, 9, 1, 1, 0, 1},
 };
 
-ConvParams conv_params(const ConvCase& k, Precision prec) {
-  ConvParams p{k.n, k.c, k.h, k.w, k.out, conv_out_size(k.h, k.k, k.s, k.pad), conv_out_size(k.w, k.k, k.s, k.pad),
-               k.k, k.k, k.s, k.s, k.pad, k.pad, k.group};
-  p.prec = prec;
-  return p;
-}
+using pref::conv_params;
 
 TEST(ConvPrecisionTf32Bf16, CpuForwardAndBackwardMatchRoundedReference) {
   for (Precision prec : kReduced)

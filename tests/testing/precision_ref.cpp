@@ -105,6 +105,13 @@ ConvRef conv(const ConvParams& p, const ConvData& d) {
   return {finish(y), finish(dx), finish(dw)};
 }
 
+ConvParams conv_params(const ConvCase& k, Precision prec) {
+  ConvParams p{k.n, k.c, k.h, k.w, k.out, conv_out_size(k.h, k.k, k.s, k.pad), conv_out_size(k.w, k.k, k.s, k.pad),
+               k.k, k.k, k.s, k.s, k.pad, k.pad, k.group};
+  p.prec = prec;
+  return p;
+}
+
 std::string lenet_yaml(int iters, const std::string& engine) {
   return fmt::format(R"(name: lenet_precision
 data:

@@ -50,6 +50,15 @@ struct ConvRef {
 };
 ConvRef conv(const ConvParams& p, const ConvData& d);
 
+// A convolution case of the precision tests (square kernel, stride and padding) and its ConvParams
+// at `prec`.
+struct ConvCase {
+  const char* name;
+  int64_t n, c, h, w, out;
+  int k, s, pad, group;
+};
+ConvParams conv_params(const ConvCase& k, Precision prec);
+
 // The training tests' net: a small LeNet (conv 5x5 x8, max pool, conv 3x3 x16, max pool, fc 64,
 // relu, fc 4, softmax loss) on 1x16x16 synthetic images (16 samples, 4 classes, batch 8: it
 // memorizes them, so the loss falls steadily), SGD with momentum, `iters` iterations; conv and fc
