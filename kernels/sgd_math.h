@@ -3,6 +3,7 @@
 #pragma once
 
 #include "core/hostdev.h"
+#include "kernels/rounded_math.h"
 
 namespace dropnet {
 
@@ -14,16 +15,9 @@ DN_HD void sgd_step(float* w, float* g, float* v, float lr, float momentum, floa
   *w -= vel;
 }
 
-// A product rounded to float on its own, never contracted into an FMA with the add it feeds
-// (nvcc contracts by default). On the host GCC leaves the products of sgd_scaled_step alone
-// behind their branches; Sgd.ArenaUpdateEqualsPerParameterLoop pins that bit for bit.
-DN_HD float mul_rounded(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
+// mul_rounded (kernels/rounded_math.h) keeps the products below from contracting into FMAs. On the host
+// GCC leaves the products of sgd_scaled_step alone behind their branches;
+// Sgd.ArenaUpdateEqualsPerParameterLoop pins that bit for bit.
 
 // The fused arena update for one element (sgd_update_arena_*): the gradient scaled by
 // 1 / (iter_size * world), then by the clipping factor, then sgd_step. The two products are

@@ -1,26 +1,11 @@
 #include "core/cuda_check.h"
 #include "core/launch.cuh"
+#include "kernels/rounded_math.h"
 #include "kernels/step_check.h"
 
 namespace dropnet {
 
 namespace {
-
-// Products and sums rounded on their own, as the host's float loop rounds them.
-__device__ float mul_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-__device__ float add_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
 
 __global__ void record_losses_kernel(const float* const* loss_tops, const float* weights, int nloss, int k,
                                      bool check_finite, float* out, StepCheck* check) {
@@ -31,7 +16,7 @@ __global__ void record_losses_kernel(const float* const* loss_tops, const float*
     const float v = loss_tops[j][0];
     out[k * nloss + j] = v;
     finite = finite && isfinite(v);
-    l = add_rn(l, mul_rn(weights[j], v));
+    l = add_rounded(l, mul_rounded(weights[j], v));  // as the host's float loop rounds them
   }
   if (check_finite && check->halt == kStepOk && !(finite && isfinite(l))) check->halt = kStepLoss;
   if (check->halt != kStepOk && check->k < 0) check->k = k;
